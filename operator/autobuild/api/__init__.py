@@ -1,0 +1,1 @@
+"""The AutomatedBuild API: pydantic models (the single source of truth) and the generated CRD."""
