@@ -141,6 +141,23 @@ def parse_duration(text: str, field: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
+# What each pattern means, in words, for error messages.
+_PATTERN_HINTS: Final = {
+    DNS1123_SUBDOMAIN: "must be a Kubernetes object name (lowercase letters, digits, '-', '.')",
+    REPO: "must be host/owner/name or an http(s):// URL, without credentials, '#', whitespace "
+    "or a leading '-'",
+    REGISTRY: "must be a registry host name with an optional :port",
+    IMAGE_NAMESPACE: "must be lowercase path components ([a-z0-9] separated by '.', '_', '-')",
+    IMAGE_NAME: "must be one lowercase path component ([a-z0-9] separated by '.', '_', '-')",
+    RULE_SOURCE: "must be a branch or tag name without whitespace, control characters, '#', "
+    "'~^:?*[\\' or a leading '-', or a /regex/",
+    DOCKER_TAG_TEMPLATE: "may only hold tag characters [A-Za-z0-9_.-], commas, spaces and "
+    "{sourceref} or {\\1}..{\\9}",
+    REPO_PATH: "must not contain backslashes or control characters",
+    DURATION: "must be a duration such as 90s, 5m or 1h30m",
+}
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[str]:
     """One line per problem, each naming the field by its path, e.g. ``spec.tags[0].source``."""
     lines = []
@@ -149,5 +166,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> list[st
         for part in error["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         message = error["msg"].removeprefix("Value error, ")
+        pattern = (error.get("ctx") or {}).get("pattern")
+        if error["type"] == "string_pattern_mismatch" and pattern in _PATTERN_HINTS:
+            message = f"{error['input']!r} is not allowed: {_PATTERN_HINTS[pattern]}"
         lines.append(f"{path}: {message}" if path else message)
     return lines

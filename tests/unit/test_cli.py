@@ -1,0 +1,200 @@
+"""``autobuild render`` through a real subprocess, as users run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from factories import COMMIT
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def autobuild(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autobuild.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_render_seed_example_on_main() -> None:
+    result = autobuild(
+        "render",
+        "-f",
+        str(EXAMPLES / "dockertext-cavityflow.yaml"),
+        "--ref",
+        "refs/heads/main",
+        "--commit",
+        COMMIT,
+        "--message",
+        "Fix solver",
+    )
+    assert result.returncode == 0, result.stderr
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--destination=docker.io/acme/dockertext-cavityflow:latest" in args
+    assert "--build-arg=COMMIT_MSG=Fix solver" in args
+    assert job["spec"]["activeDeadlineSeconds"] == 1800
+
+
+def test_render_multi_document_file_skips_other_kinds() -> None:
+    result = autobuild(
+        "render", "-f", str(EXAMPLES / "private-repo.yaml"), "--ref", "main", "--commit", COMMIT
+    )
+    assert result.returncode == 0, result.stderr
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "GIT_USERNAME", "value": "x-token-auth"} in env
+    assert "replace-me" not in result.stdout
+
+
+def test_render_several_automated_builds_from_stdin() -> None:
+    text = (
+        (EXAMPLES / "dockertext-cavityflow.yaml").read_text()
+        + "\n---\n"
+        + (EXAMPLES / "semver-tags.yaml").read_text()
+    )
+    result = autobuild(
+        "render", "-f", "-", "--ref", "refs/tags/v1.4.2", "--commit", COMMIT, stdin=text
+    )
+    assert result.returncode == 0, result.stderr
+    names = [job["metadata"]["name"] for job in yaml.safe_load_all(result.stdout)]
+    assert len(names) == 2
+    assert names[0].startswith("cavityflow-")
+    assert names[1].startswith("semver-api-")
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_is_valid(example: str) -> None:
+    result = autobuild(
+        "render",
+        "-f",
+        str(EXAMPLES / example),
+        "--ref",
+        "refs/heads/nothing-matches-this",
+        "--commit",
+        COMMIT,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_nothing_matched_is_empty_output_exit_0_and_a_note() -> None:
+    result = autobuild(
+        "render",
+        "-f",
+        str(EXAMPLES / "dockertext-cavityflow.yaml"),
+        "--ref",
+        "refs/heads/dev",
+        "--commit",
+        COMMIT,
+    )
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert "no build rule matches Branch 'dev'" in result.stderr
+    assert "nothing to build" in result.stderr
+
+
+def test_deleted_branch_builds_nothing() -> None:
+    result = autobuild(
+        "render",
+        "-f",
+        str(EXAMPLES / "dockertext-cavityflow.yaml"),
+        "--ref",
+        "main",
+        "--commit",
+        "0" * 40,
+    )
+    assert (result.returncode, result.stdout) == (0, "")
+    assert "deleted" in result.stderr
+
+
+def test_invalid_document_exits_1_naming_the_field(tmp_path: Path) -> None:
+    bad = (
+        (EXAMPLES / "dockertext-cavityflow.yaml")
+        .read_text()
+        .replace("visibility: Public", "visibility: Everyone")
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(bad)
+    result = autobuild("render", "-f", str(path), "--ref", "main", "--commit", COMMIT)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "spec.image.visibility" in result.stderr
+    assert "AutomatedBuild cavityflow" in result.stderr
+
+
+def test_one_bad_document_yields_no_output_at_all(tmp_path: Path) -> None:
+    good = (EXAMPLES / "dockertext-cavityflow.yaml").read_text()
+    bad = good.replace("name: cavityflow", "name: broken").replace(
+        "dockerTag: latest", "dockerTag: '{\\\\1}'"
+    )
+    path = tmp_path / "mixed.yaml"
+    path.write_text(good + "\n---\n" + bad)
+    result = autobuild("render", "-f", str(path), "--ref", "main", "--commit", COMMIT)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "document 2 (AutomatedBuild broken): spec.tags[0]" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--ref", "main#x", "--commit", COMMIT], "--ref: 'main#x' is not a safe git ref name"),
+        (["--ref=-x", "--commit", COMMIT], "--ref: '-x' is not a safe git ref name"),
+        (["--ref", "main", "--commit", "abc"], "--commit: 'abc' is not a full commit id"),
+    ],
+)
+def test_bad_ref_or_commit(args: list[str], words: str) -> None:
+    result = autobuild("render", "-f", str(EXAMPLES / "dockertext-cavityflow.yaml"), *args)
+    assert result.returncode == 1
+    assert words in result.stderr
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    result = autobuild(
+        "render", "-f", str(tmp_path / "nope.yaml"), "--ref", "main", "--commit", COMMIT
+    )
+    assert result.returncode == 1
+    assert "No such file" in result.stderr
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [\n")
+    result = autobuild("render", "-f", str(broken), "--ref", "main", "--commit", COMMIT)
+    assert result.returncode == 1
+    assert "not valid YAML" in result.stderr
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+    result = autobuild("render", "-f", str(empty), "--ref", "main", "--commit", COMMIT)
+    assert result.returncode == 1
+    assert "no AutomatedBuild" in result.stderr
+
+
+def test_manual_trigger_builds_rules_with_autobuild_off() -> None:
+    example = str(EXAMPLES / "release-branches.yaml")
+    push = autobuild("render", "-f", example, "--ref", "feature/login", "--commit", COMMIT)
+    assert push.stdout == ""
+    assert "autobuild is false" in push.stderr
+    manual = autobuild(
+        "render", "-f", example, "--ref", "feature/login", "--commit", COMMIT, "--trigger", "manual"
+    )
+    (job,) = list(yaml.safe_load_all(manual.stdout))
+    assert (
+        "--destination=docker.io/acme/frontend:feature-login"
+        in job["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "autobuild"
+    result = subprocess.run(
+        [str(script), "render", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "--commit" in result.stdout

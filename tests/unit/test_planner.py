@@ -1,0 +1,134 @@
+"""The build planner: pushes and triggers -> builds, with Docker Hub's semantics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from factories import COMMIT, automated_build
+
+from autobuild.api import checks
+from autobuild.api.models import SourceType, Trigger
+from autobuild.build.planner import PushEvent, plan_builds
+
+RULES: list[dict[str, Any]] = [
+    {"source": "main", "dockerTag": "latest"},
+    {"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1},stable"},
+    {"source": "/^release-/", "dockerTag": "{sourceref}", "autobuild": False},
+    {"source": "/[0-9.]+$/", "dockerTag": "version-{sourceref}"},
+]
+
+
+def planned(
+    ref: str, trigger: Trigger = Trigger.PUSH, commit: str = COMMIT, **spec: Any
+) -> list[tuple[int, tuple[str, ...]]]:
+    spec.setdefault("tags", RULES)
+    plan = plan_builds(automated_build(**spec).spec, PushEvent.parse(ref, commit, "msg", trigger))
+    return [(build.rule_index, build.tags) for build in plan.builds]
+
+
+@pytest.mark.parametrize(
+    ("ref", "trigger", "expected"),
+    [
+        ("refs/heads/main", Trigger.PUSH, [(0, ("latest",))]),
+        ("main", Trigger.PUSH, [(0, ("latest",))]),
+        ("refs/tags/v1.2.3", Trigger.PUSH, [(1, ("1.2.3", "stable"))]),
+        # a tag named like a branch rule does not build the branch rule
+        ("refs/tags/main", Trigger.PUSH, []),
+        ("refs/heads/v1.2.3", Trigger.PUSH, [(3, ("version-v1.2.3",))]),
+        # autobuild: false skips pushes and polls, but not manual or API triggers
+        ("refs/heads/release-2.0", Trigger.PUSH, [(3, ("version-release-2.0",))]),
+        ("refs/heads/release-2.0", Trigger.POLL, [(3, ("version-release-2.0",))]),
+        (
+            "refs/heads/release-2.0",
+            Trigger.MANUAL,
+            [(2, ("release-2.0",)), (3, ("version-release-2.0",))],
+        ),
+        (
+            "refs/heads/release-2.0",
+            Trigger.API,
+            [(2, ("release-2.0",)), (3, ("version-release-2.0",))],
+        ),
+        ("refs/heads/feature/x", Trigger.PUSH, []),
+    ],
+)
+def test_rules_that_build(
+    ref: str, trigger: Trigger, expected: list[tuple[int, tuple[str, ...]]]
+) -> None:
+    assert planned(ref, trigger) == expected
+
+
+def test_several_matching_rules_each_build() -> None:
+    rules = [
+        {"source": "main", "dockerTag": "latest"},
+        {"source": "/^ma/", "dockerTag": "{sourceref}-edge"},
+        {"source": "main", "dockerTag": "stable", "dockerfile": "Dockerfile.prod"},
+    ]
+    assert planned("main", tags=rules) == [(0, ("latest",)), (1, ("main-edge",)), (2, ("stable",))]
+
+
+def test_master_switch_off_stops_pushes_and_polls_only() -> None:
+    assert planned("main", Trigger.PUSH, autoBuildOnPush=False) == []
+    assert planned("main", Trigger.POLL, autoBuildOnPush=False) == []
+    assert planned("main", Trigger.MANUAL, autoBuildOnPush=False) == [(0, ("latest",))]
+
+
+@pytest.mark.parametrize("commit", ["0" * 40, "0" * 64])
+def test_deleted_ref_builds_nothing(commit: str) -> None:
+    plan = plan_builds(automated_build(tags=RULES).spec, PushEvent.parse("main", commit))
+    assert plan.builds == ()
+    assert "deleted" in plan.notes[0]
+    assert planned("main", Trigger.MANUAL, commit=commit) == []
+
+
+def test_default_rule_is_main_to_latest() -> None:
+    spec = automated_build().spec
+    assert [(r.source_type, r.source, r.docker_tag) for r in spec.tags] == [
+        (SourceType.BRANCH, "main", "latest")
+    ]
+    assert planned("main", tags=[{"source": "main", "dockerTag": "latest"}]) == [(0, ("latest",))]
+
+
+def test_notes_explain_what_did_not_build() -> None:
+    spec = automated_build(tags=RULES).spec
+    notes = plan_builds(spec, PushEvent.parse("refs/heads/release-1", COMMIT)).notes
+    assert any("autobuild is false" in note for note in notes)
+    notes = plan_builds(spec, PushEvent.parse("refs/heads/nope", COMMIT)).notes
+    assert notes == ("no build rule matches Branch 'nope'",)
+    empty = automated_build(
+        tags=[{"sourceType": "Tag", "source": "/^v([0-9]+)(-x)?$/", "dockerTag": "{\\2}"}]
+    )
+    notes = plan_builds(empty.spec, PushEvent.parse("refs/tags/v1", COMMIT)).notes
+    assert notes == ("rule 0 (/^v([0-9]+)(-x)?$/) matches but its dockerTag renders empty",)
+
+
+@pytest.mark.parametrize(
+    ("ref", "commit", "field"),
+    [
+        ("refs/heads/main#evil", COMMIT, "ref"),
+        ("refs/heads/ma in", COMMIT, "ref"),
+        ("refs/heads/-x", COMMIT, "ref"),
+        ("--upload-pack=evil", COMMIT, "ref"),
+        ("refs/heads/a\nb", COMMIT, "ref"),
+        ("refs/heads/a..b", COMMIT, "ref"),
+        ("refs/heads/", COMMIT, "ref"),
+        ("refs/pull/1/head", COMMIT, "ref"),
+        ("main", "abc123", "commit"),
+        ("main", COMMIT.upper(), "commit"),
+        ("main", COMMIT + " --evil", "commit"),
+    ],
+)
+def test_unsafe_refs_and_commits_are_refused(ref: str, commit: str, field: str) -> None:
+    with pytest.raises(checks.InputError) as caught:
+        PushEvent.parse(ref, commit)
+    assert caught.value.field == field
+
+
+def test_event_keeps_full_ref() -> None:
+    event = PushEvent.parse("refs/tags/v1.0", COMMIT)
+    assert (event.source_type, event.name, event.git_ref) == (
+        SourceType.TAG,
+        "v1.0",
+        "refs/tags/v1.0",
+    )
+    assert PushEvent.parse("feature/x", COMMIT).git_ref == "refs/heads/feature/x"
