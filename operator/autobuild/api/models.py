@@ -520,6 +520,10 @@ class AutomatedBuildStatus(_Model):
     )
     latest_build: LatestBuild | None = None
     builds: list[BuildRecord] = Field(default_factory=list, description="Newest first.")
+    last_trigger: str | None = Field(
+        default=None,
+        description="The value of the autobuild.dev/trigger annotation last acted on.",
+    )
 
 
 class ObjectMeta(BaseModel):

@@ -1,0 +1,1 @@
+"""The pure core: rule matching, tag rendering, build plans and the Kaniko Job manifest. No I/O."""

@@ -1,0 +1,253 @@
+"""The Kaniko Job renderer: a planned build -> a ``batch/v1`` Job manifest (a plain dict)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Provider
+from autobuild.build.planner import PlannedBuild
+from autobuild.settings import BuildSettings
+
+LABEL_PREFIX: Final = "autobuild.dev/"
+LABEL_AUTOMATEDBUILD: Final = LABEL_PREFIX + "automatedbuild"
+LABEL_UID: Final = LABEL_PREFIX + "uid"
+LABEL_RULE: Final = LABEL_PREFIX + "rule"
+LABEL_COMMIT: Final = LABEL_PREFIX + "commit"
+LABEL_TRIGGER: Final = LABEL_PREFIX + "trigger"
+LABEL_BUILD_ID: Final = LABEL_PREFIX + "build-id"
+ANNOTATION_SOURCE_REF: Final = LABEL_PREFIX + "source-ref"
+ANNOTATION_TAGS: Final = LABEL_PREFIX + "tags"
+ANNOTATION_COMMIT: Final = LABEL_PREFIX + "commit"
+
+CONTAINER_NAME: Final = "kaniko"
+DOCKER_CONFIG_DIR: Final = "/kaniko/.docker"
+TERMINATION_LOG: Final = "/dev/termination-log"
+_MAX_NAME = 63
+_NAME_PREFIX_MAX = 38
+_LABEL_VALUE_MAX = 63
+# Usernames that the hosts expect next to an access token used as a password.
+_TOKEN_USERNAMES: Final = {Provider.GITLAB: "oauth2", Provider.BITBUCKET: "x-token-auth"}
+
+
+@dataclass(frozen=True)
+class BuildIdentity:
+    """The deterministic name and id of one build's Job."""
+
+    job_name: str
+    build_id: str
+
+
+def _dns_label(text: str, limit: int) -> str:
+    """Lowercase ``text`` into a DNS-1123 label fragment of at most ``limit`` characters."""
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower())
+    label = re.sub(r"-{2,}", "-", label).strip("-")[:limit].rstrip("-")
+    return label or "build"
+
+
+def _label_value(text: str) -> str:
+    """A label value of at most 63 characters; long values keep a hash suffix to stay unique."""
+    if len(text) <= _LABEL_VALUE_MAX:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{text[: _LABEL_VALUE_MAX - 9].rstrip('-._')}-{digest}"
+
+
+def build_identity(automated_build: AutomatedBuild, build: PlannedBuild) -> BuildIdentity:
+    """Name a build deterministically from (owner, rule, commit, trigger), at most 63 characters.
+
+    The same push seen twice (webhook redelivery, poll after webhook, operator restart) maps to
+    the same Job name, so creating it again answers 409 instead of building twice.
+    """
+    meta = automated_build.metadata
+    owner = meta.uid or f"{meta.namespace}/{meta.name}"
+    event = build.event
+    key = "\0".join(
+        [owner, str(build.rule_index), event.commit, event.trigger.value, event.trigger_id]
+    )
+    build_id = hashlib.sha256(key.encode()).hexdigest()[:10]
+    name = f"{_dns_label(meta.name, _NAME_PREFIX_MAX)}-{event.commit[:7]}-{build_id}"
+    return BuildIdentity(job_name=name[:_MAX_NAME], build_id=build_id)
+
+
+def git_context(spec: AutomatedBuildSpec, git_ref: str, commit: str) -> str:
+    """Kaniko's git build context, pinned to the commit: ``git://HOST/PATH#REF#COMMIT``."""
+    repo = spec.source.repo.rstrip("/")
+    bare = re.sub(r"^https?://", "", repo)
+    if bare == repo and not bare.endswith(".git"):
+        bare += ".git"
+    return f"git://{bare}#{git_ref}#{commit}"
+
+
+def clone_url(spec: AutomatedBuildSpec) -> str:
+    """The URL git clones from (``https://`` unless the repo names ``http://``)."""
+    repo = spec.source.repo.rstrip("/")
+    if re.match(r"^https?://", repo):
+        return repo
+    return f"https://{repo}" + ("" if repo.endswith(".git") else ".git")
+
+
+def cache_repo(spec: AutomatedBuildSpec) -> str:
+    """Where Kaniko keeps cached layers: a sibling repository, since Docker Hub has two levels."""
+    image = spec.image
+    if image.registry in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        return f"{image.registry}/{image.namespace}/{image.name}-buildcache"
+    return f"{image.repository}/buildcache"
+
+
+def build_args(spec: AutomatedBuildSpec, build: PlannedBuild) -> dict[str, str]:
+    """Docker Hub's build variables, then ``spec.buildArgs`` (which may not override them)."""
+    docker_repo = spec.image.repository
+    docker_tag = build.tags[0]
+    builtin = {
+        "SOURCE_BRANCH": build.event.name,
+        "SOURCE_COMMIT": build.event.commit,
+        "COMMIT_MSG": build.event.message,
+        "DOCKER_REPO": docker_repo,
+        "DOCKERFILE_PATH": build.rule.dockerfile,
+        "DOCKER_TAG": docker_tag,
+        "IMAGE_NAME": f"{docker_repo}:{docker_tag}",
+    }
+    return {**dict(sorted(spec.build_args.items())), **builtin}
+
+
+def kaniko_args(spec: AutomatedBuildSpec, build: PlannedBuild, settings: BuildSettings) -> list[str]:
+    """The executor's arguments. Every value uses ``--flag=value`` so none can pose as a flag."""
+    rule = build.rule
+    event = build.event
+    args = [f"--context={git_context(spec, event.git_ref, event.commit)}"]
+    if rule.context_sub_path:
+        args.append(f"--context-sub-path={rule.context_sub_path}")
+    args.append(f"--dockerfile={rule.dockerfile}")
+    args += [f"--destination={spec.image.repository}:{tag}" for tag in build.tags]
+    args += [f"--digest-file={TERMINATION_LOG}", "--snapshot-mode=redo"]
+    args.append(f"--push-retry={settings.push_retry}")
+    if rule.build_cache:
+        args += ["--cache=true", f"--cache-repo={cache_repo(spec)}", f"--cache-ttl={settings.cache_ttl}"]
+    if spec.image.registry in settings.insecure_registries:
+        args += ["--insecure", "--skip-tls-verify", "--insecure-pull", "--skip-tls-verify-pull"]
+    args += [f"--build-arg={name}={value}" for name, value in build_args(spec, build).items()]
+    args += [
+        f"--label=org.opencontainers.image.source={clone_url(spec)}",
+        f"--label=org.opencontainers.image.revision={event.commit}",
+        f"--label=org.opencontainers.image.description={spec.image.short_description}",
+    ]
+    return args
+
+
+def _git_env(spec: AutomatedBuildSpec) -> list[dict[str, Any]]:
+    """Git transport and credentials for Kaniko; the token only ever comes from the Secret."""
+    env: list[dict[str, Any]] = []
+    if spec.source.repo.startswith("http://"):
+        env.append({"name": "GIT_PULL_METHOD", "value": "http"})
+    secret = spec.source.credentials_secret
+    if secret is None:
+        return env
+    token_ref = {"secretKeyRef": {"name": secret, "key": "token"}}
+    username = token_username(spec.provider)
+    if username is None:
+        env.append({"name": "GIT_TOKEN", "valueFrom": token_ref})
+    else:
+        env.append({"name": "GIT_USERNAME", "value": username})
+        env.append({"name": "GIT_PASSWORD", "valueFrom": token_ref})
+    return env
+
+
+def token_username(provider: Provider) -> str | None:
+    """The username a host expects next to an access token (None: the token is the username)."""
+    return _TOKEN_USERNAMES.get(provider)
+
+
+def _labels(automated_build: AutomatedBuild, build: PlannedBuild, build_id: str) -> dict[str, str]:
+    meta = automated_build.metadata
+    labels = {
+        "app.kubernetes.io/name": "autobuild",
+        "app.kubernetes.io/component": "build",
+        "app.kubernetes.io/managed-by": "autobuild",
+        LABEL_AUTOMATEDBUILD: _label_value(meta.name),
+        LABEL_RULE: str(build.rule_index),
+        LABEL_COMMIT: build.event.commit[:40],
+        LABEL_TRIGGER: build.event.trigger.value,
+        LABEL_BUILD_ID: build_id,
+    }
+    if meta.uid:
+        labels[LABEL_UID] = meta.uid
+    return labels
+
+
+def render_job(
+    automated_build: AutomatedBuild, build: PlannedBuild, settings: BuildSettings
+) -> dict[str, Any]:
+    """The complete Kaniko Job for one planned build."""
+    spec = automated_build.spec
+    meta = automated_build.metadata
+    identity = build_identity(automated_build, build)
+    labels = _labels(automated_build, build, identity.build_id)
+    limits = {"cpu": settings.cpu_limit, "memory": settings.memory_limit}
+    if settings.ephemeral_storage_limit:
+        limits["ephemeral-storage"] = settings.ephemeral_storage_limit
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": settings.executor_image,
+        "args": kaniko_args(spec, build, settings),
+        "env": _git_env(spec),
+        "resources": {
+            "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
+            "limits": limits,
+        },
+        # The digest file is the termination log; on failure Kubernetes falls back to the log tail.
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [container],
+    }
+    if spec.image.push_secret is not None:
+        container["volumeMounts"] = [
+            {"name": "docker-config", "mountPath": DOCKER_CONFIG_DIR, "readOnly": True}
+        ]
+        pod_spec["volumes"] = [
+            {
+                "name": "docker-config",
+                "secret": {
+                    "secretName": spec.image.push_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        ]
+    metadata: dict[str, Any] = {
+        "name": identity.job_name,
+        "namespace": meta.namespace,
+        "labels": labels,
+        "annotations": {
+            ANNOTATION_SOURCE_REF: build.event.git_ref,
+            ANNOTATION_COMMIT: build.event.commit,
+            ANNOTATION_TAGS: ",".join(build.tags),
+        },
+    }
+    if meta.uid:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": automated_build.api_version,
+                "kind": automated_build.kind,
+                "name": meta.name,
+                "uid": meta.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": spec.timeout_seconds,
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,114 @@
+"""The build planner: a push (or a manual trigger) and an AutomatedBuild spec -> builds to run."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from autobuild.api import checks
+from autobuild.api.models import AutomatedBuildSpec, BuildRule, SourceType, Trigger
+from autobuild.build.rules import match_rule, render_tags
+
+_BRANCH_PREFIX = "refs/heads/"
+_TAG_PREFIX = "refs/tags/"
+_ZERO_COMMIT = re.compile(r"^0+$")
+# Triggers that a person asked for: they build rules whose autobuild switch is off, too.
+_EXPLICIT_TRIGGERS = frozenset({Trigger.MANUAL, Trigger.API})
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """A ref that moved to a commit, and what reported it. Build it with :meth:`parse`."""
+
+    source_type: SourceType
+    name: str
+    commit: str
+    message: str = ""
+    trigger: Trigger = Trigger.PUSH
+    trigger_id: str = ""
+
+    @classmethod
+    def parse(
+        cls,
+        ref: str,
+        commit: str,
+        message: str = "",
+        trigger: Trigger = Trigger.PUSH,
+        trigger_id: str = "",
+    ) -> PushEvent:
+        """Validate a ref (``refs/heads/X``, ``refs/tags/X`` or a bare branch name) and commit."""
+        if ref.startswith(_BRANCH_PREFIX):
+            source_type, name = SourceType.BRANCH, ref[len(_BRANCH_PREFIX) :]
+        elif ref.startswith(_TAG_PREFIX):
+            source_type, name = SourceType.TAG, ref[len(_TAG_PREFIX) :]
+        elif ref.startswith("refs/"):
+            raise checks.InputError("ref", f"{ref!r}: only refs/heads/* and refs/tags/* build")
+        else:
+            source_type, name = SourceType.BRANCH, ref
+        checks.check_git_ref_name(name, "ref")
+        if not re.fullmatch(checks.COMMIT, commit):
+            raise checks.InputError(
+                "commit", f"{commit!r} is not a full commit id (40 or 64 lowercase hex digits)"
+            )
+        return cls(source_type, name, commit, message, trigger, trigger_id)
+
+    @property
+    def git_ref(self) -> str:
+        """The full git ref, e.g. ``refs/heads/main``."""
+        prefix = _BRANCH_PREFIX if self.source_type is SourceType.BRANCH else _TAG_PREFIX
+        return prefix + self.name
+
+    @property
+    def is_deletion(self) -> bool:
+        """A push that deleted the ref carries the all-zero commit."""
+        return bool(_ZERO_COMMIT.match(self.commit))
+
+
+@dataclass(frozen=True)
+class PlannedBuild:
+    """One build to run: a rule, the ref and commit it builds, and the image tags it pushes."""
+
+    rule_index: int
+    rule: BuildRule
+    event: PushEvent
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """The builds a push causes, and notes that explain what did not build."""
+
+    builds: tuple[PlannedBuild, ...]
+    notes: tuple[str, ...] = field(default=())
+
+
+def plan_builds(spec: AutomatedBuildSpec, event: PushEvent) -> BuildPlan:
+    """Decide, with Docker Hub's semantics, which rules build for ``event``.
+
+    - a deleted ref builds nothing;
+    - pushes and polls build only with ``autoBuildOnPush`` on, and only rules with ``autobuild``;
+    - manual and API triggers build every matching rule;
+    - every matching rule builds (several rules may match one push).
+    """
+    if event.is_deletion:
+        return BuildPlan((), (f"{event.git_ref} was deleted: nothing to build",))
+    explicit = event.trigger in _EXPLICIT_TRIGGERS
+    if not explicit and not spec.auto_build_on_push:
+        return BuildPlan((), ("autoBuildOnPush is false: pushes do not build",))
+    builds: list[PlannedBuild] = []
+    notes: list[str] = []
+    for index, rule in enumerate(spec.tags):
+        match = match_rule(rule, event.source_type, event.name)
+        if match is None:
+            continue
+        if not explicit and not rule.autobuild:
+            notes.append(f"rule {index} ({rule.source}) matches but its autobuild is false")
+            continue
+        tags = render_tags(rule.docker_tag, match)
+        if not tags:
+            notes.append(f"rule {index} ({rule.source}) matches but its dockerTag renders empty")
+            continue
+        builds.append(PlannedBuild(index, rule, event, tags))
+    if not builds and not notes:
+        notes.append(f"no build rule matches {event.source_type.value} {event.name!r}")
+    return BuildPlan(tuple(builds), tuple(notes))
