@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -14,7 +17,8 @@ from pydantic import ValidationError
 from autobuild import API_GROUP, KIND, yamlio
 from autobuild.api import checks
 from autobuild.api.models import AutomatedBuild, Trigger
-from autobuild.build.job import render_job
+from autobuild.build import status as build_status
+from autobuild.build.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
 from autobuild.build.planner import PushEvent, plan_builds
 from autobuild.settings import BuildSettings
 
@@ -85,6 +89,134 @@ def render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _cluster_target(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """Load client config; return the namespace and the AutomatedBuild named on the command line."""
+    from autobuild.controller import kube
+
+    kube.load_config()
+    namespace = args.namespace or _current_namespace()
+    body = asyncio.run(kube.get_automated_build(namespace, args.name))
+    if body is None:
+        raise CliError(f"AutomatedBuild {namespace}/{args.name} not found")
+    return namespace, body
+
+
+def _current_namespace() -> str:
+    from kubernetes import config
+
+    try:
+        _, context = config.list_kube_config_contexts()
+    except config.ConfigException:
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
+
+
+def trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild trigger``: ask the operator for a build now (the trigger annotation)."""
+    from autobuild.controller import kube
+    from autobuild.controller.reconcile import (
+        ANNOTATION_TRIGGER,
+        ANNOTATION_TRIGGER_COMMIT,
+        ANNOTATION_TRIGGER_REF,
+    )
+
+    if args.ref:
+        try:
+            PushEvent.parse(args.ref, args.commit or "f" * 40)
+        except checks.InputError as exc:
+            raise CliError(f"--{exc}") from exc
+    namespace, _ = _cluster_target(args)
+    value = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    annotations = {
+        ANNOTATION_TRIGGER: value,
+        ANNOTATION_TRIGGER_REF: args.ref or None,
+        ANNOTATION_TRIGGER_COMMIT: args.commit or None,
+    }
+    asyncio.run(kube.patch_annotations(namespace, args.name, annotations))
+    out.write(f"automatedbuild/{args.name} triggered ({value})\n")
+    return 0
+
+
+def _build_jobs(namespace: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    from autobuild.controller import kube
+
+    jobs = asyncio.run(kube.list_jobs(namespace, body["metadata"]["uid"]))
+    return sorted(jobs, key=lambda j: str(j["metadata"].get("creationTimestamp")), reverse=True)
+
+
+def _pick(jobs: list[dict[str, Any]], build_id: str | None) -> list[dict[str, Any]]:
+    if build_id is None:
+        return jobs
+    picked = [j for j in jobs if j["metadata"]["labels"].get(LABEL_BUILD_ID) == build_id]
+    if not picked:
+        raise CliError(f"no build {build_id!r}")
+    return picked
+
+
+def cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild cancel``: stop queued or running builds (all of them, or one)."""
+    from autobuild.controller import kube
+
+    namespace, body = _cluster_target(args)
+    jobs = _pick(_build_jobs(namespace, body), args.build)
+    cancelled = 0
+    for job in jobs:
+        build_id = job["metadata"]["labels"].get(LABEL_BUILD_ID)
+        if build_status.is_finished(build_status.observe(job, ()).phase):
+            if args.build:
+                raise CliError(f"build {build_id} has already finished")
+            continue
+        patch = build_status.cancel_patch(datetime.now(UTC))
+        asyncio.run(kube.patch_job(namespace, job["metadata"]["name"], patch))
+        out.write(f"build {build_id} cancelled\n")
+        cancelled += 1
+    if not cancelled:
+        err.write("autobuild: no queued or running build to cancel\n")
+    return 0
+
+
+def logs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild logs``: print (or follow) a build's Kaniko log; the newest build by default."""
+    from kubernetes import client
+
+    namespace, body = _cluster_target(args)
+    jobs = _pick(_build_jobs(namespace, body), args.build)
+    if not jobs:
+        raise CliError(f"AutomatedBuild {args.name} has no builds yet")
+    job_name = jobs[0]["metadata"]["name"]
+    pods = client.CoreV1Api().list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
+    if not pods.items:
+        raise CliError(f"build Job {job_name} has no pod yet (queued?)")
+    pod = max(pods.items, key=lambda p: p.metadata.creation_timestamp)
+    stream = client.CoreV1Api().read_namespaced_pod_log(
+        pod.metadata.name,
+        namespace,
+        container=CONTAINER_NAME,
+        follow=args.follow,
+        _preload_content=False,
+    )
+    for chunk in stream.stream():
+        out.write(chunk.decode(errors="replace"))
+        out.flush()
+    return 0
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild run``: the operator."""
+    import kopf
+
+    import autobuild.controller.handlers  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or [],
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``autobuild`` command."""
     parser = argparse.ArgumentParser(
@@ -110,6 +242,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="what asks for the build; manual and api also build rules with autobuild: false",
     )
     render_cmd.set_defaults(handler=render)
+
+    run_cmd = commands.add_parser("run", help="run the operator")
+    run_cmd.add_argument(
+        "-n", "--namespace", action="append", help="watch only this namespace (repeatable)"
+    )
+    run_cmd.add_argument(
+        "--liveness",
+        default="http://127.0.0.1:8081/healthz",
+        help="liveness endpoint URL (use http://0.0.0.0:8081/healthz in a Pod)",
+    )
+    run_cmd.add_argument("-v", "--verbose", action="store_true")
+    run_cmd.set_defaults(handler=run)
+
+    for name, help_text, handler in (
+        ("trigger", "ask for a build now", trigger),
+        ("cancel", "cancel queued or running builds", cancel),
+        ("logs", "print a build's log", logs),
+    ):
+        cmd = commands.add_parser(name, help=help_text)
+        cmd.add_argument("name", help="the AutomatedBuild")
+        cmd.add_argument("-n", "--namespace", help="its namespace (default: the context's)")
+        cmd.set_defaults(handler=handler)
+        if name == "trigger":
+            cmd.add_argument("--ref", help="build this ref (default: every exact-name rule)")
+            cmd.add_argument("--commit", help="build this commit (default: the ref's head)")
+        else:
+            cmd.add_argument("--build", help="the build id (default: all / the newest)")
+        if name == "logs":
+            cmd.add_argument("-f", "--follow", action="store_true", help="stream the log")
     return parser
 
 

@@ -27,6 +27,8 @@ class BuildSettings:
     push_retry: int = 2
     # Registries reached over plain HTTP or with self-signed certificates, comma-separated.
     insecure_registries: tuple[str, ...] = ()
+    # Run builds only on these nodes (Docker Hub's "builder" nodes): key=value,key=value.
+    node_selector: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildSettings:
@@ -39,6 +41,11 @@ class BuildSettings:
                 continue
             if spec.name == "insecure_registries":
                 values[spec.name] = tuple(item.strip() for item in raw.split(",") if item.strip())
+            elif spec.name == "node_selector":
+                pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+                if any(len(pair) != 2 for pair in pairs):
+                    raise ValueError(f"AUTOBUILD_NODE_SELECTOR: expected key=value,...: {raw!r}")
+                values[spec.name] = tuple((k.strip(), v.strip()) for k, v in pairs)
             elif spec.name == "push_retry":
                 values[spec.name] = int(raw)
             else:

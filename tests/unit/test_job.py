@@ -241,6 +241,7 @@ def test_resources_and_executor_come_from_settings() -> None:
             "AUTOBUILD_MEMORY_LIMIT": "8Gi",
             "AUTOBUILD_EPHEMERAL_STORAGE_LIMIT": "30Gi",
             "AUTOBUILD_PUSH_RETRY": "5",
+            "AUTOBUILD_NODE_SELECTOR": "builder=true, zone=a",
         }
     )
     job = render(automated_build(), settings=settings)
@@ -250,6 +251,8 @@ def test_resources_and_executor_come_from_settings() -> None:
         "limits": {"cpu": "2", "memory": "8Gi", "ephemeral-storage": "30Gi"},
     }
     assert "--push-retry=5" in args(job)
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"builder": "true", "zone": "a"}
+    assert "nodeSelector" not in render(automated_build())["spec"]["template"]["spec"]
 
 
 def test_job_name_is_deterministic_and_distinguishes_builds() -> None:

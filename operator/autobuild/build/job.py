@@ -113,7 +113,9 @@ def build_args(spec: AutomatedBuildSpec, build: PlannedBuild) -> dict[str, str]:
     return {**dict(sorted(spec.build_args.items())), **builtin}
 
 
-def kaniko_args(spec: AutomatedBuildSpec, build: PlannedBuild, settings: BuildSettings) -> list[str]:
+def kaniko_args(
+    spec: AutomatedBuildSpec, build: PlannedBuild, settings: BuildSettings
+) -> list[str]:
     """The executor's arguments. Every value uses ``--flag=value`` so none can pose as a flag."""
     rule = build.rule
     event = build.event
@@ -125,7 +127,11 @@ def kaniko_args(spec: AutomatedBuildSpec, build: PlannedBuild, settings: BuildSe
     args += [f"--digest-file={TERMINATION_LOG}", "--snapshot-mode=redo"]
     args.append(f"--push-retry={settings.push_retry}")
     if rule.build_cache:
-        args += ["--cache=true", f"--cache-repo={cache_repo(spec)}", f"--cache-ttl={settings.cache_ttl}"]
+        args += [
+            "--cache=true",
+            f"--cache-repo={cache_repo(spec)}",
+            f"--cache-ttl={settings.cache_ttl}",
+        ]
     if spec.image.registry in settings.insecure_registries:
         args += ["--insecure", "--skip-tls-verify", "--insecure-pull", "--skip-tls-verify-pull"]
     args += [f"--build-arg={name}={value}" for name, value in build_args(spec, build).items()]
@@ -207,6 +213,8 @@ def render_job(
         "enableServiceLinks": False,
         "containers": [container],
     }
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
     if spec.image.push_secret is not None:
         container["volumeMounts"] = [
             {"name": "docker-config", "mountPath": DOCKER_CONFIG_DIR, "readOnly": True}

@@ -32,6 +32,8 @@ from autobuild.build.job import (
 )
 
 ANNOTATION_CANCELLED: Final = "autobuild.dev/cancelled"
+# When the operator created the Job, to the microsecond: creationTimestamp has whole seconds only.
+ANNOTATION_REQUESTED: Final = "autobuild.dev/requested-at"
 _FINISHED: Final = frozenset(
     {BuildPhase.SUCCEEDED, BuildPhase.FAILED, BuildPhase.CANCELLED, BuildPhase.TIMED_OUT}
 )
@@ -187,7 +189,8 @@ def build_record(job: Obj, pods: Sequence[Obj]) -> BuildRecord:
 
 def _created(job: Obj) -> str:
     meta = job.get("metadata") or {}
-    return f"{meta.get('creationTimestamp', '')}/{meta.get('name', '')}"
+    requested = (meta.get("annotations") or {}).get(ANNOTATION_REQUESTED, "")
+    return f"{meta.get('creationTimestamp', '')}/{requested}/{meta.get('name', '')}"
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,9 @@ def conditions(
                 reason=reason,
                 message=message,
                 observed_generation=generation,
-                last_transition_time=now if changed or before is None else before.last_transition_time,
+                last_transition_time=now
+                if changed or before is None
+                else before.last_transition_time,
             )
         )
     return result

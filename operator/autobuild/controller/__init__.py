@@ -1,0 +1,1 @@
+"""The operator: kopf handlers (thin) around the pure core, and the Kubernetes effects they need."""

@@ -1,0 +1,95 @@
+"""kopf registrations: every watch event funnels into the one level-based reconcile.
+
+Only event handlers, an index and a retry timer are used: none of them makes kopf store state
+in the objects, so an idle restart writes nothing, and the operator never touches ``spec``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from autobuild import API_GROUP, API_VERSION, PLURAL
+from autobuild.build.job import LABEL_UID
+from autobuild.controller import kube
+from autobuild.controller.reconcile import Reporter, reconcile
+from autobuild.settings import BuildSettings
+
+SETTINGS = BuildSettings.from_env()
+_RETRY_SECONDS = 30.0
+
+
+class KopfReporter(Reporter):
+    """Posts Events through kopf's event poster."""
+
+    def event(self, body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """Post an Event about ``body``."""
+        super().event(body, kind, reason, message)
+        # kopf.event only reads apiVersion, kind and metadata of the body it is given.
+        kopf.event(cast(kopf.Body, body), type=kind, reason=reason, message=message[:1024])
+
+
+REPORTER = KopfReporter()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Client config, and kopf settings that keep its own bookkeeping out of our objects."""
+    kube.load_config()
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    settings.persistence.finalizer = "autobuild.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="autobuild.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="autobuild.dev", key="last-handled-configuration"
+    )
+
+
+@kopf.index(API_GROUP, API_VERSION, PLURAL)
+def by_uid(uid: str, namespace: str | None, name: str, **_: Any) -> dict[str, tuple[str, str]]:
+    """AutomatedBuilds by uid, so Job and Pod events find their owner without an API call."""
+    return {uid: (namespace or "", name)}
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL)
+async def automated_build_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    """Any change of an AutomatedBuild (and the initial listing after a restart)."""
+    if type == "DELETED" or namespace is None:
+        return
+    await reconcile(namespace, name, SETTINGS, REPORTER)
+
+
+async def _owner_changed(labels: Mapping[str, str], indexes: Mapping[str, Any]) -> None:
+    owners: kopf.Index[str, tuple[str, str]] = indexes["by_uid"]
+    for namespace, name in owners.get(labels.get(LABEL_UID, ""), []):
+        await reconcile(namespace, name, SETTINGS, REPORTER)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_UID: kopf.PRESENT})
+async def job_event(labels: Mapping[str, str], **kwargs: Any) -> None:
+    """A build Job moved: update its AutomatedBuild's status and queue."""
+    await _owner_changed(labels, kwargs)
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_UID: kopf.PRESENT})
+async def pod_event(labels: Mapping[str, str], **kwargs: Any) -> None:
+    """A build Pod moved (started, image pull errors, finished)."""
+    await _owner_changed(labels, kwargs)
+
+
+def _needs_retry(status: Mapping[str, Any], **_: Any) -> bool:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") != "True":
+            return bool(condition.get("reason") != "BuildFailed")
+    return False
+
+
+@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=_RETRY_SECONDS, when=_needs_retry)
+async def retry_not_ready(namespace: str | None, name: str, **_: Any) -> None:
+    """Missing Secrets get created and unreachable sources come back: look again."""
+    if namespace is not None:
+        await reconcile(namespace, name, SETTINGS, REPORTER)

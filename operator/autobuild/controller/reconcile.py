@@ -1,0 +1,308 @@
+"""One level-based reconcile per AutomatedBuild: spec + Jobs + Pods -> Jobs and status.
+
+Every entry point (a watch event, a push, a manual trigger, a retry timer) ends here, so there
+is a single place that decides what to build and what status to write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from autobuild.api import checks
+from autobuild.api.models import (
+    AutomatedBuild,
+    AutomatedBuildStatus,
+    BuildPhase,
+    BuildRecord,
+    BuildRule,
+    Condition,
+    RunPolicy,
+    Trigger,
+)
+from autobuild.build import status as core
+from autobuild.build.job import clone_url, render_job, token_username
+from autobuild.build.planner import PlannedBuild, PushEvent, plan_builds
+from autobuild.controller import kube
+from autobuild.settings import BuildSettings
+from autobuild.sources.git import SourceUnreachable, ls_remote
+
+ANNOTATION_TRIGGER: Final = "autobuild.dev/trigger"
+ANNOTATION_TRIGGER_REF: Final = "autobuild.dev/trigger-ref"
+ANNOTATION_TRIGGER_COMMIT: Final = "autobuild.dev/trigger-commit"
+# Which Secret keys the spec's references need.
+_SECRET_KEYS: Final = (
+    (("source", "credentialsSecret"), "token"),
+    (("source", "webhookSecret"), "secret"),
+    (("image", "pushSecret"), ".dockerconfigjson"),
+)
+_CONFLICT_RETRIES: Final = 5
+_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+log = logging.getLogger("autobuild.reconcile")
+
+
+class Reporter:
+    """Where Kubernetes Events go; the kopf handlers post them through kopf."""
+
+    def event(self, body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """Post an Event about ``body``."""
+        log.info("%s %s: %s", kind, reason, message)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+async def _check_secrets(namespace: str, spec: Mapping[str, Any]) -> core.Problem | None:
+    for (section, field), key in _SECRET_KEYS:
+        name = (spec.get(section) or {}).get(field)
+        if not name:
+            continue
+        data = await kube.read_secret(namespace, name)
+        where = f"spec.{section}.{field}"
+        if data is None:
+            return core.Problem("SecretNotFound", f"{where}: Secret {name!r} not found", True)
+        if key not in data:
+            return core.Problem(
+                "SecretKeyMissing", f"{where}: Secret {name!r} has no key {key!r}", True
+            )
+    return None
+
+
+async def _token(automated_build: AutomatedBuild) -> str | None:
+    secret = automated_build.spec.source.credentials_secret
+    if secret is None:
+        return None
+    data = await kube.read_secret(automated_build.metadata.namespace, secret) or {}
+    return base64.b64decode(data.get("token", "")).decode().strip() or None
+
+
+async def resolve_heads(automated_build: AutomatedBuild) -> dict[str, str]:
+    """Every branch and tag head of the source repository, with the linked token if any."""
+    spec = automated_build.spec
+    return await ls_remote(
+        clone_url(spec),
+        token=await _token(automated_build),
+        username=token_username(spec.provider),
+    )
+
+
+def _rule_ref(rule: BuildRule) -> str | None:
+    """The full ref an exact-name rule builds; None for regex rules."""
+    if rule.source_regex is not None:
+        return None
+    prefix = "refs/tags/" if rule.source_type.value == "Tag" else "refs/heads/"
+    return prefix + rule.source
+
+
+def _explicit_builds(
+    automated_build: AutomatedBuild,
+    heads: Mapping[str, str],
+    trigger_id: str,
+    only_autobuild: bool,
+    ref: str | None = None,
+    commit: str | None = None,
+) -> list[PlannedBuild]:
+    """Builds a person asked for: one ref, or every exact-name rule at its current head."""
+    spec = automated_build.spec
+    refs = [ref] if ref else [r for r in map(_rule_ref, spec.tags) if r]
+    builds: list[PlannedBuild] = []
+    for wanted in dict.fromkeys(refs):
+        full = wanted if wanted.startswith("refs/") else f"refs/heads/{wanted}"
+        head = commit or heads.get(full)
+        if head is None:
+            continue
+        event = PushEvent.parse(full, head, "", Trigger.MANUAL, trigger_id)
+        planned = plan_builds(spec, event).builds
+        builds += [b for b in planned if b.rule.autobuild or not only_autobuild]
+    return builds
+
+
+async def create_builds(
+    automated_build: AutomatedBuild, builds: list[PlannedBuild], settings: BuildSettings
+) -> list[str]:
+    """Create the Jobs of planned builds (queued, i.e. suspended, unless runPolicy is Parallel)."""
+    created = []
+    for build in builds:
+        job = render_job(automated_build, build, settings)
+        job["metadata"]["annotations"][core.ANNOTATION_REQUESTED] = datetime.now(UTC).isoformat()
+        if automated_build.spec.run_policy is not RunPolicy.PARALLEL:
+            job["spec"]["suspend"] = True
+        if await kube.create_job(automated_build.metadata.namespace, job):
+            created.append(job["metadata"]["name"])
+    return created
+
+
+async def _triggered_builds(
+    automated_build: AutomatedBuild, body: Mapping[str, Any], settings: BuildSettings
+) -> tuple[str | None, core.Problem | None]:
+    """Handle creation ('save and build') and the trigger annotation; return the new lastTrigger."""
+    annotations = body["metadata"].get("annotations") or {}
+    wanted = annotations.get(ANNOTATION_TRIGGER, "")
+    handled = (body.get("status") or {}).get("lastTrigger")
+    if handled is not None and wanted in ("", handled):
+        return handled, None
+    try:
+        heads = await resolve_heads(automated_build)
+    except SourceUnreachable as exc:
+        return handled, core.Problem("SourceUnreachable", str(exc), False)
+    if handled is None:
+        builds = _explicit_builds(automated_build, heads, "create", only_autobuild=True)
+    else:
+        try:
+            builds = _explicit_builds(
+                automated_build,
+                heads,
+                wanted,
+                only_autobuild=False,
+                ref=annotations.get(ANNOTATION_TRIGGER_REF) or None,
+                commit=annotations.get(ANNOTATION_TRIGGER_COMMIT) or None,
+            )
+        except checks.InputError as exc:
+            return wanted, core.Problem("InvalidTrigger", str(exc), False)
+    await create_builds(automated_build, builds, settings)
+    return wanted, None
+
+
+async def _apply_actions(
+    namespace: str, uid: str, automated_build: AutomatedBuild
+) -> tuple[core.BuildActions, bool]:
+    jobs = await kube.list_jobs(namespace, uid)
+    pods = await kube.list_pods(namespace, uid)
+    by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for pod in pods:
+        by_job[(pod["metadata"].get("labels") or {}).get("job-name", "")].append(pod)
+    actions = core.plan_actions(automated_build.spec, jobs, by_job)
+    for name in actions.release:
+        await kube.patch_job(namespace, name, {"spec": {"suspend": False}})
+    for name in actions.cancel:
+        await kube.patch_job(namespace, name, core.cancel_patch(_now()))
+    for name in actions.delete:
+        await kube.delete_job(namespace, name)
+    return actions, bool(actions.release or actions.cancel or actions.delete)
+
+
+def _previous_status(body: Mapping[str, Any]) -> AutomatedBuildStatus:
+    try:
+        return AutomatedBuildStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return AutomatedBuildStatus()
+
+
+def _report_transitions(
+    reporter: Reporter,
+    body: Mapping[str, Any],
+    before: list[BuildRecord],
+    after: tuple[BuildRecord, ...],
+) -> None:
+    old = {b.id: b.phase for b in before}
+    for build in after:
+        if old.get(build.id) == build.phase:
+            continue
+        what = (
+            f"build {build.id} of {build.source_ref}@{build.commit[:7]} -> {','.join(build.tags)}"
+        )
+        if build.phase is BuildPhase.RUNNING:
+            reporter.event(body, "Normal", "BuildStarted", what)
+        elif build.phase is BuildPhase.SUCCEEDED:
+            reporter.event(body, "Normal", "BuildSucceeded", f"{what}: {build.digest or ''}")
+        elif core.is_finished(build.phase):
+            detail = f"{build.reason}: {build.message}" if build.message else str(build.reason)
+            reporter.event(body, "Warning", f"Build{build.phase.value}", f"{what}: {detail}")
+
+
+async def _reconcile_once(
+    body: Mapping[str, Any], settings: BuildSettings, reporter: Reporter
+) -> None:
+    meta = body["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    previous = _previous_status(body)
+    problem: core.Problem | None = None
+    last_trigger = previous.last_trigger
+    automated_build: AutomatedBuild | None = None
+    try:
+        automated_build = AutomatedBuild.model_validate(body)
+    except ValidationError as exc:
+        message = "; ".join(checks.describe_validation_error(exc))
+        problem = core.Problem("InvalidSpec", message, True)
+    if automated_build is not None:
+        problem = await _check_secrets(namespace, body["spec"])
+    if automated_build is not None and problem is None:
+        last_trigger, problem = await _triggered_builds(automated_build, body, settings)
+    builds: tuple[BuildRecord, ...] = tuple(previous.builds)
+    if automated_build is not None:
+        actions, changed = await _apply_actions(namespace, uid, automated_build)
+        if changed:
+            actions, _ = await _apply_actions(namespace, uid, automated_build)
+        builds = actions.builds
+    image = automated_build.spec.image.repository if automated_build else previous.image
+    status = AutomatedBuildStatus(
+        observed_generation=meta.get("generation", 0),
+        image=image,
+        conditions=core.conditions(
+            meta.get("generation", 0), problem, builds, previous.conditions, _now()
+        ),
+        latest_build=core.latest_build(builds),
+        builds=list(builds),
+        last_trigger=last_trigger,
+    )
+    new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    old = previous.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if new == old:
+        return
+    _report_transitions(reporter, body, previous.builds, builds)
+    if problem is not None and _condition_changed(previous.conditions, problem):
+        reporter.event(body, "Warning", problem.reason, problem.message)
+    # latestBuild is removed explicitly when there is none (merge patch: null deletes).
+    new.setdefault("latestBuild", None)
+    new.setdefault("lastTrigger", None)
+    await kube.patch_status(namespace, name, meta["resourceVersion"], new)
+
+
+def _condition_changed(previous: list[Condition], problem: core.Problem) -> bool:
+    ready = next((c for c in previous if c.type == "Ready"), None)
+    return ready is None or ready.reason != problem.reason or ready.message != problem.message
+
+
+async def reconcile(
+    namespace: str,
+    name: str,
+    settings: BuildSettings,
+    reporter: Reporter | None = None,
+) -> None:
+    """Bring one AutomatedBuild's Jobs and status in line with its spec; safe to call anytime."""
+    async with _locks[(namespace, name)]:
+        for _ in range(_CONFLICT_RETRIES):
+            body = await kube.get_automated_build(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            try:
+                await _reconcile_once(body, settings, reporter or Reporter())
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue  # someone wrote in between: read again and redo
+                raise
+            return
+        log.warning("%s/%s: gave up after %d conflicts", namespace, name, _CONFLICT_RETRIES)
+
+
+async def submit_push(
+    namespace: str, name: str, event: PushEvent, settings: BuildSettings
+) -> list[str]:
+    """The one entry point for pushes (webhooks, polling): plan, create Jobs, reconcile."""
+    body = await kube.get_automated_build(namespace, name)
+    if body is None:
+        return []
+    automated_build = AutomatedBuild.model_validate(body)
+    plan = plan_builds(automated_build.spec, event)
+    created = await create_builds(automated_build, list(plan.builds), settings)
+    await reconcile(namespace, name, settings)
+    return created
