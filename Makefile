@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test unit lint crds check-crds
+.PHONY: install test unit lint crds check-crds controlplane cluster-up cluster-down demo
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 # The whole suite: unit tests and the @pytest.mark.k8s tests on the real local control plane.
 # pytest exits 5 when it collects no test; that is not a failure of the suite itself.
-test: install
+test: install controlplane
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # Only the tests that need no cluster.
@@ -32,3 +32,26 @@ lint: install
 # Regenerate the CRD from the pydantic models (the single source of truth).
 crds: install
 	$(PY) -m autobuild.api.crd > crds/automatedbuild.yaml
+
+# The local control plane (tests/controlplane, docs/controlplane.md): etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl and kwok built from the pinned Go modules
+# and cached in $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/<key>/bin.
+# The first run builds (tens of minutes on 2 cores); afterwards it is a no-op.
+CONTROLPLANE := $(PY) tests/controlplane/localcluster.py
+CLUSTER_DIR ?= .cluster
+
+controlplane: install
+	$(CONTROLPLANE) build
+
+# Starts a cluster in the background and writes $(CLUSTER_DIR)/kubeconfig. Idempotent.
+cluster-up: controlplane
+	$(CONTROLPLANE) up --state-dir $(CLUSTER_DIR)
+
+# Stops it. Idempotent.
+cluster-down: install
+	$(CONTROLPLANE) down --state-dir $(CLUSTER_DIR)
+
+# The main job on the local control plane: CRD, operator, a real git server, builds (kwok
+# simulates the nodes: no image is really built). Leaves the cluster up; `make cluster-down`.
+demo: cluster-up
+	$(PY) examples/demo.py

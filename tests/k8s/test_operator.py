@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.gitserver import GitServer, Repo  # noqa: E402
+from support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
 
@@ -78,7 +77,8 @@ class Operator:
             )
 
         def healthy() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
+            assert self.proc is not None
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
                 with urllib.request.urlopen(
                     f"http://127.0.0.1:{port}/healthz", timeout=1

@@ -1,0 +1,1 @@
+"""Git providers: resolving branch and tag heads (plain git via ``git ls-remote``, hosted APIs)."""
