@@ -25,8 +25,8 @@ unit: install
 	$(PY) -m pytest -m 'not k8s' $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests examples
+	$(VENV)/bin/ruff format --check operator tests examples
 	$(VENV)/bin/mypy
 
 # Regenerate the CRD from the pydantic models (the single source of truth).
