@@ -48,12 +48,13 @@ class K8sCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        """Run the built kubectl against this cluster; output as text."""
-        return subprocess.run(
-            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+        """Run the built kubectl against this cluster; output as text. Raises
+        ``localcluster.KubectlError`` (a CalledProcessError showing stderr) on failure."""
+        return localcluster.run_kubectl(
+            self.kubectl_path,
+            self.kubeconfig,
+            *args,
             input=input,
-            capture_output=True,
-            text=True,
             check=check,
             timeout=timeout,
         )

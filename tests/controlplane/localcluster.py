@@ -601,6 +601,35 @@ class ClusterError(RuntimeError):
     pass
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl run; unlike CalledProcessError its message shows kubectl's stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {self.stderr}\nstdout: {self.output}"
+
+
+def run_kubectl(
+    kubectl: Path,
+    kubeconfig: Path,
+    *args: str,
+    input: str | None = None,
+    check: bool = True,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kubectl --kubeconfig=... ARGS``; text output; KubectlError if check and failed."""
+    proc = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise KubectlError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+    return proc
+
+
 # --------------------------------------------------------------------------------------
 # The cluster
 # --------------------------------------------------------------------------------------
@@ -689,12 +718,12 @@ class LocalCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        """Run the built kubectl against this cluster."""
-        return subprocess.run(
-            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+        """Run the built kubectl against this cluster (see :func:`run_kubectl`)."""
+        return run_kubectl(
+            self.kubectl_path,
+            self.kubeconfig,
+            *args,
             input=input,
-            capture_output=True,
-            text=True,
             check=check,
             timeout=timeout,
         )

@@ -47,7 +47,7 @@ def spawned(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         calls.append({"argv": [str(a) for a in args], "env": kwargs.get("env"), "pid": proc.pid})
         return proc
 
-    monkeypatch.setattr(gitsource.asyncio, "create_subprocess_exec", recording)
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
     return calls
 
 
