@@ -556,3 +556,40 @@ def test_state_annotations_hold_no_secret(world: World, repo: Repo) -> None:
     eventually(world.jobs, 30, "Job")
     dumped = json.dumps(world.get()) + json.dumps([j.to_dict() for j in world.jobs()], default=str)
     assert "s3cr3t-token-value" not in dumped
+
+
+def test_push_entry_point_builds_matching_rules_once(
+    world: World, repo: Repo, k8s_cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from autobuild.api.models import Trigger
+    from autobuild.build.planner import PushEvent
+    from autobuild.controller import kube, reconcile
+    from autobuild.settings import BuildSettings
+
+    tags = [
+        {"source": "main", "dockerTag": "latest"},
+        {"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}"},
+    ]
+    world.create(manifest(world.namespace, repo, tags=tags, runPolicy="Parallel"))
+    eventually(lambda: len(world.jobs()) == 1, 30, "creation build")
+    commit = repo.commit("main", {"v.txt": "1"}, "Release 1.0")
+    repo.tag("v1.0", commit)
+    monkeypatch.setenv("KUBECONFIG", str(k8s_cluster.kubeconfig))
+    kube.load_config()
+    settings = BuildSettings(node_selector=(BUILDER_LABEL,))
+    event = PushEvent.parse("refs/tags/v1.0", commit, "Release 1.0", Trigger.PUSH)
+    created = asyncio.run(reconcile.submit_push(world.namespace, "app", event, settings))
+    assert len(created) == 1
+    # A redelivered webhook maps to the same Job name: nothing new is built.
+    assert asyncio.run(reconcile.submit_push(world.namespace, "app", event, settings)) == []
+    job = next(j for j in world.jobs() if j.metadata.name == created[0])
+    args = job.spec.template.spec.containers[0].args
+    assert "--destination=127.0.0.1:5000/acme/app:1.0" in args
+    assert "--build-arg=COMMIT_MSG=Release 1.0" in args
+    eventually(
+        lambda: any(b["jobName"] == created[0] and b["trigger"] == "push" for b in world.builds()),
+        30,
+        "push build recorded",
+    )

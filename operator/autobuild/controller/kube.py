@@ -22,7 +22,8 @@ def load_config() -> None:
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config()
     else:
-        config.load_kube_config()
+        # Read KUBECONFIG now: the client library captures it once, at import.
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
