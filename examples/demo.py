@@ -30,14 +30,8 @@ KUBECTL = localcluster.ensure_binaries().kubectl
 
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
-    """The kubectl built with the control plane."""
-    done = subprocess.run(
-        [str(KUBECTL), f"--kubeconfig={KUBECONFIG}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    """The kubectl built with the control plane; exits with its error output on failure."""
+    done = localcluster.run_kubectl(KUBECTL, KUBECONFIG, *args, input=stdin, check=False)
     if check and done.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout

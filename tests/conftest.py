@@ -61,10 +61,7 @@ class K8sCluster:
 
     def env(self) -> dict[str, str]:
         """``os.environ`` with KUBECONFIG set and the built binaries first on PATH."""
-        env = dict(os.environ)
-        env["KUBECONFIG"] = str(self.kubeconfig)
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        return env
+        return localcluster.cluster_env(self.kubeconfig, self.bin_dir)
 
 
 def _server_of(kubeconfig: Path) -> str:

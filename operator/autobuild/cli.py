@@ -19,7 +19,7 @@ from autobuild.api import checks
 from autobuild.api.models import AutomatedBuild, Trigger
 from autobuild.build import status as build_status
 from autobuild.build.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
-from autobuild.build.planner import PushEvent, plan_builds
+from autobuild.build.planner import PushEvent, check_commit, parse_ref, plan_builds
 from autobuild.settings import BuildSettings
 
 
@@ -120,11 +120,13 @@ def trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         ANNOTATION_TRIGGER_REF,
     )
 
-    if args.ref:
-        try:
-            PushEvent.parse(args.ref, args.commit or "f" * 40)
-        except checks.InputError as exc:
-            raise CliError(f"--{exc}") from exc
+    try:
+        if args.ref:
+            parse_ref(args.ref)
+        if args.commit:
+            check_commit(args.commit)
+    except checks.InputError as exc:
+        raise CliError(f"--{exc}") from exc
     namespace, _ = _cluster_target(args)
     value = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     annotations = {

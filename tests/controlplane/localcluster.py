@@ -362,18 +362,26 @@ def _make_pki(pki: Path) -> None:
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
         return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    def make_ca(stem: str, cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = name(cn)
-        cert = (
+    def signed(
+        stem: str,
+        subject: x509.Name,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: tuple[ec.EllipticCurvePrivateKey, x509.Name],
+        *,
+        is_ca: bool,
+        extensions: Sequence[tuple[x509.ExtensionType, bool]] = (),
+    ) -> None:
+        """Sign ``key``'s certificate with ``issuer`` and write STEM.crt / STEM.key."""
+        issuer_key, issuer_name = issuer
+        builder = (
             x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
+            .subject_name(subject)
+            .issuer_name(issuer_name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(until)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -381,20 +389,25 @@ def _make_pki(pki: Path) -> None:
                     key_encipherment=False,
                     data_encipherment=False,
                     key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
+                    key_cert_sign=is_ca,
+                    crl_sign=is_ca,
                     encipher_only=False,
                     decipher_only=False,
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .sign(key, hashes.SHA256())
         )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        cert = builder.sign(issuer_key, hashes.SHA256())
         (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_private(pki / f"{stem}.key", key_pem(key))
+
+    def make_ca(stem: str, cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Name]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = name(cn)
+        subject_key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        signed(stem, ca_name, key, (key, ca_name), is_ca=True, extensions=[(subject_key_id, False)])
         return key, ca_name
 
     cluster_ca = make_ca("ca", "autobuild-local-ca")
@@ -410,49 +423,17 @@ def _make_pki(pki: Path) -> None:
         ips: Sequence[str] = (),
         ca: tuple[ec.EllipticCurvePrivateKey, x509.Name] = cluster_ca,
     ) -> None:
-        ca_key, ca_name = ca
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn, orgs))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(until)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-        )
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        extensions: list[tuple[x509.ExtensionType, bool]] = [
+            (x509.ExtendedKeyUsage([usage]), False),
+            (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca[0].public_key()), False),
+        ]
         if server:
             sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
             sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        (pki / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(pki / f"{stem}.key", key_pem(key))
+            extensions.append((x509.SubjectAlternativeName(sans), False))
+        key = ec.generate_private_key(ec.SECP256R1())
+        signed(stem, name(cn, orgs), key, ca, is_ca=False, extensions=extensions)
 
     issue(
         "apiserver",
@@ -630,6 +611,14 @@ def run_kubectl(
     return proc
 
 
+def cluster_env(kubeconfig: Path, bin_dir: Path) -> dict[str, str]:
+    """``os.environ`` with KUBECONFIG set and the built binaries first on PATH."""
+    env = dict(os.environ)
+    env["KUBECONFIG"] = str(kubeconfig)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 # --------------------------------------------------------------------------------------
 # The cluster
 # --------------------------------------------------------------------------------------
@@ -730,10 +719,7 @@ class LocalCluster:
 
     def env(self) -> dict[str, str]:
         """``os.environ`` plus KUBECONFIG for this cluster and the binaries on PATH."""
-        env = dict(os.environ)
-        env["KUBECONFIG"] = str(self.kubeconfig)
-        env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}"
-        return env
+        return cluster_env(self.kubeconfig, self.bin_dir)
 
     def rss_bytes(self) -> dict[str, int]:
         """Resident memory of each component now."""

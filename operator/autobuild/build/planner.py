@@ -16,6 +16,28 @@ _ZERO_COMMIT = re.compile(r"^0+$")
 _EXPLICIT_TRIGGERS = frozenset({Trigger.MANUAL, Trigger.API})
 
 
+def parse_ref(ref: str) -> tuple[SourceType, str]:
+    """Split ``refs/heads/X`` / ``refs/tags/X`` / a bare branch name; refuse unsafe names."""
+    if ref.startswith(_BRANCH_PREFIX):
+        source_type, name = SourceType.BRANCH, ref[len(_BRANCH_PREFIX) :]
+    elif ref.startswith(_TAG_PREFIX):
+        source_type, name = SourceType.TAG, ref[len(_TAG_PREFIX) :]
+    elif ref.startswith("refs/"):
+        raise checks.InputError("ref", f"{ref!r}: only refs/heads/* and refs/tags/* build")
+    else:
+        source_type, name = SourceType.BRANCH, ref
+    return source_type, checks.check_git_ref_name(name, "ref")
+
+
+def check_commit(commit: str) -> str:
+    """Return ``commit`` if it is a full commit id, else raise InputError."""
+    if not re.fullmatch(checks.COMMIT, commit):
+        raise checks.InputError(
+            "commit", f"{commit!r} is not a full commit id (40 or 64 lowercase hex digits)"
+        )
+    return commit
+
+
 @dataclass(frozen=True)
 class PushEvent:
     """A ref that moved to a commit, and what reported it. Build it with :meth:`parse`."""
@@ -37,20 +59,8 @@ class PushEvent:
         trigger_id: str = "",
     ) -> PushEvent:
         """Validate a ref (``refs/heads/X``, ``refs/tags/X`` or a bare branch name) and commit."""
-        if ref.startswith(_BRANCH_PREFIX):
-            source_type, name = SourceType.BRANCH, ref[len(_BRANCH_PREFIX) :]
-        elif ref.startswith(_TAG_PREFIX):
-            source_type, name = SourceType.TAG, ref[len(_TAG_PREFIX) :]
-        elif ref.startswith("refs/"):
-            raise checks.InputError("ref", f"{ref!r}: only refs/heads/* and refs/tags/* build")
-        else:
-            source_type, name = SourceType.BRANCH, ref
-        checks.check_git_ref_name(name, "ref")
-        if not re.fullmatch(checks.COMMIT, commit):
-            raise checks.InputError(
-                "commit", f"{commit!r} is not a full commit id (40 or 64 lowercase hex digits)"
-            )
-        return cls(source_type, name, commit, message, trigger, trigger_id)
+        source_type, name = parse_ref(ref)
+        return cls(source_type, name, check_commit(commit), message, trigger, trigger_id)
 
     @property
     def git_ref(self) -> str:

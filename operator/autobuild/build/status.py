@@ -79,15 +79,15 @@ def _trim(text: str) -> str:
     return text if len(text) <= _MESSAGE_MAX else "…" + text[-_MESSAGE_MAX:]
 
 
-def _kaniko_state(pods: Sequence[Obj]) -> tuple[Obj, Obj] | None:
-    """The newest pod's Kaniko container status and the pod status, if any."""
+def _kaniko_state(pods: Sequence[Obj]) -> Obj:
+    """The state of the newest pod's Kaniko container ({} before it has one)."""
     newest = sorted(pods, key=lambda p: str(p.get("metadata", {}).get("creationTimestamp", "")))
     for pod in reversed(newest):
-        status = pod.get("status") or {}
-        for container in status.get("containerStatuses") or []:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
             if container.get("name") == CONTAINER_NAME:
-                return container, status
-    return None
+                state: Obj = container.get("state") or {}
+                return state
+    return {}
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ def _failure(job: Obj, pods: Sequence[Obj]) -> Observation:
     if failed.get("reason") == "DeadlineExceeded":
         message = failed.get("message") or "the build ran longer than spec.timeout"
         return Observation(BuildPhase.TIMED_OUT, start, finished, None, "DeadlineExceeded", message)
-    state = _kaniko_state(pods)
-    terminated = (state[0].get("state") or {}).get("terminated") if state else None
+    terminated = _kaniko_state(pods).get("terminated")
     if terminated:
         reason = terminated.get("reason") or "Error"
         exit_code = terminated.get("exitCode")
@@ -134,9 +133,7 @@ def observe(job: Obj, pods: Sequence[Obj]) -> Observation:
             BuildPhase.CANCELLED, start, cancelled_at, None, "Cancelled", "cancelled on request"
         )
     if _condition(job, "Complete"):
-        state = _kaniko_state(pods)
-        terminated = (state[0].get("state") or {}).get("terminated") if state else None
-        message = (terminated or {}).get("message") or ""
+        message = (_kaniko_state(pods).get("terminated") or {}).get("message") or ""
         digest = message.strip() if message.strip().startswith("sha256:") else None
         completed = _parse_time(status.get("completionTime"))
         return Observation(BuildPhase.SUCCEEDED, start, completed, digest)
@@ -145,15 +142,13 @@ def observe(job: Obj, pods: Sequence[Obj]) -> Observation:
     if (job.get("spec") or {}).get("suspend"):
         return Observation(BuildPhase.QUEUED)
     state = _kaniko_state(pods)
-    if state is not None:
-        container, _ = state
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in _PULL_ERRORS:
-            return Observation(
-                BuildPhase.PENDING, start, None, None, waiting["reason"], waiting.get("message")
-            )
-        if (container.get("state") or {}).get("running"):
-            return Observation(BuildPhase.RUNNING, start)
+    waiting = state.get("waiting") or {}
+    if waiting.get("reason") in _PULL_ERRORS:
+        return Observation(
+            BuildPhase.PENDING, start, None, None, waiting["reason"], waiting.get("message")
+        )
+    if state.get("running"):
+        return Observation(BuildPhase.RUNNING, start)
     return Observation(BuildPhase.PENDING, start)
 
 

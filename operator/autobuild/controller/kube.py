@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -30,10 +31,10 @@ async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
-def _plain(api_object: Any) -> Obj:
-    """A client model as the plain JSON dict that the API server sent."""
-    result: Obj = client.ApiClient().sanitize_for_serialization(api_object)
-    return result
+def _items(response: Any) -> list[Obj]:
+    """The items of a raw list response as plain JSON dicts (no client model round trip)."""
+    items: list[Obj] = json.loads(response.data)["items"]
+    return items
 
 
 async def get_automated_build(namespace: str, name: str) -> Obj | None:
@@ -85,18 +86,24 @@ async def patch_annotations(
 
 async def list_jobs(namespace: str, uid: str) -> list[Obj]:
     """The build Jobs of one AutomatedBuild."""
-    result = await _call(
-        client.BatchV1Api().list_namespaced_job, namespace, label_selector=f"{LABEL_UID}={uid}"
+    response = await _call(
+        client.BatchV1Api().list_namespaced_job,
+        namespace,
+        label_selector=f"{LABEL_UID}={uid}",
+        _preload_content=False,
     )
-    return [_plain(item) for item in result.items]
+    return _items(response)
 
 
 async def list_pods(namespace: str, uid: str) -> list[Obj]:
     """The build Pods of one AutomatedBuild."""
-    result = await _call(
-        client.CoreV1Api().list_namespaced_pod, namespace, label_selector=f"{LABEL_UID}={uid}"
+    response = await _call(
+        client.CoreV1Api().list_namespaced_pod,
+        namespace,
+        label_selector=f"{LABEL_UID}={uid}",
+        _preload_content=False,
     )
-    return [_plain(item) for item in result.items]
+    return _items(response)
 
 
 async def create_job(namespace: str, job: Obj) -> bool:
