@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -207,15 +206,23 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``autobuild run``: the operator."""
     import kopf
 
-    import autobuild.controller.handlers  # noqa: F401  (registers the handlers)
+    from autobuild.controller.handlers import PROBES  # importing registers the handlers
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
-    kopf.run(
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or [],
-        liveness_endpoint=args.liveness,
-    )
+    host, _, port = args.probes.rpartition(":")
+    if not host or not port.isdigit():
+        raise CliError(f"--probes: expected HOST:PORT, got {args.probes!r}")
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    server = PROBES.serve(host.strip("[]"), int(port))
+    err.write(f"autobuild: probes on http://{args.probes}/healthz and /readyz\n")
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or [],
+            ready_flag=PROBES.ready,
+        )
+    finally:
+        server.shutdown()
     return 0
 
 
@@ -250,9 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--namespace", action="append", help="watch only this namespace (repeatable)"
     )
     run_cmd.add_argument(
-        "--liveness",
-        default="http://127.0.0.1:8081/healthz",
-        help="liveness endpoint URL (use http://0.0.0.0:8081/healthz in a Pod)",
+        "--probes",
+        default="127.0.0.1:8081",
+        help="HOST:PORT serving /healthz and /readyz (use 0.0.0.0:8081 in a Pod)",
+    )
+    run_cmd.add_argument(
+        "--log-format", choices=["full", "plain", "json"], default="full", help="log lines"
     )
     run_cmd.add_argument("-v", "--verbose", action="store_true")
     run_cmd.set_defaults(handler=run)

@@ -56,6 +56,7 @@ class Operator:
         self.kubeconfig = kubeconfig
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
 
     def start(self) -> None:
         port = free_port()
@@ -68,8 +69,10 @@ class Operator:
                     "-m",
                     "autobuild.cli",
                     "run",
-                    "--liveness",
-                    f"http://127.0.0.1:{port}/healthz",
+                    "--probes",
+                    f"127.0.0.1:{port}",
+                    "--log-format",
+                    "json",
                 ],
                 env=env,
                 stdout=out,
@@ -80,14 +83,13 @@ class Operator:
             assert self.proc is not None
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/healthz", timeout=1
-                ) as answer:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
                     return bool(answer.status == 200)
             except OSError:
                 return False
 
-        eventually(healthy, 60, "operator liveness")
+        eventually(healthy, 60, "operator readiness")
+        self.port = port
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -593,3 +595,13 @@ def test_push_entry_point_builds_matching_rules_once(
         30,
         "push build recorded",
     )
+
+
+def test_probes_and_json_logs(operator: Operator) -> None:
+    for path in ("/healthz", "/readyz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.port}{path}", timeout=2) as answer:
+            assert answer.status == 200
+    lines = [line for line in operator.log.read_text().splitlines() if line.startswith("{")]
+    assert lines, "no JSON log line"
+    record = json.loads(lines[-1])
+    assert {"message", "severity", "timestamp"} <= record.keys()

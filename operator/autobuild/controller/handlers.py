@@ -6,6 +6,7 @@ in the objects, so an idle restart writes nothing, and the operator never touche
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, cast
@@ -15,6 +16,7 @@ import kopf
 from autobuild import API_GROUP, API_VERSION, PLURAL
 from autobuild.build.job import LABEL_UID
 from autobuild.controller import kube
+from autobuild.controller.probes import Probes
 from autobuild.controller.reconcile import Reporter, reconcile
 from autobuild.settings import BuildSettings
 
@@ -33,12 +35,16 @@ class KopfReporter(Reporter):
 
 
 REPORTER = KopfReporter()
+PROBES = Probes()
+_background: set[asyncio.Task[None]] = set()
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Client config, and kopf settings that keep its own bookkeeping out of our objects."""
     kube.load_config()
+    task = asyncio.create_task(PROBES.heartbeat())
+    _background.add(task)  # the loop keeps only a weak reference to tasks
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
