@@ -838,30 +838,49 @@ class LocalCluster:
         """Stop the components in reverse start order (clients, apiserver, etcd last): SIGTERM
         to each one's process group, SIGKILL after ``grace`` seconds. Idempotent."""
         for c in reversed(self.components):
-            if c.alive():
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(c.pid, signal.SIGTERM)
-                deadline = time.monotonic() + grace
-                while c.alive() and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if c.alive():
-                    self.log(f"{c.name} (pid {c.pid}) ignored SIGTERM for {grace}s; SIGKILL")
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(c.pid, signal.SIGKILL)
-            if c.proc is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    c.proc.wait(timeout=5)
-            else:
-                end = time.monotonic() + 5
-                while c.alive() and time.monotonic() < end:
-                    time.sleep(0.02)
-            # Anything the component left in its process group goes too. (Linux does not
-            # hand out a PID that is still some group's ID, so this only hits our group.)
-            if _pgid(c.pid) in (c.pid, -1):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(c.pid, signal.SIGKILL)
+            self._stop_component(c, grace)
         self.components = []
         self.state_file.unlink(missing_ok=True)
+
+    def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 60) -> None:
+        """Stop one component and start it again with the same arguments (outage tests)."""
+        index = next(i for i, c in enumerate(self.components) if c.name == name)
+        component = self.components.pop(index)
+        self._stop_component(component, grace=10)
+        time.sleep(down_seconds)
+        self._spawn(name, component.argv)
+        # Back in its place: stop() relies on the start order.
+        self.components.insert(index, self.components.pop())
+        if name == "kube-apiserver":
+            self._wait_until(
+                "kube-apiserver /readyz", time.monotonic() + timeout, self._apiserver_ready
+            )
+        self._save_state(ready=True)
+
+    def _stop_component(self, c: Component, grace: float) -> None:
+        """SIGTERM to the component's process group, SIGKILL after ``grace`` seconds."""
+        if c.alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(c.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while c.alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if c.alive():
+                self.log(f"{c.name} (pid {c.pid}) ignored SIGTERM for {grace}s; SIGKILL")
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(c.pid, signal.SIGKILL)
+        if c.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                c.proc.wait(timeout=5)
+        else:
+            end = time.monotonic() + 5
+            while c.alive() and time.monotonic() < end:
+                time.sleep(0.02)
+        # Anything the component left in its process group goes too. (Linux does not
+        # hand out a PID that is still some group's ID, so this only hits our group.)
+        if _pgid(c.pid) in (c.pid, -1):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(c.pid, signal.SIGKILL)
 
     def cleanup(self) -> None:
         """Stop and delete the state dir (logs included)."""

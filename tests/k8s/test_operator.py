@@ -136,13 +136,13 @@ def repo(git_server: GitServer, request: pytest.FixtureRequest) -> Repo:
     return created
 
 
-def manifest(namespace: str, repo: Repo, name: str = "app", **spec: Any) -> dict[str, Any]:
+def manifest(namespace: str, repo: Repo | str, name: str = "app", **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AutomatedBuild",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "source": {"repo": repo.clone_url},
+            "source": {"repo": repo if isinstance(repo, str) else repo.clone_url},
             "image": {
                 "registry": "127.0.0.1:5000",
                 "namespace": "acme",
@@ -605,3 +605,76 @@ def test_probes_and_json_logs(operator: Operator) -> None:
     assert lines, "no JSON log line"
     record = json.loads(lines[-1])
     assert {"message", "severity", "timestamp"} <= record.keys()
+
+
+def ready_condition(world: World) -> dict[str, Any] | None:
+    return next((c for c in world.status().get("conditions") or [] if c["type"] == "Ready"), None)
+
+
+def test_unreachable_source_is_not_ready_but_not_stalled(world: World) -> None:
+    body = manifest(world.namespace, f"http://127.0.0.1:{free_port()}/acme/gone.git")
+    world.create(body)
+    ready = eventually(
+        lambda: (c := ready_condition(world)) and c["status"] == "False" and c, 30, "not Ready"
+    )
+    assert ready["reason"] == "SourceUnreachable"
+    stalled = next(c for c in world.status()["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "False"
+
+
+def test_creation_without_autobuild_rules_asks_no_git_host(world: World) -> None:
+    body = manifest(world.namespace, f"http://127.0.0.1:{free_port()}/acme/gone.git")
+    body["spec"]["tags"][0]["autobuild"] = False
+    world.create(body)
+    ready = eventually(lambda: (c := ready_condition(world)) and c, 30, "Ready condition")
+    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+    assert world.jobs() == []
+
+
+def test_trigger_with_ref_and_commit_needs_no_git_host(world: World, k8s_cluster: Any) -> None:
+    body = manifest(world.namespace, f"http://127.0.0.1:{free_port()}/acme/gone.git")
+    body["spec"]["tags"] = [
+        {"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}", "autobuild": False}
+    ]
+    world.create(body)
+    eventually(lambda: ready_condition(world), 30, "first visit")
+    commit = "ab" * 20
+    trigger(k8s_cluster, world.namespace, "--ref", "refs/tags/v2.5", "--commit", commit)
+    (job,) = eventually(world.jobs, 30, "Job for the given commit")
+    args = job.spec.template.spec.containers[0].args
+    assert args[0].endswith(f"#refs/tags/v2.5#{commit}")
+    assert "--destination=127.0.0.1:5000/acme/app:2.5" in args
+
+
+def test_bad_trigger_annotation_is_reported(world: World, repo: Repo, k8s_cluster: Any) -> None:
+    world.create(manifest(world.namespace, repo))
+    eventually(world.jobs, 30, "creation build")
+    k8s_cluster.kubectl(
+        "annotate",
+        "-n",
+        world.namespace,
+        "ab/app",
+        "autobuild.dev/trigger=now",
+        "autobuild.dev/trigger-ref=refs/heads/a b",
+    )
+    ready = eventually(
+        lambda: (c := ready_condition(world)) and c["reason"] == "InvalidTrigger" and c,
+        30,
+        "InvalidTrigger",
+    )
+    assert "not a safe git ref name" in ready["message"]
+
+
+def test_operator_survives_an_api_server_restart(
+    world: World, repo: Repo, k8s_cluster: Any, k8s_api: Any
+) -> None:
+    if k8s_cluster.local is None:
+        pytest.skip("needs a cluster this session started (not AUTOBUILD_KUBECONFIG)")
+    world.create(manifest(world.namespace, repo, runPolicy="Parallel"))
+    (job,) = eventually(world.jobs, 30, "creation build")
+    k8s_cluster.local.restart("kube-apiserver", down_seconds=3)
+    world.finish_pod(job.metadata.name, 0, DIGEST)
+    eventually(build_phase(world, "Succeeded"), 90, "Succeeded after the outage")
+    repo.commit("main", {"after.txt": "1"}, "after the outage")
+    trigger(k8s_cluster, world.namespace)
+    eventually(lambda: len(world.jobs()) == 2, 60, "a build triggered after the outage")

@@ -30,7 +30,13 @@ from autobuild.api.models import (
 )
 from autobuild.build import status as core
 from autobuild.build.job import clone_url, render_job, token_username
-from autobuild.build.planner import PlannedBuild, PushEvent, plan_builds
+from autobuild.build.planner import (
+    PlannedBuild,
+    PushEvent,
+    check_commit,
+    parse_ref,
+    plan_builds,
+)
 from autobuild.controller import kube
 from autobuild.settings import BuildSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
@@ -103,26 +109,32 @@ def _rule_ref(rule: BuildRule) -> str | None:
     return prefix + rule.source
 
 
+def _wanted_refs(automated_build: AutomatedBuild, ref: str | None, creation: bool) -> list[str]:
+    """The refs a person asked to build: one, or every exact-name rule's (on creation, only
+    rules with autobuild, as Docker Hub's 'Save and build')."""
+    if ref:
+        source_type, name = parse_ref(ref)
+        return [("refs/tags/" if source_type.value == "Tag" else "refs/heads/") + name]
+    rules = [r for r in automated_build.spec.tags if r.autobuild or not creation]
+    return list(dict.fromkeys(r for r in map(_rule_ref, rules) if r))
+
+
 def _explicit_builds(
     automated_build: AutomatedBuild,
+    refs: list[str],
     heads: Mapping[str, str],
     trigger_id: str,
-    only_autobuild: bool,
-    ref: str | None = None,
-    commit: str | None = None,
+    creation: bool,
 ) -> list[PlannedBuild]:
-    """Builds a person asked for: one ref, or every exact-name rule at its current head."""
-    spec = automated_build.spec
-    refs = [ref] if ref else [r for r in map(_rule_ref, spec.tags) if r]
+    """Plan manual builds of ``refs`` at ``heads``; refs without a head are skipped."""
     builds: list[PlannedBuild] = []
-    for wanted in dict.fromkeys(refs):
-        full = wanted if wanted.startswith("refs/") else f"refs/heads/{wanted}"
-        head = commit or heads.get(full)
+    for ref in refs:
+        head = heads.get(ref)
         if head is None:
             continue
-        event = PushEvent.parse(full, head, "", Trigger.MANUAL, trigger_id)
-        planned = plan_builds(spec, event).builds
-        builds += [b for b in planned if b.rule.autobuild or not only_autobuild]
+        event = PushEvent.parse(ref, head, "", Trigger.MANUAL, trigger_id)
+        planned = plan_builds(automated_build.spec, event).builds
+        builds += [b for b in planned if b.rule.autobuild or not creation]
     return builds
 
 
@@ -150,25 +162,28 @@ async def _triggered_builds(
     handled = (body.get("status") or {}).get("lastTrigger")
     if handled is not None and wanted in ("", handled):
         return handled, None
+    creation = handled is None
+    ref = None if creation else annotations.get(ANNOTATION_TRIGGER_REF) or None
+    commit = None if creation else annotations.get(ANNOTATION_TRIGGER_COMMIT) or None
     try:
-        heads = await resolve_heads(automated_build)
+        refs = _wanted_refs(automated_build, ref, creation)
+        if commit:
+            heads = {r: check_commit(commit) for r in refs}
+        elif refs:  # only ask the git host when there is something to build
+            heads = await resolve_heads(automated_build)
+        else:
+            heads = {}
+    except checks.InputError as exc:
+        # Not marked handled: the condition stays until the annotations are corrected.
+        return handled, core.Problem("InvalidTrigger", str(exc), False)
     except SourceUnreachable as exc:
         return handled, core.Problem("SourceUnreachable", str(exc), False)
-    if handled is None:
-        builds = _explicit_builds(automated_build, heads, "create", only_autobuild=True)
-    else:
-        try:
-            builds = _explicit_builds(
-                automated_build,
-                heads,
-                wanted,
-                only_autobuild=False,
-                ref=annotations.get(ANNOTATION_TRIGGER_REF) or None,
-                commit=annotations.get(ANNOTATION_TRIGGER_COMMIT) or None,
-            )
-        except checks.InputError as exc:
-            return wanted, core.Problem("InvalidTrigger", str(exc), False)
-    await create_builds(automated_build, builds, settings)
+    trigger_id = "create" if creation else wanted
+    await create_builds(
+        automated_build,
+        _explicit_builds(automated_build, refs, heads, trigger_id, creation),
+        settings,
+    )
     return wanted, None
 
 
