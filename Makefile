@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test unit lint crds check-crds controlplane cluster-up cluster-down demo
+.PHONY: install test unit lint crds check-crds controlplane cluster-up cluster-down demo bench
 
 install: $(STAMP)
 
@@ -55,3 +55,8 @@ cluster-down: install
 # simulates the nodes: no image is really built). Leaves the cluster up; `make cluster-down`.
 demo: cluster-up
 	$(PY) examples/demo.py
+
+# Speed and cost of the operator with 1,000 AutomatedBuilds on its own local control plane
+# (tests/bench/bench_operator.py): prints numbers, asserts nothing. BENCH_ARGS=--objects 200
+bench: controlplane
+	$(PY) tests/bench/bench_operator.py $(BENCH_ARGS)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -313,9 +314,21 @@ def test_timeout_is_timed_out(world: World, repo: Repo) -> None:
     assert world.builds()[0]["reason"] == "DeadlineExceeded"
 
 
-def trigger(k8s_cluster: Any, namespace: str, *extra: str) -> str:
+def wait_triggers_handled(world: World) -> None:
+    """Creation and earlier triggers are acted on (a newer trigger value supersedes an older)."""
+
+    def handled() -> bool:
+        body = world.get()
+        wanted = (body["metadata"].get("annotations") or {}).get("autobuild.dev/trigger", "")
+        return (body.get("status") or {}).get("lastTrigger") == wanted
+
+    eventually(handled, 30, "earlier triggers handled")
+
+
+def trigger(k8s_cluster: Any, world: World, *extra: str) -> str:
+    wait_triggers_handled(world)
     result = subprocess.run(
-        [sys.executable, "-m", "autobuild.cli", "trigger", "app", "-n", namespace, *extra],
+        [sys.executable, "-m", "autobuild.cli", "trigger", "app", "-n", world.namespace, *extra],
         env=dict(os.environ, KUBECONFIG=str(k8s_cluster.kubeconfig)),
         capture_output=True,
         text=True,
@@ -329,7 +342,7 @@ def test_serial_queues_and_manual_triggers(world: World, repo: Repo, k8s_cluster
     world.create(manifest(world.namespace, repo, runPolicy="Serial"))
     (first,) = eventually(world.jobs, 30, "creation build")
     second_commit = repo.commit("main", {"a.txt": "2"}, "Second")
-    trigger(k8s_cluster, world.namespace)
+    trigger(k8s_cluster, world)
     eventually(lambda: len(world.jobs()) == 2, 30, "second Job")
     eventually(build_phase(world, "Queued", 0), 30, "second build queued")
 
@@ -353,7 +366,7 @@ def test_serial_latest_only_cancels_older_queued(
     eventually(world.jobs, 30, "creation build")
     for n in range(2):
         repo.commit("main", {"n.txt": str(n)}, f"change {n}")
-        trigger(k8s_cluster, world.namespace)
+        trigger(k8s_cluster, world)
         eventually(lambda n=n: len(world.jobs()) == n + 2, 30, "queued Job")
     eventually(
         lambda: [b["phase"] for b in world.builds()] == ["Queued", "Cancelled", "Pending"],
@@ -427,7 +440,7 @@ def test_history_limit_prunes_jobs_and_records(world: World, repo: Repo, k8s_clu
         )
         if n < 2:
             repo.commit("main", {"n.txt": str(n)}, f"change {n}")
-            trigger(k8s_cluster, world.namespace)
+            trigger(k8s_cluster, world)
     eventually(lambda: len(world.jobs()) == 1 and len(world.builds()) == 1, 60, "pruned to one")
     assert world.jobs()[0].metadata.name == job.metadata.name
 
@@ -447,6 +460,10 @@ def test_missing_secret_is_stalled_then_recovers(world: World, repo: Repo) -> No
 
     condition = eventually(stalled, 30, "Stalled")
     assert condition["reason"] == "SecretNotFound"
+    # Retrying is the operator's business: no finalizer or kopf state lands in the object.
+    metadata = world.get()["metadata"]
+    assert not metadata.get("finalizers")
+    assert not [k for k in metadata.get("annotations") or {} if "kopf" in k or "last-handled" in k]
     assert "spec.image.pushSecret" in condition["message"]
     assert world.jobs() == []
     world.core.create_namespaced_secret(
@@ -639,7 +656,7 @@ def test_trigger_with_ref_and_commit_needs_no_git_host(world: World, k8s_cluster
     world.create(body)
     eventually(lambda: ready_condition(world), 30, "first visit")
     commit = "ab" * 20
-    trigger(k8s_cluster, world.namespace, "--ref", "refs/tags/v2.5", "--commit", commit)
+    trigger(k8s_cluster, world, "--ref", "refs/tags/v2.5", "--commit", commit)
     (job,) = eventually(world.jobs, 30, "Job for the given commit")
     args = job.spec.template.spec.containers[0].args
     assert args[0].endswith(f"#refs/tags/v2.5#{commit}")
@@ -649,6 +666,7 @@ def test_trigger_with_ref_and_commit_needs_no_git_host(world: World, k8s_cluster
 def test_bad_trigger_annotation_is_reported(world: World, repo: Repo, k8s_cluster: Any) -> None:
     world.create(manifest(world.namespace, repo))
     eventually(world.jobs, 30, "creation build")
+    wait_triggers_handled(world)
     k8s_cluster.kubectl(
         "annotate",
         "-n",
@@ -676,5 +694,61 @@ def test_operator_survives_an_api_server_restart(
     world.finish_pod(job.metadata.name, 0, DIGEST)
     eventually(build_phase(world, "Succeeded"), 90, "Succeeded after the outage")
     repo.commit("main", {"after.txt": "1"}, "after the outage")
-    trigger(k8s_cluster, world.namespace)
+    trigger(k8s_cluster, world)
     eventually(lambda: len(world.jobs()) == 2, 60, "a build triggered after the outage")
+
+
+def test_the_shipped_rbac_is_enough(
+    world: World, repo: Repo, k8s_cluster: Any, operator: Operator, tmp_path: Path
+) -> None:
+    """The operator runs with only manifests/rbac.yaml's ClusterRole, through a real token."""
+    k8s_cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac.yaml"))
+    token = k8s_cluster.kubectl(
+        "create", "token", "autobuild-operator", "-n", "autobuild-system", "--duration=1h"
+    ).stdout.strip()
+    config = yaml.safe_load(Path(k8s_cluster.kubeconfig).read_text())
+    config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
+    limited = tmp_path / "operator-kubeconfig"
+    limited.write_text(yaml.safe_dump(config))
+    operator.stop()
+    restricted = Operator(limited, tmp_path / "restricted.log")
+    try:
+        restricted.start()
+        world.core.create_namespaced_secret(
+            world.namespace,
+            {
+                "metadata": {"name": "regcred"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": '{"auths": {}}'},
+            },
+        )
+        body = manifest(
+            world.namespace,
+            repo,
+            runPolicy="SerialLatestOnly",
+            historyLimit={"succeeded": 0, "failed": 1},
+        )
+        body["spec"]["image"]["pushSecret"] = "regcred"
+        world.create(body)
+        (job,) = eventually(world.jobs, 30, "creation build")
+        world.run_pod(job.metadata.name)
+        eventually(build_phase(world, "Running"), 30, "Running")
+        world.finish_pod(job.metadata.name, 0, DIGEST)
+        eventually(build_phase(world, "Succeeded"), 60, "Succeeded")
+        events = world.core.list_namespaced_event(world.namespace).items
+        assert {"BuildStarted", "BuildSucceeded"} <= {e.reason for e in events}
+        repo.commit("main", {"b.txt": "2"}, "second")
+        trigger(k8s_cluster, world)
+        eventually(lambda: len(world.jobs()) == 2, 30, "second Job")
+        second = next(j for j in world.jobs() if j.metadata.name != job.metadata.name)
+        world.finish_pod(second.metadata.name, 0, DIGEST)
+        eventually(
+            lambda: [j.metadata.name for j in world.jobs()] == [second.metadata.name],
+            60,
+            "the older succeeded Job pruned (historyLimit 0 keeps only the newest)",
+        )
+    finally:
+        restricted.stop()
+        operator.start()
+    # RBAC denials read 'User "system:serviceaccount:..." cannot VERB resource ...'.
+    assert "cannot " not in restricted.log.read_text()

@@ -199,3 +199,17 @@ def test_latest_build_summary() -> None:
         DIGEST,
     )
     assert core.latest_build([]) is None
+
+
+def test_newest_build_survives_a_zero_limit_and_deleted_jobs_are_ignored() -> None:
+    spec = automated_build(historyLimit={"succeeded": 0, "failed": 0}).spec
+    gone = job(0, conditions=[cond("Complete")])
+    gone["metadata"]["deletionTimestamp"] = "2026-11-27T10:30:00Z"
+    jobs = [
+        gone,
+        job(1, conditions=[cond("Failed", "DeadlineExceeded")]),
+        job(2, conditions=[cond("Complete")]),
+    ]
+    actions = core.plan_actions(spec, jobs, {})
+    assert actions.delete == ("job-1",)
+    assert [b.job_name for b in actions.builds] == ["job-2"]

@@ -350,7 +350,7 @@ def _default_rules() -> list[BuildRule]:
 
 
 class HistoryLimit(_Model):
-    """How many finished builds (Jobs and status entries) to keep."""
+    """How many finished builds (Jobs and status entries) to keep; the newest is always kept."""
 
     succeeded: int = Field(default=5, ge=0, le=100, description="Successful builds to keep.")
     failed: int = Field(

@@ -201,8 +201,12 @@ class BuildActions:
 def plan_actions(
     spec: AutomatedBuildSpec, jobs: Sequence[Obj], pods_by_job: Mapping[str, Sequence[Obj]]
 ) -> BuildActions:
-    """Apply runPolicy (release or cancel queued Jobs) and historyLimit (prune finished Jobs)."""
-    ordered = sorted(jobs, key=_created)  # oldest first
+    """Apply runPolicy (release or cancel queued Jobs) and historyLimit (prune finished Jobs).
+
+    The newest build is never pruned, so ``latestBuild`` and its Events survive a limit of 0.
+    """
+    live = [job for job in jobs if not (job.get("metadata") or {}).get("deletionTimestamp")]
+    ordered = sorted(live, key=_created)  # oldest first
     records = {
         job["metadata"]["name"]: build_record(job, pods_by_job.get(job["metadata"]["name"], ()))
         for job in ordered
@@ -223,6 +227,8 @@ def plan_actions(
     limit = spec.history_limit
     delete = finished_ok[: max(0, len(finished_ok) - limit.succeeded)]
     delete += finished_bad[: max(0, len(finished_bad) - limit.failed)]
+    newest = list(records)[-1:]
+    delete = [n for n in delete if n not in newest]
     kept = [records[n] for n in reversed(list(records)) if n not in delete]
     return BuildActions(tuple(release), tuple(cancel), tuple(delete), tuple(kept))
 

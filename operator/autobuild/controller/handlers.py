@@ -1,7 +1,8 @@
 """kopf registrations: every watch event funnels into the one level-based reconcile.
 
-Only event handlers, an index and a retry timer are used: none of them makes kopf store state
-in the objects, so an idle restart writes nothing, and the operator never touches ``spec``.
+Only event handlers and an index are used (no kopf timers, daemons or change handlers): none
+of them makes kopf add finalizers or store state in the objects, so an idle restart writes
+nothing, and the operator writes only status. Retries of not-Ready objects run in memory.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from autobuild import API_GROUP, API_VERSION, PLURAL
 from autobuild.build.job import LABEL_UID
 from autobuild.controller import kube
 from autobuild.controller.probes import Probes
-from autobuild.controller.reconcile import Reporter, reconcile
+from autobuild.controller.reconcile import Reporter, reconcile, retry_not_ready
 from autobuild.settings import BuildSettings
 
 SETTINGS = BuildSettings.from_env()
-_RETRY_SECONDS = 30.0
 
 
 class KopfReporter(Reporter):
@@ -43,8 +43,8 @@ _background: set[asyncio.Task[None]] = set()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Client config, and kopf settings that keep its own bookkeeping out of our objects."""
     kube.load_config()
-    task = asyncio.create_task(PROBES.heartbeat())
-    _background.add(task)  # the loop keeps only a weak reference to tasks
+    for work in (PROBES.heartbeat(), retry_not_ready(SETTINGS, REPORTER)):
+        _background.add(asyncio.create_task(work))  # the loop keeps only weak references
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
@@ -85,17 +85,3 @@ async def job_event(labels: Mapping[str, str], **kwargs: Any) -> None:
 async def pod_event(labels: Mapping[str, str], **kwargs: Any) -> None:
     """A build Pod moved (started, image pull errors, finished)."""
     await _owner_changed(labels, kwargs)
-
-
-def _needs_retry(status: Mapping[str, Any], **_: Any) -> bool:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Ready" and condition.get("status") != "True":
-            return bool(condition.get("reason") != "BuildFailed")
-    return False
-
-
-@kopf.timer(API_GROUP, API_VERSION, PLURAL, interval=_RETRY_SECONDS, when=_needs_retry)
-async def retry_not_ready(namespace: str | None, name: str, **_: Any) -> None:
-    """Missing Secrets get created and unreachable sources come back: look again."""
-    if namespace is not None:
-        await reconcile(namespace, name, SETTINGS, REPORTER)

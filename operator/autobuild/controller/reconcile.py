@@ -51,6 +51,9 @@ _SECRET_KEYS: Final = (
     (("image", "pushSecret"), ".dockerconfigjson"),
 )
 _CONFLICT_RETRIES: Final = 5
+_RETRY_SECONDS: Final = 30.0
+# Objects with a problem that may fix itself without an event on the object.
+_retry: set[tuple[str, str]] = set()
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 log = logging.getLogger("autobuild.reconcile")
 
@@ -236,7 +239,7 @@ def _report_transitions(
 
 async def _reconcile_once(
     body: Mapping[str, Any], settings: BuildSettings, reporter: Reporter
-) -> None:
+) -> core.Problem | None:
     meta = body["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     previous = _previous_status(body)
@@ -272,7 +275,7 @@ async def _reconcile_once(
     new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     old = previous.model_dump(by_alias=True, exclude_none=True, mode="json")
     if new == old:
-        return
+        return problem
     _report_transitions(reporter, body, previous.builds, builds)
     if problem is not None and _condition_changed(previous.conditions, problem):
         reporter.event(body, "Warning", problem.reason, problem.message)
@@ -280,6 +283,7 @@ async def _reconcile_once(
     new.setdefault("latestBuild", None)
     new.setdefault("lastTrigger", None)
     await kube.patch_status(namespace, name, meta["resourceVersion"], new)
+    return problem
 
 
 def _condition_changed(previous: list[Condition], problem: core.Problem) -> bool:
@@ -294,19 +298,40 @@ async def reconcile(
     reporter: Reporter | None = None,
 ) -> None:
     """Bring one AutomatedBuild's Jobs and status in line with its spec; safe to call anytime."""
-    async with _locks[(namespace, name)]:
+    key = (namespace, name)
+    async with _locks[key]:
         for _ in range(_CONFLICT_RETRIES):
             body = await kube.get_automated_build(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
+                _retry.discard(key)
                 return
             try:
-                await _reconcile_once(body, settings, reporter or Reporter())
+                problem = await _reconcile_once(body, settings, reporter or Reporter())
             except ApiException as exc:
                 if exc.status == 409:
                     continue  # someone wrote in between: read again and redo
                 raise
+            if problem is None or problem.reason == "InvalidSpec":
+                _retry.discard(key)  # fine, or only a spec change (an event) can help
+            else:
+                _retry.add(key)
             return
         log.warning("%s/%s: gave up after %d conflicts", namespace, name, _CONFLICT_RETRIES)
+
+
+async def retry_not_ready(
+    settings: BuildSettings, reporter: Reporter, interval: float = _RETRY_SECONDS
+) -> None:
+    """Every ``interval`` seconds, look again at objects whose problem may fix itself (a
+    Secret created later, a git host back up). Kept in memory, not in the objects: a restart
+    visits every object anyway."""
+    while True:
+        await asyncio.sleep(interval)
+        for namespace, name in sorted(_retry):
+            try:
+                await reconcile(namespace, name, settings, reporter)
+            except Exception:
+                log.exception("%s/%s: retry failed", namespace, name)
 
 
 async def submit_push(
