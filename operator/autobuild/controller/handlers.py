@@ -18,7 +18,11 @@ from autobuild import API_GROUP, API_VERSION, PLURAL
 from autobuild.build.job import LABEL_UID
 from autobuild.controller import kube
 from autobuild.controller.probes import Probes
-from autobuild.controller.reconcile import Reporter, reconcile, retry_not_ready
+from autobuild.controller.reconcile import (
+    Reporter,
+    reconcile,
+    retry_not_ready,
+)
 from autobuild.settings import BuildSettings
 
 SETTINGS = BuildSettings.from_env()

@@ -55,10 +55,11 @@ async def get_automated_build(namespace: str, name: str) -> Obj | None:
     return found
 
 
-async def patch_status(namespace: str, name: str, resource_version: str, status: Obj) -> None:
-    """Replace status fields, only if the object is unchanged since it was read (else 409)."""
+async def patch_status(namespace: str, name: str, resource_version: str, status: Obj) -> str:
+    """Replace status fields, only if the object is unchanged since it was read (else 409);
+    return the new resourceVersion."""
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    await _call(
+    written: Obj = await _call(
         client.CustomObjectsApi().patch_namespaced_custom_object_status,
         API_GROUP,
         API_VERSION,
@@ -67,6 +68,7 @@ async def patch_status(namespace: str, name: str, resource_version: str, status:
         name,
         body,
     )
+    return str(written["metadata"]["resourceVersion"])
 
 
 async def patch_annotations(

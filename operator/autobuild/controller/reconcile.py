@@ -54,6 +54,15 @@ _CONFLICT_RETRIES: Final = 5
 _RETRY_SECONDS: Final = 30.0
 # Objects with a problem that may fix itself without an event on the object.
 _retry: set[tuple[str, str]] = set()
+# The resourceVersion of each object's last status write by this process.
+_own_writes: dict[tuple[str, str], str] = {}
+
+
+def is_own_write(namespace: str, name: str, resource_version: str) -> bool:
+    """True for the watch event of our own status write: nothing new to look at."""
+    return _own_writes.get((namespace, name)) == resource_version
+
+
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 log = logging.getLogger("autobuild.reconcile")
 
@@ -282,7 +291,9 @@ async def _reconcile_once(
     # latestBuild is removed explicitly when there is none (merge patch: null deletes).
     new.setdefault("latestBuild", None)
     new.setdefault("lastTrigger", None)
-    await kube.patch_status(namespace, name, meta["resourceVersion"], new)
+    _own_writes[(namespace, name)] = await kube.patch_status(
+        namespace, name, meta["resourceVersion"], new
+    )
     return problem
 
 
@@ -304,6 +315,7 @@ async def reconcile(
             body = await kube.get_automated_build(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 _retry.discard(key)
+                _own_writes.pop(key, None)
                 return
             try:
                 problem = await _reconcile_once(body, settings, reporter or Reporter())
