@@ -160,7 +160,8 @@ def percentiles(samples: list[float]) -> str:
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
     return (
         f"p50 {statistics.median(ordered) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, "
-        f"max {ordered[-1] * 1000:.0f} ms (n={len(ordered)})"
+        f"max {ordered[-1] * 1000:.0f} ms (trigger #{samples.index(ordered[-1]) + 1} of "
+        f"{len(ordered)})"
     )
 
 
@@ -243,6 +244,8 @@ def main() -> int:
             flush=True,
         )
         print(f"operator RSS after the first pass: {operator.rss_mib():.0f} MiB", flush=True)
+        tail = wait_requests_settle(cluster, quiet=5, timeout=300)
+        print(f"the operator's requests settled {tail:.1f} s after that", flush=True)
 
         names = [
             f"app-{i:04d}" for i in range(0, args.objects, max(1, args.objects // args.triggers))
