@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -142,7 +143,7 @@ def _build_jobs(namespace: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     from autobuild.controller import kube
 
     jobs = asyncio.run(kube.list_jobs(namespace, body["metadata"]["uid"]))
-    return sorted(jobs, key=lambda j: str(j["metadata"].get("creationTimestamp")), reverse=True)
+    return sorted(jobs, key=build_status.creation_key, reverse=True)
 
 
 def _pick(jobs: list[dict[str, Any]], build_id: str | None) -> list[dict[str, Any]]:
@@ -189,13 +190,26 @@ def logs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not pods.items:
         raise CliError(f"build Job {job_name} has no pod yet (queued?)")
     pod = max(pods.items, key=lambda p: p.metadata.creation_timestamp)
-    stream = client.CoreV1Api().read_namespaced_pod_log(
-        pod.metadata.name,
-        namespace,
-        container=CONTAINER_NAME,
-        follow=args.follow,
-        _preload_content=False,
+    kaniko = next(
+        (c for c in pod.status.container_statuses or [] if c.name == CONTAINER_NAME), None
     )
+    if kaniko is None or (kaniko.state.running is None and kaniko.state.terminated is None):
+        # The API answers an empty log, not an error, for a pod that has not started.
+        waiting = kaniko.state.waiting if kaniko is not None else None
+        why = f"{waiting.reason}: {waiting.message or ''}" if waiting else pod.status.phase
+        raise CliError(f"build Job {job_name} has not started yet ({why.strip(': ')})")
+    try:
+        stream = client.CoreV1Api().read_namespaced_pod_log(
+            pod.metadata.name,
+            namespace,
+            container=CONTAINER_NAME,
+            follow=args.follow,
+            _preload_content=False,
+        )
+    except client.ApiException as exc:
+        # e.g. 400 'container "kaniko" in pod ... is waiting to start' while it is Pending.
+        detail = json.loads(exc.body).get("message", exc.reason) if exc.body else exc.reason
+        raise CliError(f"cannot read the log of build Job {job_name}: {detail}") from exc
     for chunk in stream.stream():
         out.write(chunk.decode(errors="replace"))
         out.flush()

@@ -752,3 +752,64 @@ def test_the_shipped_rbac_is_enough(
         operator.start()
     # RBAC denials read 'User "system:serviceaccount:..." cannot VERB resource ...'.
     assert "cannot " not in restricted.log.read_text()
+
+
+def autobuild_cli(k8s_cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autobuild.cli", *args],
+        env=dict(os.environ, KUBECONFIG=str(k8s_cluster.kubeconfig)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_logs_explains_what_it_cannot_show(world: World, repo: Repo, k8s_cluster: Any) -> None:
+    world.create(manifest(world.namespace, repo, tags=[{"source": "main", "autobuild": False}]))
+    eventually(lambda: ready_condition(world), 30, "first visit")
+    result = autobuild_cli(k8s_cluster, "logs", "app", "-n", world.namespace)
+    assert (result.returncode, result.stderr.strip()) == (
+        1,
+        "autobuild: AutomatedBuild app has no builds yet",
+    )
+    trigger(k8s_cluster, world)
+    (job,) = eventually(world.jobs, 30, "manual build")
+    eventually(lambda: world.pods(job.metadata.name), 30, "its pod")
+    result = autobuild_cli(k8s_cluster, "logs", "app", "-n", world.namespace)
+    assert result.returncode == 1
+    assert f"build Job {job.metadata.name} has not started yet (Pending)" in result.stderr
+    result = autobuild_cli(k8s_cluster, "logs", "app", "-n", world.namespace, "--build", "nope")
+    assert (result.returncode, result.stderr.strip()) == (1, "autobuild: no build 'nope'")
+    result = autobuild_cli(k8s_cluster, "logs", "missing", "-n", world.namespace)
+    assert "AutomatedBuild " + world.namespace + "/missing not found" in result.stderr
+
+
+def test_logs_passes_on_the_kubelets_answer(world: World, repo: Repo, k8s_cluster: Any) -> None:
+    """On kwok's node the build really starts; kwok serves no kubelet log endpoint, so the API
+    server's error reaches the user as a message, not a traceback."""
+    nodes = world.core.list_node().items
+    node = next(n.metadata.name for n in nodes if "kwok" in n.metadata.name)
+    label = "=".join(BUILDER_LABEL)
+    k8s_cluster.kubectl("label", "node", node, label, "--overwrite")
+    try:
+        world.create(manifest(world.namespace, repo))
+        (job,) = eventually(world.jobs, 30, "Job")
+        eventually(
+            lambda: any(p.spec.node_name for p in world.pods(job.metadata.name)), 30, "scheduled"
+        )
+        eventually(
+            lambda: any(
+                c.state.running or c.state.terminated
+                for p in world.pods(job.metadata.name)
+                for c in p.status.container_statuses or []
+            ),
+            30,
+            "started by kwok",
+        )
+        result = autobuild_cli(k8s_cluster, "logs", "app", "-n", world.namespace)
+        assert result.returncode == 1
+        assert f"cannot read the log of build Job {job.metadata.name}" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        k8s_cluster.kubectl("label", "node", node, BUILDER_LABEL[0] + "-")

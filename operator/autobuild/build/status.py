@@ -182,7 +182,8 @@ def build_record(job: Obj, pods: Sequence[Obj]) -> BuildRecord:
     )
 
 
-def _created(job: Obj) -> str:
+def creation_key(job: Obj) -> str:
+    """Sort key of build Jobs in the order the operator created them."""
     meta = job.get("metadata") or {}
     requested = (meta.get("annotations") or {}).get(ANNOTATION_REQUESTED, "")
     return f"{meta.get('creationTimestamp', '')}/{requested}/{meta.get('name', '')}"
@@ -206,7 +207,7 @@ def plan_actions(
     The newest build is never pruned, so ``latestBuild`` and its Events survive a limit of 0.
     """
     live = [job for job in jobs if not (job.get("metadata") or {}).get("deletionTimestamp")]
-    ordered = sorted(live, key=_created)  # oldest first
+    ordered = sorted(live, key=creation_key)  # oldest first
     records = {
         job["metadata"]["name"]: build_record(job, pods_by_job.get(job["metadata"]["name"], ()))
         for job in ordered
