@@ -31,8 +31,11 @@ async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
-def _items(response: Any) -> list[Obj]:
-    """The items of a raw list response as plain JSON dicts (no client model round trip)."""
+async def _owned_by(list_call: Callable[..., Any], namespace: str, uid: str) -> list[Obj]:
+    """Objects labelled with an AutomatedBuild's uid, as plain JSON dicts (no client models)."""
+    response = await _call(
+        list_call, namespace, label_selector=f"{LABEL_UID}={uid}", _preload_content=False
+    )
     items: list[Obj] = json.loads(response.data)["items"]
     return items
 
@@ -88,24 +91,12 @@ async def patch_annotations(
 
 async def list_jobs(namespace: str, uid: str) -> list[Obj]:
     """The build Jobs of one AutomatedBuild."""
-    response = await _call(
-        client.BatchV1Api().list_namespaced_job,
-        namespace,
-        label_selector=f"{LABEL_UID}={uid}",
-        _preload_content=False,
-    )
-    return _items(response)
+    return await _owned_by(client.BatchV1Api().list_namespaced_job, namespace, uid)
 
 
 async def list_pods(namespace: str, uid: str) -> list[Obj]:
     """The build Pods of one AutomatedBuild."""
-    response = await _call(
-        client.CoreV1Api().list_namespaced_pod,
-        namespace,
-        label_selector=f"{LABEL_UID}={uid}",
-        _preload_content=False,
-    )
-    return _items(response)
+    return await _owned_by(client.CoreV1Api().list_namespaced_pod, namespace, uid)
 
 
 async def create_job(namespace: str, job: Obj) -> bool:
