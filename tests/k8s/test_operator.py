@@ -639,12 +639,22 @@ def test_unreachable_source_is_not_ready_but_not_stalled(world: World) -> None:
     assert stalled["status"] == "False"
 
 
-def test_creation_without_autobuild_rules_asks_no_git_host(world: World) -> None:
-    body = manifest(world.namespace, f"http://127.0.0.1:{free_port()}/acme/gone.git")
-    body["spec"]["tags"][0]["autobuild"] = False
-    world.create(body)
-    ready = eventually(lambda: (c := ready_condition(world)) and c, 30, "Ready condition")
-    assert (ready["status"], ready["reason"]) == ("True", "Ready")
+def test_source_reachability_is_checked_and_recovers(world: World, git_server: GitServer) -> None:
+    """Even with nothing to build, a spec change checks that the repository answers."""
+    url = f"{git_server.url}/acme/not-yet-{world.namespace}.git"
+    world.create(manifest(world.namespace, url, tags=[{"source": "main", "autobuild": False}]))
+    ready = eventually(
+        lambda: (c := ready_condition(world)) and c["status"] == "False" and c, 30, "not Ready"
+    )
+    assert ready["reason"] == "SourceUnreachable"
+    assert "not found" in ready["message"]
+    created = git_server.create_repo("acme", f"not-yet-{world.namespace}")
+    created.commit("main", {"Dockerfile": "FROM scratch\n"}, "init")
+    ready = eventually(
+        lambda: (c := ready_condition(world)) and c["status"] == "True" and c,
+        60,
+        "Ready after the repo appeared",
+    )
     assert world.jobs() == []
 
 

@@ -167,36 +167,60 @@ async def create_builds(
 
 async def _triggered_builds(
     automated_build: AutomatedBuild, body: Mapping[str, Any], settings: BuildSettings
-) -> tuple[str | None, core.Problem | None]:
-    """Handle creation ('save and build') and the trigger annotation; return the new lastTrigger."""
+) -> tuple[str | None, core.Problem | None, bool]:
+    """Handle creation ('save and build') and the trigger annotation; return the new
+    lastTrigger, a problem if any, and whether the git host was asked."""
     annotations = body["metadata"].get("annotations") or {}
     wanted = annotations.get(ANNOTATION_TRIGGER, "")
     handled = (body.get("status") or {}).get("lastTrigger")
     if handled is not None and wanted in ("", handled):
-        return handled, None
+        return handled, None, False
     creation = handled is None
     ref = None if creation else annotations.get(ANNOTATION_TRIGGER_REF) or None
     commit = None if creation else annotations.get(ANNOTATION_TRIGGER_COMMIT) or None
+    asked = False
     try:
         refs = _wanted_refs(automated_build, ref, creation)
         if commit:
             heads = {r: check_commit(commit) for r in refs}
         elif refs:  # only ask the git host when there is something to build
+            asked = True
             heads = await resolve_heads(automated_build)
         else:
             heads = {}
     except checks.InputError as exc:
         # Not marked handled: the condition stays until the annotations are corrected.
-        return handled, core.Problem("InvalidTrigger", str(exc), False)
+        return handled, core.Problem("InvalidTrigger", str(exc), False), asked
     except SourceUnreachable as exc:
-        return handled, core.Problem("SourceUnreachable", str(exc), False)
+        return handled, _unreachable(exc), asked
     trigger_id = "create" if creation else wanted
     await create_builds(
         automated_build,
         _explicit_builds(automated_build, refs, heads, trigger_id, creation),
         settings,
     )
-    return wanted, None
+    return wanted, None, asked
+
+
+def _unreachable(exc: SourceUnreachable) -> core.Problem:
+    return core.Problem("SourceUnreachable", str(exc), False)
+
+
+async def _check_source(
+    automated_build: AutomatedBuild, previous: AutomatedBuildStatus
+) -> core.Problem | None:
+    """Verify the repository answers, after a spec change or while it did not: the one
+    check the CRD cannot make."""
+    generation = automated_build.metadata.generation
+    ready = next((c for c in previous.conditions if c.type == "Ready"), None)
+    was_unreachable = ready is not None and ready.reason == "SourceUnreachable"
+    if previous.observed_generation == generation and not was_unreachable:
+        return None
+    try:
+        await resolve_heads(automated_build)
+    except SourceUnreachable as exc:
+        return _unreachable(exc)
+    return None
 
 
 async def _apply_actions(
@@ -263,7 +287,9 @@ async def _reconcile_once(
     if automated_build is not None:
         problem = await _check_secrets(namespace, body["spec"])
     if automated_build is not None and problem is None:
-        last_trigger, problem = await _triggered_builds(automated_build, body, settings)
+        last_trigger, problem, asked = await _triggered_builds(automated_build, body, settings)
+        if problem is None and not asked:
+            problem = await _check_source(automated_build, previous)
     builds: tuple[BuildRecord, ...] = tuple(previous.builds)
     if automated_build is not None:
         actions, changed = await _apply_actions(namespace, uid, automated_build)
