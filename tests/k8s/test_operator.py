@@ -823,3 +823,33 @@ def test_logs_passes_on_the_kubelets_answer(world: World, repo: Repo, k8s_cluste
         assert "Traceback" not in result.stderr
     finally:
         k8s_cluster.kubectl("label", "node", node, BUILDER_LABEL[0] + "-")
+
+
+def test_private_repo_heads_resolve_with_the_linked_token(
+    world: World, git_server: GitServer
+) -> None:
+    private = git_server.create_repo(
+        "acme", f"private-{world.namespace}", private_token="linked-t0ken"
+    )
+    head = private.commit("main", {"Dockerfile": "FROM scratch\n"}, "init")
+    world.core.create_namespaced_secret(
+        world.namespace, {"metadata": {"name": "link"}, "stringData": {"token": "wrong-token"}}
+    )
+    body = manifest(world.namespace, private)
+    body["spec"]["source"]["credentialsSecret"] = "link"
+    world.create(body)
+    ready = eventually(
+        lambda: (c := ready_condition(world)) and c["status"] == "False" and c, 30, "not Ready"
+    )
+    assert ready["reason"] == "SourceUnreachable"
+    assert "authentication failed" in ready["message"]
+    assert "wrong-token" not in json.dumps(world.get())
+    world.core.patch_namespaced_secret(
+        "link", world.namespace, {"stringData": {"token": "linked-t0ken"}}
+    )
+    (job,) = eventually(world.jobs, 60, "the creation build once the token is right")
+    container = job.spec.template.spec.containers[0]
+    assert container.args[0].endswith(f"#refs/heads/main#{head}")
+    token_env = next(e for e in container.env if e.name == "GIT_TOKEN")
+    assert token_env.value is None
+    assert token_env.value_from.secret_key_ref.name == "link"
