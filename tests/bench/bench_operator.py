@@ -234,49 +234,58 @@ def main() -> int:
         )
 
         operator = Operator(cluster.kubeconfig, work / "operator.log")
-        before = request_counts(cluster)
-        started = operator.start()
-        wait_all_observed(cluster, args.objects, timeout=900)
-        first_pass = time.monotonic() - started
-        d = delta(request_counts(cluster), before)
-        print(
-            f"first pass: every object has status after {first_pass:.1f} s; requests {d}",
-            flush=True,
-        )
-        print(f"operator RSS after the first pass: {operator.rss_mib():.0f} MiB", flush=True)
-        tail = wait_requests_settle(cluster, quiet=5, timeout=300)
-        print(f"the operator's requests settled {tail:.1f} s after that", flush=True)
+        try:
+            before = request_counts(cluster)
+            started = operator.start()
+            wait_all_observed(cluster, args.objects, timeout=900)
+            first_pass = time.monotonic() - started
+            d = delta(request_counts(cluster), before)
+            print(
+                f"first pass: every object has status after {first_pass:.1f} s; requests {d}",
+                flush=True,
+            )
+            print(f"operator RSS after the first pass: {operator.rss_mib():.0f} MiB", flush=True)
+            tail = wait_requests_settle(cluster, quiet=5, timeout=300)
+            print(f"the operator's requests settled {tail:.1f} s after that", flush=True)
 
-        names = [
-            f"app-{i:04d}" for i in range(0, args.objects, max(1, args.objects // args.triggers))
-        ]
-        names = names[: args.triggers]
-        with_commit = trigger_latency(
-            cluster,
-            names,
-            {"autobuild.dev/trigger-ref": "refs/heads/main", "autobuild.dev/trigger-commit": head},
-        )
-        print(f"trigger -> Job (ref+commit given): {percentiles(with_commit)}", flush=True)
-        with_ls_remote = trigger_latency(
-            cluster,
-            names[: max(1, len(names) // 2)],
-            {"autobuild.dev/trigger-ref": "", "autobuild.dev/trigger-commit": ""},
-        )
-        print(f"trigger -> Job (head via git ls-remote): {percentiles(with_ls_remote)}", flush=True)
-        wait_requests_settle(cluster, quiet=5, timeout=120)
+            names = [
+                f"app-{i:04d}"
+                for i in range(0, args.objects, max(1, args.objects // args.triggers))
+            ]
+            names = names[: args.triggers]
+            with_commit = trigger_latency(
+                cluster,
+                names,
+                {
+                    "autobuild.dev/trigger-ref": "refs/heads/main",
+                    "autobuild.dev/trigger-commit": head,
+                },
+            )
+            print(f"trigger -> Job (ref+commit given): {percentiles(with_commit)}", flush=True)
+            with_ls_remote = trigger_latency(
+                cluster,
+                names[: max(1, len(names) // 2)],
+                {"autobuild.dev/trigger-ref": "", "autobuild.dev/trigger-commit": ""},
+            )
+            print(
+                f"trigger -> Job (head via git ls-remote): {percentiles(with_ls_remote)}",
+                flush=True,
+            )
+            wait_requests_settle(cluster, quiet=5, timeout=120)
 
-        operator.stop()
-        before = request_counts(cluster)
-        started = operator.start()
-        busy = wait_requests_settle(cluster, quiet=10, timeout=600)
-        d = delta(request_counts(cluster), before)
-        print(
-            f"idle restart with {args.objects} objects: {writes(d)} writes; "
-            f"requests {d}; looked at everything within {busy:.1f} s",
-            flush=True,
-        )
-        print(f"operator RSS when idle: {operator.rss_mib():.0f} MiB", flush=True)
-        operator.stop()
+            operator.stop()
+            before = request_counts(cluster)
+            started = operator.start()
+            busy = wait_requests_settle(cluster, quiet=10, timeout=600)
+            d = delta(request_counts(cluster), before)
+            print(
+                f"idle restart with {args.objects} objects: {writes(d)} writes; "
+                f"requests {d}; looked at everything within {busy:.1f} s",
+                flush=True,
+            )
+            print(f"operator RSS when idle: {operator.rss_mib():.0f} MiB", flush=True)
+        finally:
+            operator.stop()
     return 0
 
 

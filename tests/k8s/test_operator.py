@@ -89,7 +89,11 @@ class Operator:
             except OSError:
                 return False
 
-        eventually(healthy, 60, "operator readiness")
+        try:
+            eventually(healthy, 60, "operator readiness")
+        except BaseException:
+            self.stop()  # a fixture that fails to start never reaches its teardown
+            raise
         self.port = port
 
     def stop(self) -> None:
