@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from autobuild import API_GROUP, KIND, yamlio
 from autobuild.api import checks
 from autobuild.api.models import AutomatedBuild, Trigger
-from autobuild.build import status as build_status
-from autobuild.build.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
-from autobuild.build.planner import PushEvent, check_commit, parse_ref, plan_builds
+from autobuild.planning import status as build_status
+from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
+from autobuild.planning.planner import PushEvent, check_commit, parse_ref, plan_builds
 from autobuild.settings import BuildSettings
 
 

@@ -355,7 +355,7 @@ def test_serial_queues_and_manual_triggers(world: World, repo: Repo, k8s_cluster
 
     assert newest().spec.suspend is True
     assert second_commit in newest().spec.template.spec.containers[0].args[0]
-    assert world.builds()[0]["trigger"] == "manual"
+    assert world.builds()[0]["trigger"] == "Manual"
     world.finish_pod(first.metadata.name, 0, DIGEST)
     eventually(lambda: newest().spec.suspend is False, 60, "queued build released")
     eventually(
@@ -587,7 +587,7 @@ def test_push_entry_point_builds_matching_rules_once(
     import asyncio
 
     from autobuild.api.models import Trigger
-    from autobuild.build.planner import PushEvent
+    from autobuild.planning.planner import PushEvent
     from autobuild.controller import kube, reconcile
     from autobuild.settings import BuildSettings
 
@@ -612,7 +612,7 @@ def test_push_entry_point_builds_matching_rules_once(
     assert "--destination=127.0.0.1:5000/acme/app:1.0" in args
     assert "--build-arg=COMMIT_MSG=Release 1.0" in args
     eventually(
-        lambda: any(b["jobName"] == created[0] and b["trigger"] == "push" for b in world.builds()),
+        lambda: any(b["jobName"] == created[0] and b["trigger"] == "Push" for b in world.builds()),
         30,
         "push build recorded",
     )

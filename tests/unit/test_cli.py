@@ -182,7 +182,7 @@ def test_manual_trigger_builds_rules_with_autobuild_off() -> None:
     assert push.stdout == ""
     assert "autobuild is false" in push.stderr
     manual = autobuild(
-        "render", "-f", example, "--ref", "feature/login", "--commit", COMMIT, "--trigger", "manual"
+        "render", "-f", example, "--ref", "feature/login", "--commit", COMMIT, "--trigger", "Manual"
     )
     (job,) = list(yaml.safe_load_all(manual.stdout))
     assert (

@@ -8,8 +8,8 @@ import pytest
 from factories import COMMIT, OTHER_COMMIT, automated_build
 
 from autobuild.api.models import AutomatedBuild, Trigger
-from autobuild.build import job as jobs
-from autobuild.build.planner import PlannedBuild, PushEvent, plan_builds
+from autobuild.planning import job as jobs
+from autobuild.planning.planner import PlannedBuild, PushEvent, plan_builds
 from autobuild.settings import DEFAULT_EXECUTOR_IMAGE, BuildSettings
 
 SETTINGS = BuildSettings()
@@ -210,7 +210,7 @@ def test_labels_annotations_and_owner() -> None:
         "autobuild.dev/automatedbuild": "cavityflow",
         "autobuild.dev/rule": "0",
         "autobuild.dev/commit": COMMIT,
-        "autobuild.dev/trigger": "push",
+        "autobuild.dev/trigger": "Push",
         "autobuild.dev/build-id": build_id,
         "autobuild.dev/uid": ab.metadata.uid,
     }

@@ -9,7 +9,7 @@ from factories import COMMIT, automated_build
 
 from autobuild.api import checks
 from autobuild.api.models import SourceType, Trigger
-from autobuild.build.planner import PushEvent, plan_builds
+from autobuild.planning.planner import PushEvent, plan_builds
 
 RULES: list[dict[str, Any]] = [
     {"source": "main", "dockerTag": "latest"},
@@ -46,7 +46,7 @@ def planned(
         ),
         (
             "refs/heads/release-2.0",
-            Trigger.API,
+            Trigger.TRIGGER_URL,
             [(2, ("release-2.0",)), (3, ("version-release-2.0",))],
         ),
         ("refs/heads/feature/x", Trigger.PUSH, []),

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from autobuild.api import checks
 from autobuild.api.models import AutomatedBuild
-from autobuild.build.job import build_identity, render_job
-from autobuild.build.planner import PushEvent, plan_builds
-from autobuild.build.rules import RuleMatch, render_tags
+from autobuild.planning.job import build_identity, render_job
+from autobuild.planning.planner import PushEvent, plan_builds
+from autobuild.planning.rules import RuleMatch, render_tags
 from autobuild.settings import BuildSettings
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autobuild.api.models import BuildRule, SourceType
-from autobuild.build.rules import RuleMatch, match_rule, render_tags, sanitize_tag
+from autobuild.planning.rules import RuleMatch, match_rule, render_tags, sanitize_tag
 
 BRANCH = SourceType.BRANCH
 TAG = SourceType.TAG

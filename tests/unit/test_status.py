@@ -9,9 +9,9 @@ import pytest
 from factories import COMMIT, automated_build
 
 from autobuild.api.models import BuildPhase, Condition
-from autobuild.build import status as core
-from autobuild.build.job import render_job
-from autobuild.build.planner import PushEvent, plan_builds
+from autobuild.planning import status as core
+from autobuild.planning.job import render_job
+from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.settings import BuildSettings
 
 DIGEST = "sha256:" + "d" * 64

@@ -83,10 +83,11 @@ class RunPolicy(StrEnum):
 class Trigger(StrEnum):
     """What asked for a build."""
 
-    PUSH = "push"
-    POLL = "poll"
-    MANUAL = "manual"
-    API = "api"
+    CREATE = "Create"
+    MANUAL = "Manual"
+    PUSH = "Push"
+    POLL = "Poll"
+    TRIGGER_URL = "TriggerURL"
 
 
 class BuildPhase(StrEnum):

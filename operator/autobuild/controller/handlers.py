@@ -15,7 +15,7 @@ from typing import Any, cast
 import kopf
 
 from autobuild import API_GROUP, API_VERSION, PLURAL
-from autobuild.build.job import LABEL_UID
+from autobuild.planning.job import LABEL_UID
 from autobuild.controller import kube
 from autobuild.controller.probes import Probes
 from autobuild.controller.reconcile import (

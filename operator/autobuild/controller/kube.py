@@ -12,7 +12,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from autobuild import API_GROUP, API_VERSION, PLURAL
-from autobuild.build.job import LABEL_UID
+from autobuild.planning.job import LABEL_UID
 
 T = TypeVar("T")
 Obj = dict[str, Any]

@@ -28,9 +28,9 @@ from autobuild.api.models import (
     RunPolicy,
     Trigger,
 )
-from autobuild.build import status as core
-from autobuild.build.job import clone_url, render_job, token_username
-from autobuild.build.planner import (
+from autobuild.planning import status as core
+from autobuild.planning.job import clone_url, render_job, token_username
+from autobuild.planning.planner import (
     PlannedBuild,
     PushEvent,
     check_commit,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Provider
-from autobuild.build.planner import PlannedBuild
+from autobuild.planning.planner import PlannedBuild
 from autobuild.settings import BuildSettings
 
 LABEL_PREFIX: Final = "autobuild.dev/"

@@ -21,7 +21,7 @@ from autobuild.api.models import (
     SourceType,
     Trigger,
 )
-from autobuild.build.job import (
+from autobuild.planning.job import (
     ANNOTATION_COMMIT,
     ANNOTATION_SOURCE_REF,
     ANNOTATION_TAGS,

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 
 from autobuild.api import checks
 from autobuild.api.models import AutomatedBuildSpec, BuildRule, SourceType, Trigger
-from autobuild.build.rules import match_rule, render_tags
+from autobuild.planning.rules import match_rule, render_tags
 
 _BRANCH_PREFIX = "refs/heads/"
 _TAG_PREFIX = "refs/tags/"
 _ZERO_COMMIT = re.compile(r"^0+$")
 # Triggers that a person asked for: they build rules whose autobuild switch is off, too.
-_EXPLICIT_TRIGGERS = frozenset({Trigger.MANUAL, Trigger.API})
+_EXPLICIT_TRIGGERS = frozenset({Trigger.CREATE, Trigger.MANUAL, Trigger.TRIGGER_URL})
 
 
 def parse_ref(ref: str) -> tuple[SourceType, str]:
