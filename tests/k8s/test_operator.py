@@ -587,8 +587,8 @@ def test_push_entry_point_builds_matching_rules_once(
     import asyncio
 
     from autobuild.api.models import Trigger
-    from autobuild.planning.planner import PushEvent
     from autobuild.controller import kube, reconcile
+    from autobuild.planning.planner import PushEvent
     from autobuild.settings import BuildSettings
 
     tags = [

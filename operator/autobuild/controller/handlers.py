@@ -15,7 +15,6 @@ from typing import Any, cast
 import kopf
 
 from autobuild import API_GROUP, API_VERSION, PLURAL
-from autobuild.planning.job import LABEL_UID
 from autobuild.controller import kube
 from autobuild.controller.probes import Probes
 from autobuild.controller.reconcile import (
@@ -23,6 +22,7 @@ from autobuild.controller.reconcile import (
     reconcile,
     retry_not_ready,
 )
+from autobuild.planning.job import LABEL_UID
 from autobuild.settings import BuildSettings
 
 SETTINGS = BuildSettings.from_env()

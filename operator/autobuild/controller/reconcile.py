@@ -28,6 +28,7 @@ from autobuild.api.models import (
     RunPolicy,
     Trigger,
 )
+from autobuild.controller import kube
 from autobuild.planning import status as core
 from autobuild.planning.job import clone_url, render_job, token_username
 from autobuild.planning.planner import (
@@ -37,7 +38,6 @@ from autobuild.planning.planner import (
     parse_ref,
     plan_builds,
 )
-from autobuild.controller import kube
 from autobuild.settings import BuildSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
 
