@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,7 +20,8 @@ from autobuild.api import checks
 from autobuild.api.models import AutomatedBuild, Trigger
 from autobuild.planning import status as build_status
 from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
-from autobuild.planning.planner import PushEvent, check_commit, parse_ref, plan_builds
+from autobuild.planning.planner import PushEvent, check_commit, full_ref, parse_ref, plan_builds
+from autobuild.planning.triggers import TriggerRequest, request_id
 from autobuild.settings import BuildSettings
 
 
@@ -112,30 +114,27 @@ def _current_namespace() -> str:
 
 
 def trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``autobuild trigger``: ask the operator for a build now (the trigger annotation)."""
+    """``autobuild trigger``: ask the operator for a build now. The request is appended to the
+    ``autobuild.dev/trigger`` list (with optimistic concurrency), so quick triggers all count."""
     from autobuild.controller import kube
-    from autobuild.controller.reconcile import (
-        ANNOTATION_TRIGGER,
-        ANNOTATION_TRIGGER_COMMIT,
-        ANNOTATION_TRIGGER_REF,
-    )
 
     try:
-        if args.ref:
-            parse_ref(args.ref)
-        if args.commit:
-            check_commit(args.commit)
+        if args.commit and not args.ref:
+            raise CliError("--commit needs --ref: say which branch or tag the commit is on")
+        ref = full_ref(*parse_ref(args.ref)) if args.ref else None
+        commit = check_commit(args.commit) if args.commit else None
     except checks.InputError as exc:
         raise CliError(f"--{exc}") from exc
-    namespace, _ = _cluster_target(args)
-    value = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    annotations = {
-        ANNOTATION_TRIGGER: value,
-        ANNOTATION_TRIGGER_REF: args.ref or None,
-        ANNOTATION_TRIGGER_COMMIT: args.commit or None,
-    }
-    asyncio.run(kube.patch_annotations(namespace, args.name, annotations))
-    out.write(f"automatedbuild/{args.name} triggered ({value})\n")
+    namespace, body = _cluster_target(args)
+    automated_build = AutomatedBuild.model_validate(body)
+    if ref is None and all(rule.source_regex is not None for rule in automated_build.spec.tags):
+        raise CliError(
+            "every build rule of this AutomatedBuild is a regex: say which branch or tag to "
+            "build with --ref"
+        )
+    request = TriggerRequest(request_id(datetime.now(UTC), secrets.token_hex(3)), ref, commit)
+    asyncio.run(kube.append_trigger(namespace, args.name, request))
+    out.write(f"automatedbuild/{args.name} trigger {request.id} requested\n")
     return 0
 
 
@@ -220,21 +219,17 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``autobuild run``: the operator."""
     import kopf
 
-    from autobuild.controller.handlers import PROBES  # importing registers the handlers
+    from autobuild.controller.handlers import PROBES, RUNTIME  # importing registers handlers
 
     host, _, port = args.probes.rpartition(":")
     if not host or not port.isdigit():
         raise CliError(f"--probes: expected HOST:PORT, got {args.probes!r}")
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    RUNTIME.namespaces = list(args.namespace or [])
     server = PROBES.serve(host.strip("[]"), int(port))
     err.write(f"autobuild: probes on http://{args.probes}/healthz and /readyz\n")
     try:
-        kopf.run(
-            standalone=True,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or [],
-            ready_flag=PROBES.ready,
-        )
+        kopf.run(standalone=True, clusterwide=True)
     finally:
         server.shutdown()
     return 0

@@ -508,6 +508,20 @@ class LatestBuild(_Model):
     completion_time: datetime | None = None
 
 
+class LastTrigger(_Model):
+    """The last build request the operator handled, and what came of it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(description="The request id (`create` for the build on creation).")
+    time: datetime | None = None
+    ref: str = Field(default="", description="The ref asked for; empty: every exact rule's ref.")
+    commit: str = Field(default="", description="The commit asked for; empty: the ref's head.")
+    builds: list[str] = Field(default_factory=list, description="Ids of the builds it started.")
+    reason: str = Field(default="", description="Triggered, NothingToBuild or InvalidTrigger.")
+    message: str = ""
+
+
 class AutomatedBuildStatus(_Model):
     """What the operator observed; written by the operator only."""
 
@@ -521,9 +535,9 @@ class AutomatedBuildStatus(_Model):
     )
     latest_build: LatestBuild | None = None
     builds: list[BuildRecord] = Field(default_factory=list, description="Newest first.")
-    last_trigger: str | None = Field(
+    last_trigger: LastTrigger | None = Field(
         default=None,
-        description="The value of the autobuild.dev/trigger annotation last acted on.",
+        description="The last build request handled: creation or an autobuild.dev/trigger request.",
     )
 
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Provider
+from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Provider, Trigger
 from autobuild.planning.planner import PlannedBuild
 from autobuild.settings import BuildSettings
 
@@ -29,6 +29,8 @@ _MAX_NAME = 63
 _NAME_PREFIX_MAX = 38
 _LABEL_VALUE_MAX = 63
 # Usernames that the hosts expect next to an access token used as a password.
+# Builds a person asked for: each is a new build, even of a commit that was built before.
+PERSON_TRIGGERS: Final = frozenset({Trigger.CREATE, Trigger.MANUAL})
 _TOKEN_USERNAMES: Final = {Provider.GITLAB: "oauth2", Provider.BITBUCKET: "x-token-auth"}
 
 
@@ -56,18 +58,21 @@ def _label_value(text: str) -> str:
 
 
 def build_identity(automated_build: AutomatedBuild, build: PlannedBuild) -> BuildIdentity:
-    """Name a build deterministically from (owner, rule, commit, trigger), at most 63 characters.
+    """Name a build deterministically, at most 63 characters.
 
-    The same push seen twice (webhook redelivery, poll after webhook, operator restart) maps to
-    the same Job name, so creating it again answers 409 instead of building twice.
+    An automatic build (push, poll, trigger URL) is keyed by what it produces: the owner, the
+    rule, the ref and the commit, whatever channel saw the push, so a redelivery or a poll after
+    a webhook maps to the same Job name (creating it again answers 409) while two refs at one
+    commit are two builds. A build a person asked for (creation, manual trigger) also keys on
+    its trigger id: each press of the button is a new build.
     """
     meta = automated_build.metadata
     owner = meta.uid or f"{meta.namespace}/{meta.name}"
     event = build.event
-    key = "\0".join(
-        [owner, str(build.rule_index), event.commit, event.trigger.value, event.trigger_id]
-    )
-    build_id = hashlib.sha256(key.encode()).hexdigest()[:10]
+    parts = [owner, str(build.rule_index), event.git_ref, event.commit]
+    if event.trigger in PERSON_TRIGGERS:
+        parts += [event.trigger.value, event.trigger_id]
+    build_id = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
     name = f"{_dns_label(meta.name, _NAME_PREFIX_MAX)}-{event.commit[:7]}-{build_id}"
     return BuildIdentity(job_name=name[:_MAX_NAME], build_id=build_id)
 

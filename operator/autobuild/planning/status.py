@@ -1,4 +1,4 @@
-"""Pure reconciliation of builds: Jobs and Pods as the API returns them -> status and actions.
+"""Pure build tracking: a Job and its Pods as the API returns them -> a build record and reason.
 
 The Jobs are the durable record of every build: status is derived from them on every visit, so
 an operator restart loses nothing and an unchanged world yields an unchanged status (no write).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from autobuild.api.models import (
@@ -30,6 +30,7 @@ from autobuild.planning.job import (
     LABEL_RULE,
     LABEL_TRIGGER,
 )
+from autobuild.planning.reasons import STALLED, Reason
 
 ANNOTATION_CANCELLED: Final = "autobuild.dev/cancelled"
 # When the operator created the Job, to the microsecond: creationTimestamp has whole seconds only.
@@ -41,7 +42,6 @@ _FAILED: Final = frozenset({BuildPhase.FAILED, BuildPhase.CANCELLED, BuildPhase.
 _PULL_ERRORS: Final = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
 )
-_MESSAGE_MAX: Final = 1024
 
 Obj = Mapping[str, Any]
 
@@ -57,7 +57,13 @@ def is_finished(phase: BuildPhase) -> bool:
     return phase in _FINISHED
 
 
-def _parse_time(value: Any) -> datetime | None:
+def is_failed(phase: BuildPhase) -> bool:
+    """True for Failed, Cancelled and TimedOut."""
+    return phase in _FAILED
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An API timestamp (RFC 3339 text) as a datetime; None when absent."""
     if not value:
         return None
     if isinstance(value, datetime):
@@ -73,10 +79,10 @@ def _condition(job: Obj, kind: str) -> Obj | None:
     return found
 
 
-def _trim(text: str) -> str:
-    """Keep the end of a message (a log tail is most useful at its end)."""
-    text = text.strip()
-    return text if len(text) <= _MESSAGE_MAX else "…" + text[-_MESSAGE_MAX:]
+def _newest_pod(pods: Sequence[Obj]) -> Obj | None:
+    return max(
+        pods, key=lambda p: str(p.get("metadata", {}).get("creationTimestamp", "")), default=None
+    )
 
 
 def _kaniko_state(pods: Sequence[Obj]) -> Obj:
@@ -102,64 +108,143 @@ class Observation:
     message: str | None = None
 
 
+# Kaniko's log lines that tell why a build failed, checked in order against the container's
+# termination message (its log tail). The tail itself is never written anywhere: it may hold
+# build output or secrets, and status and Events are read by more people than pods/log.
+_FAILURE_PATTERNS: Final[tuple[tuple[Reason, tuple[str, ...], str], ...]] = (
+    (
+        Reason.PUSH_UNAUTHORIZED,
+        ("checking push permissions", "push permission", "unauthorized", "denied: "),
+        "the registry refused the push: check spec.image.pushSecret and its rights on the"
+        " repository",
+    ),
+    (
+        Reason.GIT_AUTH_FAILED,
+        ("authentication required", "authentication failed", "invalid username or password"),
+        "cloning the repository failed: authentication was refused (check"
+        " spec.source.credentialsSecret and its access to the repository)",
+    ),
+    (
+        Reason.GIT_CLONE_FAILED,
+        ("error resolving source context", "repository not found", "couldn't find remote ref",
+         "object not found", "reference not found"),
+        "cloning the repository at the build's commit failed",
+    ),
+    (
+        Reason.DOCKERFILE_NOT_FOUND,
+        ("error resolving dockerfile path", "dockerfile: no such file", "failed to get dockerfile"),
+        "the Dockerfile was not found: check the rule's dockerfile and context",
+    ),
+    (
+        Reason.BASE_IMAGE_PULL_FAILED,
+        ("retrieving image", "manifest_unknown", "manifest unknown", "error getting image"),
+        "a base image of the Dockerfile could not be pulled",
+    ),
+    (
+        Reason.BUILD_STEP_FAILED,
+        ("failed to execute command", "error building stage"),
+        "a step of the Dockerfile failed",
+    ),
+)
+# How long a released build may have no Pod before status says why (quota, Pod Security...).
+POD_CREATE_GRACE: Final = timedelta(seconds=30)
+
+
+def classify_failure(terminated: Obj) -> tuple[str, str]:
+    """A failed Kaniko container's state -> (reason, short message without any log text)."""
+    exit_code = terminated.get("exitCode")
+    if terminated.get("reason") == "OOMKilled":
+        return (
+            Reason.OOM_KILLED,
+            f"the build ran out of memory (exit code {exit_code}): raise AUTOBUILD_MEMORY_LIMIT",
+        )
+    tail = str(terminated.get("message") or "").lower()
+    for reason, patterns, text in _FAILURE_PATTERNS:
+        if any(pattern in tail for pattern in patterns):
+            return reason, f"{text} (exit code {exit_code})"
+    return Reason.ERROR, f"the build failed with exit code {exit_code}"
+
+
 def _failure(job: Obj, pods: Sequence[Obj]) -> Observation:
     failed = _condition(job, "Failed") or {}
-    finished = _parse_time(failed.get("lastTransitionTime"))
-    start = _parse_time((job.get("status") or {}).get("startTime"))
+    finished = parse_time(failed.get("lastTransitionTime"))
+    start = parse_time((job.get("status") or {}).get("startTime"))
     if failed.get("reason") == "DeadlineExceeded":
-        message = failed.get("message") or "the build ran longer than spec.timeout"
-        return Observation(BuildPhase.TIMED_OUT, start, finished, None, "DeadlineExceeded", message)
+        message = "the build ran longer than spec.timeout"
+        return Observation(
+            BuildPhase.TIMED_OUT, start, finished, None, Reason.DEADLINE_EXCEEDED, message
+        )
     terminated = _kaniko_state(pods).get("terminated")
     if terminated:
-        reason = terminated.get("reason") or "Error"
-        exit_code = terminated.get("exitCode")
-        text = terminated.get("message") or ""
-        if reason == "OOMKilled":
-            text = text or "the build ran out of memory (raise AUTOBUILD_MEMORY_LIMIT)"
-        message = f"exit code {exit_code}" + (f": {_trim(text)}" if text else "")
+        reason, message = classify_failure(terminated)
         return Observation(BuildPhase.FAILED, start, finished, None, reason, message)
-    reason = failed.get("reason") or "BuildFailed"
-    return Observation(BuildPhase.FAILED, start, finished, None, reason, failed.get("message"))
+    reason = failed.get("reason") or Reason.BUILD_FAILED
+    return Observation(
+        BuildPhase.FAILED, start, finished, None, reason, "the build Job failed without a Pod"
+    )
 
 
-def observe(job: Obj, pods: Sequence[Obj]) -> Observation:
+def _not_running_yet(job: Obj, pods: Sequence[Obj], now: datetime | None) -> tuple[str, str] | None:
+    """Why a released build has not started, if Kubernetes says so (or has said nothing for
+    too long): an image that cannot be pulled, no node, or no Pod at all."""
+    waiting = _kaniko_state(pods).get("waiting") or {}
+    if waiting.get("reason") in _PULL_ERRORS:
+        return Reason.IMAGE_PULL_FAILED, f"{waiting['reason']}: {waiting.get('message') or ''}"
+    pod = _newest_pod(pods)
+    if pod is not None:
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                return Reason.UNSCHEDULABLE, str(cond.get("message") or "no node can run it")
+        return None
+    since = parse_time((job.get("status") or {}).get("startTime")) or parse_time(
+        (job.get("metadata") or {}).get("creationTimestamp")
+    )
+    if now is not None and since is not None and now - since >= POD_CREATE_GRACE:
+        namespace = (job.get("metadata") or {}).get("namespace", "")
+        return (
+            Reason.POD_NOT_CREATED,
+            f"no Pod was created for this build: check ResourceQuota, LimitRange and Pod"
+            f" Security admission of namespace {namespace} (kubectl describe job"
+            f" {(job.get('metadata') or {}).get('name', '')})",
+        )
+    return None
+
+
+def observe(job: Obj, pods: Sequence[Obj], now: datetime | None = None) -> Observation:
     """Derive a build's phase, times, digest and failure reason from its Job and Pods."""
     meta = job.get("metadata") or {}
     status = job.get("status") or {}
-    start = _parse_time(status.get("startTime"))
+    start = parse_time(status.get("startTime"))
     if (meta.get("annotations") or {}).get(ANNOTATION_CANCELLED):
-        cancelled_at = _parse_time(meta["annotations"][ANNOTATION_CANCELLED])
+        cancelled_at = parse_time(meta["annotations"][ANNOTATION_CANCELLED])
         return Observation(
-            BuildPhase.CANCELLED, start, cancelled_at, None, "Cancelled", "cancelled on request"
+            BuildPhase.CANCELLED, start, cancelled_at, None, Reason.CANCELLED, "cancelled on request"
         )
     if _condition(job, "Complete"):
         message = (_kaniko_state(pods).get("terminated") or {}).get("message") or ""
         digest = message.strip() if message.strip().startswith("sha256:") else None
-        completed = _parse_time(status.get("completionTime"))
+        completed = parse_time(status.get("completionTime"))
         return Observation(BuildPhase.SUCCEEDED, start, completed, digest)
     if _condition(job, "Failed"):
         return _failure(job, pods)
     if (job.get("spec") or {}).get("suspend"):
         return Observation(BuildPhase.QUEUED)
-    state = _kaniko_state(pods)
-    waiting = state.get("waiting") or {}
-    if waiting.get("reason") in _PULL_ERRORS:
-        return Observation(
-            BuildPhase.PENDING, start, None, None, waiting["reason"], waiting.get("message")
-        )
-    if state.get("running"):
+    if _kaniko_state(pods).get("running"):
         return Observation(BuildPhase.RUNNING, start)
+    stuck = _not_running_yet(job, pods, now)
+    if stuck is not None:
+        return Observation(BuildPhase.PENDING, start, None, None, stuck[0], stuck[1])
     return Observation(BuildPhase.PENDING, start)
 
 
-def build_record(job: Obj, pods: Sequence[Obj]) -> BuildRecord:
+def build_record(job: Obj, pods: Sequence[Obj], now: datetime | None = None) -> BuildRecord:
     """The status entry of the build that ``job`` runs."""
     meta = job.get("metadata") or {}
     labels = meta.get("labels") or {}
     annotations = meta.get("annotations") or {}
     ref = annotations.get(ANNOTATION_SOURCE_REF, "")
     source_type = SourceType.TAG if ref.startswith("refs/tags/") else SourceType.BRANCH
-    seen = observe(job, pods)
+    seen = observe(job, pods, now)
     duration = None
     if seen.start_time and seen.completion_time:
         duration = max(0, int((seen.completion_time - seen.start_time).total_seconds()))
@@ -189,51 +274,6 @@ def creation_key(job: Obj) -> str:
     return f"{meta.get('creationTimestamp', '')}/{requested}/{meta.get('name', '')}"
 
 
-@dataclass(frozen=True)
-class BuildActions:
-    """What the controller must do to the Jobs, and the builds to record in status."""
-
-    release: tuple[str, ...] = ()
-    cancel: tuple[str, ...] = ()
-    delete: tuple[str, ...] = ()
-    builds: tuple[BuildRecord, ...] = field(default=())
-
-
-def plan_actions(
-    spec: AutomatedBuildSpec, jobs: Sequence[Obj], pods_by_job: Mapping[str, Sequence[Obj]]
-) -> BuildActions:
-    """Apply runPolicy (release or cancel queued Jobs) and historyLimit (prune finished Jobs).
-
-    The newest build is never pruned, so ``latestBuild`` and its Events survive a limit of 0.
-    """
-    live = [job for job in jobs if not (job.get("metadata") or {}).get("deletionTimestamp")]
-    ordered = sorted(live, key=creation_key)  # oldest first
-    records = {
-        job["metadata"]["name"]: build_record(job, pods_by_job.get(job["metadata"]["name"], ()))
-        for job in ordered
-    }
-    active = [n for n, r in records.items() if r.phase in (BuildPhase.PENDING, BuildPhase.RUNNING)]
-    queued = [n for n, r in records.items() if r.phase is BuildPhase.QUEUED]
-    release: list[str] = []
-    cancel: list[str] = []
-    if spec.run_policy is RunPolicy.PARALLEL:
-        release = queued
-    elif spec.run_policy is RunPolicy.SERIAL:
-        release = queued[:1] if not active else []
-    else:  # SerialLatestOnly: only the newest queued build survives
-        cancel = queued[:-1]
-        release = queued[-1:] if not active else []
-    finished_ok = [n for n, r in records.items() if r.phase is BuildPhase.SUCCEEDED]
-    finished_bad = [n for n, r in records.items() if r.phase in _FAILED and n not in cancel]
-    limit = spec.history_limit
-    delete = finished_ok[: max(0, len(finished_ok) - limit.succeeded)]
-    delete += finished_bad[: max(0, len(finished_bad) - limit.failed)]
-    newest = list(records)[-1:]
-    delete = [n for n in delete if n not in newest]
-    kept = [records[n] for n in reversed(list(records)) if n not in delete]
-    return BuildActions(tuple(release), tuple(cancel), tuple(delete), tuple(kept))
-
-
 def latest_build(builds: Sequence[BuildRecord]) -> LatestBuild | None:
     """The flat summary of the newest build, for printer columns."""
     if not builds:
@@ -257,9 +297,13 @@ def latest_build(builds: Sequence[BuildRecord]) -> LatestBuild | None:
 class Problem:
     """Why the spec cannot be acted on (Stalled) or cannot be acted on now (not Ready)."""
 
-    reason: str
+    reason: Reason
     message: str
-    stalled: bool
+
+    @property
+    def stalled(self) -> bool:
+        """True when only a change of the spec or of a Secret can fix it (kstatus: Failed)."""
+        return self.reason in STALLED
 
 
 def conditions(
@@ -275,19 +319,19 @@ def conditions(
     if problem is not None:
         ready = ("False", problem.reason, problem.message)
     elif newest is not None and newest.phase in (BuildPhase.FAILED, BuildPhase.TIMED_OUT):
-        ready = ("False", "BuildFailed", f"build {newest.id} {newest.phase.value}: {newest.reason}")
+        ready = ("False", Reason.BUILD_FAILED, f"build {newest.id} {newest.phase.value}: {newest.reason}")
     elif newest is not None and newest.phase is BuildPhase.SUCCEEDED:
-        ready = ("True", "BuildSucceeded", f"build {newest.id} pushed {','.join(newest.tags)}")
+        ready = ("True", Reason.BUILD_SUCCEEDED, f"build {newest.id} pushed {','.join(newest.tags)}")
     else:
-        ready = ("True", "Ready", "watching for pushes")
+        ready = ("True", Reason.READY, "watching for pushes")
     if in_flight:
-        reconciling = ("True", "BuildRunning", f"{len(in_flight)} build(s) queued or running")
+        reconciling = ("True", Reason.BUILD_RUNNING, f"{len(in_flight)} build(s) queued or running")
     else:
-        reconciling = ("False", "Idle", "no build is queued or running")
+        reconciling = ("False", Reason.IDLE, "no build is queued or running")
     if problem is not None and problem.stalled:
         stalled = ("True", problem.reason, problem.message)
     else:
-        stalled = ("False", "Valid", "the spec can be acted on")
+        stalled = ("False", Reason.VALID, "the spec can be acted on")
     old = {c.type: c for c in previous}
     result = []
     for kind, (state, reason, message) in (
@@ -301,7 +345,7 @@ def conditions(
             Condition(
                 type=kind,
                 status=state,
-                reason=reason,
+                reason=str(reason),
                 message=message,
                 observed_generation=generation,
                 last_transition_time=now

@@ -1,0 +1,171 @@
+"""One asynchronous Kubernetes API client for the whole operator process (aiohttp, which kopf
+already ships): paginated LISTs, WATCH streams, and the writes. Objects stay plain JSON dicts.
+
+Configuration comes from the official client's loaders (in-cluster service account, else
+KUBECONFIG / ~/.kube/config), so certificates, tokens and token refresh behave as kubectl's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import aiohttp
+
+Obj = dict[str, Any]
+log = logging.getLogger("autobuild.kubeapi")
+
+_PAGE: Final = 500
+# Watch lines can hold large objects (a Pod with many statuses): allow up to 16 MiB a line.
+_LINE_LIMIT: Final = 16 * 1024 * 1024
+_WATCH_SECONDS: Final = 300
+_REQUEST_TIMEOUT: Final = 60.0
+
+
+class ApiError(Exception):
+    """An answer of the API server other than 2xx: status code, reason and message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class Gone(ApiError):
+    """410: the resourceVersion a watch asked for is too old; list again."""
+
+
+def _load_configuration() -> Any:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    return configuration
+
+
+class KubeApi:
+    """The process's API client. Create it inside the running event loop."""
+
+    def __init__(self, configuration: Any | None = None) -> None:
+        self._config = configuration if configuration is not None else _load_configuration()
+        context = ssl.create_default_context(cafile=self._config.ssl_ca_cert or None)
+        if self._config.cert_file:
+            context.load_cert_chain(self._config.cert_file, self._config.key_file)
+        if not self._config.verify_ssl:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        self._host = str(self._config.host).rstrip("/")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=context, limit=32)
+        )
+        self.requests: dict[str, int] = {}
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        if self._config.refresh_api_key_hook is not None:
+            self._config.refresh_api_key_hook(self._config)
+        headers = {"Accept": "application/json"}
+        token = self._config.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._session.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        """One API call; the decoded JSON answer, or ApiError."""
+        self.requests[method] = self.requests.get(method, 0) + 1
+        data = None if body is None else json.dumps(body)
+        async with self._session.request(
+            method,
+            self._host + path,
+            params=params,
+            data=data,
+            headers=self._headers(content_type if data is not None else None),
+            timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT),
+        ) as answer:
+            text = await answer.text()
+            if answer.status >= 300:
+                raise _error(answer.status, text)
+            loaded: Obj = json.loads(text) if text else {}
+            return loaded
+
+    async def list(self, path: str, params: Mapping[str, str] | None = None) -> tuple[list[Obj], str]:
+        """Every object of a collection, page by page; and the list's resourceVersion."""
+        items: list[Obj] = []
+        query = {**(params or {}), "limit": str(_PAGE)}
+        while True:
+            page = await self.request("GET", path, params=query)
+            items += page.get("items") or []
+            meta = page.get("metadata") or {}
+            if not meta.get("continue"):
+                return items, str(meta.get("resourceVersion", ""))
+            query = {**query, "continue": meta["continue"]}
+
+    async def watch(
+        self, path: str, resource_version: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[tuple[str, Obj]]:
+        """Watch events (type, object) from ``resource_version`` until the server ends the
+        stream; bookmarks come as ("BOOKMARK", object). Raises Gone on 410."""
+        query = {
+            **(params or {}),
+            "watch": "1",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(_WATCH_SECONDS),
+        }
+        self.requests["WATCH"] = self.requests.get("WATCH", 0) + 1
+        async with self._session.get(
+            self._host + path,
+            params=query,
+            headers=self._headers(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=_WATCH_SECONDS + 30),
+        ) as answer:
+            if answer.status >= 300:
+                raise _error(answer.status, await answer.text())
+            while True:
+                line = await answer.content.readline(max_line_length=_LINE_LIMIT)
+                if not line:
+                    return
+                event = json.loads(line)
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    raise _error(int(obj.get("code") or 500), json.dumps(obj))
+                yield kind, obj
+
+
+def _error(status: int, text: str) -> ApiError:
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        loaded = {}
+    reason = str(loaded.get("reason") or "")
+    message = str(loaded.get("message") or text[:300])
+    return (Gone if status == 410 else ApiError)(status, reason, message)
+
+
+async def sleep_backoff(attempt: int, cap: float = 30.0) -> None:
+    """Wait 0.5 s, 1 s, 2 s ... up to ``cap`` before attempt number ``attempt`` + 1."""
+    await asyncio.sleep(min(cap, 0.5 * 2 ** min(attempt, 10)))

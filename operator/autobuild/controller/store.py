@@ -1,0 +1,395 @@
+"""The observe step: what the operator watches, kept in memory and fed by watch events.
+
+AutomatedBuilds by (namespace, name); their Jobs and Pods by the owner's uid (a server-side
+label selector keeps other Jobs and Pods out); and only the Secrets that some AutomatedBuild
+references. Every change of an object enqueues its AutomatedBuild's key; a snapshot of one key
+is read from memory, never from the API server. Objects are slimmed to what the decision reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from autobuild.controller.kubeapi import ApiError, Gone, KubeApi, Obj, sleep_backoff
+from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, referenced_secrets
+from autobuild.planning.job import LABEL_UID
+from autobuild.planning.planner import PushEvent
+
+Key = tuple[str, str]
+log = logging.getLogger("autobuild.store")
+
+# Pushes that wait for one AutomatedBuild (e.g. while its push Secret is missing): newest kept.
+MAX_PENDING_PUSHES: Final = 64
+_META_KEEP: Final = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "labels",
+    "annotations",
+)
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+def _version(obj: Mapping[str, Any] | None) -> int:
+    """resourceVersion as a number (etcd's revision), 0 when absent or not numeric."""
+    text = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+    return int(text) if text.isdigit() else 0
+
+
+def _slim_meta(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {key: meta[key] for key in _META_KEEP if key in meta}
+
+
+def slim_automated_build(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """An AutomatedBuild without managedFields."""
+    return {**obj, "metadata": _slim_meta(obj)}
+
+
+def slim_job(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What build tracking reads of a Job: metadata, suspend, status."""
+    spec = obj.get("spec") or {}
+    return {
+        "metadata": _slim_meta(obj),
+        "spec": {"suspend": bool(spec.get("suspend"))},
+        "status": obj.get("status") or {},
+    }
+
+
+def slim_pod(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What build tracking reads of a Pod: metadata, phase, conditions, container states."""
+    status = obj.get("status") or {}
+    return {
+        "metadata": _slim_meta(obj),
+        "status": {
+            key: status[key] for key in ("phase", "conditions", "containerStatuses") if key in status
+        },
+    }
+
+
+def secret_view(obj: Mapping[str, Any]) -> SecretView:
+    """A Secret's type, annotations and decoded values."""
+    data: dict[str, str] = {}
+    for key, value in (obj.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(value or "").decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            data[key] = ""
+    meta = obj.get("metadata") or {}
+    return SecretView(str(obj.get("type") or ""), dict(meta.get("annotations") or {}), data)
+
+
+class Store:
+    """The operator's memory of the cluster; ``enqueue`` is called with every key to look at."""
+
+    def __init__(self, enqueue: Callable[[Key], None]) -> None:
+        self._enqueue = enqueue
+        self.automated_builds: dict[Key, dict[str, Any]] = {}
+        self._keys_by_uid: dict[str, Key] = {}
+        self._jobs: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._pods: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # Referenced Secrets: a view, or None for "referenced and known not to exist".
+        self._secrets: dict[Key, SecretView | None] = {}
+        self._secret_users: defaultdict[Key, set[Key]] = defaultdict(set)
+        self._uses: dict[Key, set[Key]] = {}
+        self._heads: dict[Key, HeadsResult] = {}
+        self._pushes: dict[Key, deque[PushEvent]] = {}
+        self._own_writes: dict[Key, int] = {}
+        self.deleted: Callable[[Key], None] = lambda key: None
+
+    # AutomatedBuilds ------------------------------------------------------------------------
+    def replace_automated_builds(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh LIST: forget what is gone, take the rest."""
+        listed = {_key(item): item for item in items}
+        for key in set(self.automated_builds) - set(listed):
+            self._forget(key)
+        for item in listed.values():
+            self.apply_automated_build("ADDED", item)
+
+    def apply_automated_build(self, event: str, obj: Mapping[str, Any]) -> None:
+        """One watch event of an AutomatedBuild."""
+        key = _key(obj)
+        if event == "DELETED":
+            self._forget(key)
+            return
+        current = self.automated_builds.get(key)
+        if current is not None and _version(obj) and _version(obj) <= _version(current):
+            return  # older than what a write of ours already answered
+        body = slim_automated_build(obj)
+        self.automated_builds[key] = body
+        uid = str(body["metadata"].get("uid") or "")
+        if uid:
+            self._keys_by_uid[uid] = key
+        self._track_secrets(key, referenced_secrets(body.get("spec") or {}))
+        if self._own_writes.get(key) == _version(obj):
+            return  # the watch event of our own status write: nothing new to look at
+        self._enqueue(key)
+
+    def written(self, obj: Mapping[str, Any]) -> None:
+        """The answer to our own status write: remember it, and skip its watch event."""
+        key = _key(obj)
+        if key in self.automated_builds:
+            self._own_writes[key] = _version(obj)
+            self.automated_builds[key] = slim_automated_build(obj)
+
+    def _forget(self, key: Key) -> None:
+        body = self.automated_builds.pop(key, None)
+        uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
+        if self._keys_by_uid.get(uid) == key:
+            del self._keys_by_uid[uid]
+        self._track_secrets(key, [])
+        for memory in (self._heads, self._pushes, self._own_writes):
+            memory.pop(key, None)
+        self.deleted(key)
+
+    # Secrets --------------------------------------------------------------------------------
+    def _track_secrets(self, key: Key, names: Sequence[str]) -> None:
+        wanted = {(key[0], name) for name in names}
+        for secret in self._uses.get(key, set()) - wanted:
+            users = self._secret_users[secret]
+            users.discard(key)
+            if not users:
+                del self._secret_users[secret]
+                self._secrets.pop(secret, None)
+        for secret in wanted:
+            self._secret_users[secret].add(key)
+        if wanted:
+            self._uses[key] = wanted
+        else:
+            self._uses.pop(key, None)
+
+    def replace_secrets(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh LIST of Secrets: keep the referenced ones; referenced but absent: missing."""
+        listed = {_key(item): item for item in items if _key(item) in self._secret_users}
+        for secret in list(self._secret_users):
+            found = listed.get(secret)
+            self._set_secret(secret, secret_view(found) if found is not None else None)
+
+    def apply_secret(self, event: str, obj: Mapping[str, Any]) -> None:
+        """One watch event of a Secret; only referenced ones are kept."""
+        secret = _key(obj)
+        if secret in self._secret_users:
+            self._set_secret(secret, None if event == "DELETED" else secret_view(obj))
+
+    def put_secret(self, namespace: str, name: str, obj: Mapping[str, Any] | None) -> None:
+        """The answer of an explicit read of a newly referenced Secret (None: not found)."""
+        if (namespace, name) in self._secret_users:
+            self._secrets[(namespace, name)] = secret_view(obj) if obj is not None else None
+
+    def _set_secret(self, secret: Key, view: SecretView | None) -> None:
+        if secret in self._secrets and self._secrets[secret] == view:
+            return
+        self._secrets[secret] = view
+        for user in self._secret_users.get(secret, ()):
+            self._enqueue(user)
+
+    def unknown_secrets(self, key: Key) -> list[str]:
+        """Referenced Secrets the store has never seen (referenced after the Secrets' LIST)."""
+        return [name for ns, name in self._uses.get(key, ()) if (ns, name) not in self._secrets]
+
+    # Jobs and Pods --------------------------------------------------------------------------
+    def _owner(self, obj: Mapping[str, Any]) -> str:
+        return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_UID) or "")
+
+    def _apply_owned(
+        self,
+        table: defaultdict[str, dict[str, dict[str, Any]]],
+        slim: Callable[[Mapping[str, Any]], dict[str, Any]],
+        event: str,
+        obj: Mapping[str, Any],
+    ) -> None:
+        uid = self._owner(obj)
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        owned = table[uid]
+        if event == "DELETED":
+            owned.pop(name, None)
+            if not owned:
+                del table[uid]
+        else:
+            current = owned.get(name)
+            if current is not None and _version(obj) and _version(obj) < _version(current):
+                return
+            owned[name] = slim(obj)
+        key = self._keys_by_uid.get(uid)
+        if key is not None:
+            self._enqueue(key)
+
+    def _replace_owned(
+        self,
+        table: defaultdict[str, dict[str, dict[str, Any]]],
+        slim: Callable[[Mapping[str, Any]], dict[str, Any]],
+        items: Iterable[Mapping[str, Any]],
+    ) -> None:
+        fresh: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for item in items:
+            fresh[self._owner(item)][str(item["metadata"]["name"])] = slim(item)
+        changed = {uid for uid in set(table) | set(fresh) if table.get(uid) != fresh.get(uid)}
+        table.clear()
+        table.update(fresh)
+        for uid in changed:
+            key = self._keys_by_uid.get(uid)
+            if key is not None:
+                self._enqueue(key)
+
+    def replace_jobs(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh LIST of build Jobs."""
+        self._replace_owned(self._jobs, slim_job, items)
+
+    def apply_job(self, event: str, obj: Mapping[str, Any]) -> None:
+        """One watch event of a build Job (or the answer to our own write of it)."""
+        self._apply_owned(self._jobs, slim_job, event, obj)
+
+    def replace_pods(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh LIST of build Pods."""
+        self._replace_owned(self._pods, slim_pod, items)
+
+    def apply_pod(self, event: str, obj: Mapping[str, Any]) -> None:
+        """One watch event of a build Pod."""
+        self._apply_owned(self._pods, slim_pod, event, obj)
+
+    # Requests and results that are not objects ----------------------------------------------
+    def add_pushes(self, key: Key, events: Sequence[PushEvent]) -> bool:
+        """Queue pushes for an AutomatedBuild; False when it is unknown."""
+        if key not in self.automated_builds:
+            return False
+        self._pushes.setdefault(key, deque(maxlen=MAX_PENDING_PUSHES)).extend(events)
+        self._enqueue(key)
+        return True
+
+    def take_pushes(self, key: Key, count: int) -> None:
+        """Drop the ``count`` oldest pushes: their builds exist now."""
+        pending = self._pushes.get(key)
+        for _ in range(min(count, len(pending or ()))):
+            assert pending is not None
+            pending.popleft()
+        if pending is not None and not pending:
+            del self._pushes[key]
+
+    def set_heads(self, key: Key, result: HeadsResult) -> None:
+        """The answer of ``git ls-remote`` for an AutomatedBuild."""
+        if key in self.automated_builds:
+            self._heads[key] = result
+            self._enqueue(key)
+
+    def snapshot(self, key: Key, now: datetime) -> Snapshot | None:
+        """Everything the decision needs about one AutomatedBuild, from memory."""
+        body = self.automated_builds.get(key)
+        if body is None:
+            return None
+        uid = str(body["metadata"].get("uid") or "")
+        secrets = {name: self._secrets.get((ns, name)) for ns, name in self._uses.get(key, ())}
+        return Snapshot(
+            body=body,
+            jobs=tuple(self._jobs.get(uid, {}).values()),
+            pods=tuple(self._pods.get(uid, {}).values()),
+            secrets=secrets,
+            now=now,
+            heads=self._heads.get(key),
+            pushes=tuple(self._pushes.get(key, ())),
+        )
+
+    def keys(self) -> list[Key]:
+        """Every AutomatedBuild's key."""
+        return list(self.automated_builds)
+
+
+Apply = Callable[[str, Mapping[str, Any]], None]
+Replace = Callable[[Iterable[Mapping[str, Any]]], None]
+
+
+class Informer:
+    """LIST then WATCH one collection into the store; 410 Gone lists again; errors back off."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        name: str,
+        paths: Sequence[str],
+        replace: Replace,
+        apply: Apply,
+        params: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.synced = asyncio.Event()
+        self._api = api
+        self._paths = paths
+        self._replace = replace
+        self._apply = apply
+        self._params = dict(params or {})
+        self._synced_paths: set[str] = set()
+
+    async def run(self) -> None:
+        """Run until cancelled. Several paths (one per watched namespace) share one store."""
+        if len(self._paths) == 1:
+            await self._run(self._paths[0], self._replace)
+            return
+        # Per-namespace lists must not forget each other's objects: merge their replaces.
+        listed: dict[str, list[Mapping[str, Any]]] = {}
+
+        def partial(path: str) -> Replace:
+            def replace(items: Iterable[Mapping[str, Any]]) -> None:
+                listed[path] = list(items)
+                if len(listed) == len(self._paths):
+                    self._replace([item for chunk in listed.values() for item in chunk])
+
+            return replace
+
+        await asyncio.gather(*(self._run(path, partial(path)) for path in self._paths))
+
+    async def _run(self, path: str, replace: Replace) -> None:
+        version: str | None = None
+        attempt = 0
+        while True:
+            try:
+                if version is None:
+                    items, version = await self._api.list(path, self._params)
+                    replace(items)
+                    self._mark_synced(path)
+                async for event, obj in self._api.watch(path, version, self._params):
+                    version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                    if event != "BOOKMARK":
+                        self._apply(event, obj)
+                attempt = 0
+            except Gone:
+                log.info("%s: watch expired, listing again", self.name)
+                version = None
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, OSError, TimeoutError, ValueError) as exc:
+                log.warning("%s: %s; retrying", self.name, exc)
+                await sleep_backoff(attempt)
+                attempt += 1
+            except Exception:
+                log.exception("%s: unexpected error; retrying", self.name)
+                await sleep_backoff(attempt)
+                attempt += 1
+
+    def _mark_synced(self, path: str) -> None:
+        self._synced_paths.add(path)
+        if len(self._synced_paths) == len(self._paths):
+            self.synced.set()
+
+
+async def start_in_order(groups: Sequence[Sequence[Informer]], spawn: Callable[[Awaitable[None]], Any]) -> None:
+    """Start informers group by group, each group once the previous one has listed: Secrets
+    are listed after AutomatedBuilds, so the store knows which Secrets to keep."""
+    for group in groups:
+        for informer in group:
+            spawn(informer.run())
+        for informer in group:
+            await informer.synced.wait()

@@ -1,0 +1,654 @@
+"""The decide step: a snapshot of one AutomatedBuild's world -> the writes that bring it in line.
+
+Pure: no I/O, no clock, no randomness. The controller observes (a snapshot from its in-memory
+store of watched objects), calls :func:`decide`, and acts (the writes, nothing else). Deciding
+again on the world after those writes yields no writes and the same status.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from autobuild.api import checks
+from autobuild.api.models import (
+    AutomatedBuild,
+    AutomatedBuildStatus,
+    BuildPhase,
+    BuildRecord,
+    Condition,
+    LastTrigger,
+    RunPolicy,
+    Trigger,
+)
+from autobuild.planning import status as tracking
+from autobuild.planning.credentials import git_credentials_problem, git_username
+from autobuild.planning.job import (
+    ANNOTATION_SOURCE_REF,
+    LABEL_RULE,
+    build_identity,
+    clone_url,
+    render_job,
+)
+from autobuild.planning.planner import (
+    PlannedBuild,
+    PushEvent,
+    check_commit,
+    full_ref,
+    parse_ref,
+    plan_builds,
+)
+from autobuild.planning.reasons import STALLED, Reason
+from autobuild.planning.triggers import (
+    ANNOTATION_TRIGGER,
+    CREATE_ID,
+    TriggerRequest,
+    parse_requests,
+    pending_requests,
+)
+from autobuild.settings import BuildSettings
+
+Obj = Mapping[str, Any]
+# How long a failed `git ls-remote` stands before it is tried again.
+RETRY_SECONDS: Final = 30.0
+# Secret keys that the spec's references need.
+_SECRET_KEYS: Final = (
+    (("source", "credentialsSecret"), "token"),
+    (("source", "webhookSecret"), "secret"),
+    (("image", "pushSecret"), ".dockerconfigjson"),
+    (("triggerSecret",), "trigger-token"),
+)
+_REDACTED: Final = "***"
+# Shorter secret values are not redacted: they would mangle ordinary words.
+_REDACT_MIN: Final = 4
+# Problems after which the repository is asked again whether it answers.
+_SOURCE_PROBLEMS: Final = STALLED | {Reason.SOURCE_UNREACHABLE}
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """What the operator keeps of a referenced Secret."""
+
+    type: str
+    annotations: Mapping[str, str]
+    data: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HeadsRequest:
+    """Ask the git host for the repository's heads (``git ls-remote``): the one read of the
+    reconcile that is not from watched state."""
+
+    generation: int
+    request_id: str
+    url: str
+    username: str
+    password: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class HeadsResult:
+    """The answer to a :class:`HeadsRequest`: heads, or why they could not be read."""
+
+    generation: int
+    request_id: str
+    at: datetime
+    heads: Mapping[str, str] | None = None
+    problem: tracking.Problem | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the decision reads, taken from memory at one moment."""
+
+    body: Obj
+    jobs: Sequence[Obj]
+    pods: Sequence[Obj]
+    secrets: Mapping[str, SecretView | None]
+    now: datetime
+    heads: HeadsResult | None = None
+    pushes: Sequence[PushEvent] = ()
+
+
+@dataclass(frozen=True)
+class JobWrite:
+    """A write to an existing Job, conditional on the version the decision saw."""
+
+    name: str
+    uid: str
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class EventNote:
+    """A Kubernetes Event to post about the AutomatedBuild."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The writes of one reconcile, in the order act performs them (status last)."""
+
+    create: tuple[dict[str, Any], ...] = ()
+    release: tuple[JobWrite, ...] = ()
+    cancel: tuple[JobWrite, ...] = ()
+    delete: tuple[JobWrite, ...] = ()
+    status: dict[str, Any] | None = None
+    events: tuple[EventNote, ...] = ()
+    resolve: HeadsRequest | None = None
+    pushes_done: int = 0
+    requeue_after: float | None = None
+
+    @property
+    def writes(self) -> int:
+        """How many API writes acting on it takes (Events included)."""
+        jobs = len(self.create) + len(self.release) + len(self.cancel) + len(self.delete)
+        return jobs + (self.status is not None) + len(self.events)
+
+
+def previous_status(body: Obj) -> AutomatedBuildStatus:
+    """The status as last written (empty if absent or unreadable)."""
+    try:
+        return AutomatedBuildStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return AutomatedBuildStatus()
+
+
+def referenced_secrets(spec: Obj) -> list[str]:
+    """Names of the Secrets a spec refers to (raw spec: also for specs that fail validation)."""
+    names = []
+    for path, _ in _SECRET_KEYS:
+        value: Any = spec
+        for part in path:
+            value = (value or {}).get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, str) and value:
+            names.append(value)
+    return list(dict.fromkeys(names))
+
+
+def _secret_problem(spec: Obj, secrets: Mapping[str, SecretView | None]) -> tracking.Problem | None:
+    for path, key in _SECRET_KEYS:
+        value: Any = spec
+        for part in path:
+            value = (value or {}).get(part) if isinstance(value, Mapping) else None
+        if not isinstance(value, str) or not value:
+            continue
+        where = "spec." + ".".join(path)
+        secret = secrets.get(value)
+        if secret is None:
+            return tracking.Problem(Reason.SECRET_NOT_FOUND, f"{where}: Secret {value!r} not found")
+        if key not in secret.data:
+            return tracking.Problem(
+                Reason.SECRET_KEY_MISSING, f"{where}: Secret {value!r} has no key {key!r}"
+            )
+    return None
+
+
+def _credentials(
+    automated_build: AutomatedBuild,
+    secrets: Mapping[str, SecretView | None],
+    settings: BuildSettings,
+) -> tuple[tracking.Problem | None, str, str | None]:
+    """Whether the linked token may go to the repository's host; the username and password."""
+    spec = automated_build.spec
+    name = spec.source.credentials_secret
+    secret = secrets.get(name) if name else None
+    if name is None or secret is None:
+        return None, git_username(spec.provider, {}), None
+    refused = git_credentials_problem(
+        spec.source.repo, name, secret.annotations, settings.insecure_git_hosts
+    )
+    if refused is not None:
+        return tracking.Problem(Reason(refused[0]), refused[1]), "", None
+    return None, git_username(spec.provider, secret.data), secret.data.get("token")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The build request this pass handles: creation, or the next trigger request."""
+
+    id: str
+    trigger: Trigger
+    refs: tuple[str, ...]
+    commit: str | None
+    ref: str = ""
+    invalid: str | None = None
+
+
+def _exact_refs(automated_build: AutomatedBuild, creation: bool) -> tuple[str, ...]:
+    """The refs of exact-name rules (on creation, only rules that build automatically)."""
+    refs = [
+        full_ref(rule.source_type, rule.source)
+        for rule in automated_build.spec.tags
+        if rule.source_regex is None and (rule.autobuild or not creation)
+    ]
+    return tuple(dict.fromkeys(refs))
+
+
+def _next_request(
+    automated_build: AutomatedBuild, previous: AutomatedBuildStatus
+) -> _Request | None:
+    """The request to handle now: creation until it has been handled, then trigger requests."""
+    requests = parse_requests(automated_build.metadata.annotations.get(ANNOTATION_TRIGGER))
+    if previous.last_trigger is None:
+        # Docker Hub's "Save and build". Requests already in the annotation count as seen.
+        seen = requests[-1].id if requests else CREATE_ID
+        return _Request(seen, Trigger.CREATE, _exact_refs(automated_build, True), None)
+    pending = pending_requests(requests, previous.last_trigger.id)
+    return _manual_request(automated_build, pending[0]) if pending else None
+
+
+def _manual_request(automated_build: AutomatedBuild, request: TriggerRequest) -> _Request:
+    try:
+        commit = None if request.commit is None else check_commit(request.commit)
+        if request.ref:
+            ref = full_ref(*parse_ref(request.ref))
+            return _Request(request.id, Trigger.MANUAL, (ref,), commit, ref=ref)
+        if commit is not None:
+            raise checks.InputError("commit", "a commit needs a ref: say which branch or tag")
+    except checks.InputError as exc:
+        return _Request(request.id, Trigger.MANUAL, (), None, invalid=str(exc))
+    return _Request(request.id, Trigger.MANUAL, _exact_refs(automated_build, False), None)
+
+
+def _source_needs_check(automated_build: AutomatedBuild, previous: AutomatedBuildStatus) -> bool:
+    """After a spec change, or while the repository did not answer: the one check the CRD
+    cannot make."""
+    ready = next((c for c in previous.conditions if c.type == "Ready"), None)
+    had_problem = ready is not None and ready.reason in _SOURCE_PROBLEMS
+    return previous.observed_generation != automated_build.metadata.generation or had_problem
+
+
+def _fresh(result: HeadsResult | None, generation: int, request_id: str, now: datetime) -> bool:
+    if result is None or (result.generation, result.request_id) != (generation, request_id):
+        return False
+    return result.problem is None or (now - result.at).total_seconds() < RETRY_SECONDS
+
+
+@dataclass
+class _Pass:
+    """What one decision accumulates before it is frozen into a :class:`Decision`."""
+
+    builds: list[PlannedBuild] = field(default_factory=list)
+    events: list[EventNote] = field(default_factory=list)
+    problem: tracking.Problem | None = None
+    last_trigger: LastTrigger | None = None
+    resolve: HeadsRequest | None = None
+    requeue_after: float | None = None
+
+    def requeue(self, seconds: float) -> None:
+        """Look again after ``seconds`` at the latest."""
+        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+
+
+def _handle_request(
+    automated_build: AutomatedBuild,
+    snapshot: Snapshot,
+    request: _Request,
+    heads: Mapping[str, str] | None,
+    work: _Pass,
+) -> None:
+    """Plan the builds of a request, and record how it was handled."""
+    spec = automated_build.spec
+    builds: list[PlannedBuild] = []
+    missing = []
+    for ref in request.refs:
+        commit = request.commit or (heads or {}).get(ref)
+        if commit is None:
+            missing.append(ref)
+            continue
+        event = PushEvent.parse(ref, commit, "", request.trigger, request.id)
+        planned = plan_builds(spec, event).builds
+        builds += [b for b in planned if b.rule.autobuild or request.trigger is not Trigger.CREATE]
+    if request.invalid is not None:
+        reason, message = Reason.INVALID_TRIGGER, request.invalid
+    elif builds:
+        reason, message = Reason.TRIGGERED, f"{len(builds)} build(s) of {', '.join(request.refs)}"
+    elif not request.refs:
+        reason = Reason.NOTHING_TO_BUILD
+        message = "every rule is a regex: say which branch or tag to build (--ref)"
+    else:
+        reason = Reason.NOTHING_TO_BUILD
+        message = f"no head in the repository for {', '.join(missing)}" if missing else (
+            f"no rule builds {', '.join(request.refs)}"
+        )
+    work.builds += builds
+    ids = [build_identity(automated_build, b).build_id for b in builds]
+    work.last_trigger = LastTrigger(
+        id=request.id,
+        time=snapshot.now,
+        ref=request.ref,
+        commit=request.commit or "",
+        builds=ids,
+        reason=reason,
+        message=message,
+    )
+    if reason is not Reason.TRIGGERED:
+        work.events.append(EventNote("Warning", reason, f"trigger {request.id}: {message}"))
+    elif request.trigger is Trigger.MANUAL:
+        work.events.append(EventNote("Normal", reason, f"trigger {request.id}: {message}"))
+
+
+def _plan_requests(
+    automated_build: AutomatedBuild,
+    snapshot: Snapshot,
+    previous: AutomatedBuildStatus,
+    settings: BuildSettings,
+    work: _Pass,
+) -> None:
+    """Creation, trigger requests and the source check: the parts that may need the heads."""
+    generation = automated_build.metadata.generation
+    request = _next_request(automated_build, previous)
+    needs_heads = request is not None and request.invalid is None and bool(request.refs)
+    needs_heads = needs_heads and request is not None and request.commit is None
+    if not needs_heads and not _source_needs_check(automated_build, previous):
+        if request is not None:
+            _handle_request(automated_build, snapshot, request, None, work)
+        return
+    request_id = request.id if request is not None else ""
+    if not _fresh(snapshot.heads, generation, request_id, snapshot.now):
+        problem, username, password = _credentials(automated_build, snapshot.secrets, settings)
+        if problem is not None:
+            work.problem = problem
+            return
+        work.resolve = HeadsRequest(
+            generation, request_id, clone_url(automated_build.spec), username, password
+        )
+        return
+    assert snapshot.heads is not None
+    if snapshot.heads.problem is not None:
+        work.problem = snapshot.heads.problem
+        work.requeue(RETRY_SECONDS)
+        return
+    if request is not None:
+        _handle_request(automated_build, snapshot, request, snapshot.heads.heads, work)
+
+
+@dataclass
+class _Job:
+    """A Job of this decision: one that exists, or one about to be created."""
+
+    body: dict[str, Any]
+    record: BuildRecord
+    new: bool = False
+
+    @property
+    def group(self) -> tuple[str, str]:
+        meta = self.body["metadata"]
+        return (meta["labels"].get(LABEL_RULE, ""), meta["annotations"].get(ANNOTATION_SOURCE_REF, ""))
+
+
+def _simulate(job: _Job, patch: Mapping[str, Any], pods: Sequence[Obj], now: datetime) -> None:
+    """Apply a merge patch to the decision's copy of a Job, so status shows its effect."""
+    meta = dict(job.body["metadata"])
+    annotations = {**meta.get("annotations", {}), **patch.get("metadata", {}).get("annotations", {})}
+    meta["annotations"] = annotations
+    job.body = {**job.body, "metadata": meta, "spec": {**job.body.get("spec", {}), **patch["spec"]}}
+    job.record = tracking.build_record(job.body, pods, now)
+
+
+def _run_policy(
+    policy: RunPolicy,
+    jobs: list[_Job],
+    pods: Mapping[str, Sequence[Obj]],
+    now: datetime,
+) -> tuple[list[_Job], list[_Job], list[_Job]]:
+    """Which Jobs to release, cancel, and which new ones not to create (superseded), per
+    (rule, ref) queue: a newer commit of a ref never cancels another rule's or ref's build."""
+    release: list[_Job] = []
+    cancel: list[_Job] = []
+    dropped: list[_Job] = []
+    groups: dict[tuple[str, str], list[_Job]] = defaultdict(list)
+    for job in jobs:
+        groups[job.group].append(job)
+    for group in groups.values():
+        active = any(
+            j.record.phase in (BuildPhase.PENDING, BuildPhase.RUNNING) and not j.new for j in group
+        )
+        queued = [j for j in group if j.new or j.record.phase is BuildPhase.QUEUED]
+        if policy is RunPolicy.SERIAL_LATEST_ONLY and len(queued) > 1:
+            for older in queued[:-1]:
+                (dropped if older.new else cancel).append(older)
+            queued = queued[-1:]
+        if policy is RunPolicy.PARALLEL:
+            release += queued
+        elif not active and queued:
+            release.append(queued[0])
+    for job in release:
+        if job.new:
+            job.body["spec"]["suspend"] = False
+            job.record = tracking.build_record(job.body, (), now)
+        else:
+            _simulate(job, {"spec": {"suspend": False}}, pods.get(job.record.job_name, ()), now)
+    for job in cancel:
+        _simulate(job, tracking.cancel_patch(now), pods.get(job.record.job_name, ()), now)
+    return release, cancel, dropped
+
+
+def _history(jobs: list[_Job], limit_ok: int, limit_bad: int, keep: set[str]) -> list[_Job]:
+    """Finished builds past historyLimit, oldest first; the newest build is always kept."""
+    done_ok = [j for j in jobs if not j.new and j.record.phase is BuildPhase.SUCCEEDED]
+    done_bad = [
+        j
+        for j in jobs
+        if not j.new and tracking.is_failed(j.record.phase) and j.record.job_name not in keep
+    ]
+    delete = done_ok[: max(0, len(done_ok) - limit_ok)]
+    delete += done_bad[: max(0, len(done_bad) - limit_bad)]
+    newest = jobs[-1].record.job_name if jobs else None
+    return [j for j in delete if j.record.job_name != newest]
+
+
+def _write(job: _Job) -> JobWrite:
+    meta = job.body["metadata"]
+    return JobWrite(meta["name"], meta.get("uid", ""), meta.get("resourceVersion", ""))
+
+
+def _transitions(before: Sequence[BuildRecord], after: Sequence[BuildRecord]) -> list[EventNote]:
+    old = {b.id: b.phase for b in before}
+    notes = []
+    for build in after:
+        if old.get(build.id) == build.phase:
+            continue
+        what = f"build {build.id} of {build.source_ref}@{build.commit[:7]} -> {','.join(build.tags)}"
+        if build.phase is BuildPhase.RUNNING:
+            notes.append(EventNote("Normal", Reason.BUILD_STARTED, what))
+        elif build.phase is BuildPhase.SUCCEEDED:
+            notes.append(EventNote("Normal", Reason.BUILD_SUCCEEDED, f"{what}: {build.digest or ''}"))
+        elif tracking.is_finished(build.phase):
+            detail = f"{build.reason}: {build.message}" if build.message else str(build.reason)
+            notes.append(EventNote("Warning", f"Build{build.phase.value}", f"{what}: {detail}"))
+    return notes
+
+
+def _condition_changed(previous: Sequence[Condition], problem: tracking.Problem) -> bool:
+    ready = next((c for c in previous if c.type == "Ready"), None)
+    return ready is None or ready.reason != problem.reason or ready.message != problem.message
+
+
+def redact(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` (text, or JSON-like data) with every secret value replaced by ``***``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, _REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {key: redact(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item, secrets) for item in value]
+    return value
+
+
+def _secret_values(secrets: Mapping[str, SecretView | None]) -> list[str]:
+    values = {
+        text.strip()
+        for view in secrets.values()
+        if view is not None
+        for text in view.data.values()
+        if len(text.strip()) >= _REDACT_MIN
+    }
+    return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
+
+
+def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
+    """Bring one AutomatedBuild's Jobs and status in line with its spec, its pending build
+    requests and the state of its Jobs and Pods."""
+    previous = previous_status(snapshot.body)
+    work = _Pass()
+    automated_build: AutomatedBuild | None = None
+    try:
+        automated_build = AutomatedBuild.model_validate(snapshot.body)
+    except ValidationError as exc:
+        message = "; ".join(checks.describe_validation_error(exc))
+        work.problem = tracking.Problem(Reason.INVALID_SPEC, message)
+    pushes_done = 0
+    if automated_build is not None:
+        work.problem = _secret_problem(snapshot.body.get("spec") or {}, snapshot.secrets)
+        if work.problem is None:
+            _plan_requests(automated_build, snapshot, previous, settings, work)
+        if work.problem is None or not work.problem.stalled:
+            for event in snapshot.pushes:
+                work.builds += plan_builds(automated_build.spec, event).builds
+            pushes_done = len(snapshot.pushes)
+    jobs, pods_by_job = _current_jobs(snapshot)
+    if automated_build is not None:
+        jobs += _new_jobs(automated_build, work.builds, jobs, snapshot, settings)
+    policy = automated_build.spec.run_policy if automated_build else RunPolicy.SERIAL
+    release, cancel, dropped = _run_policy(policy, jobs, pods_by_job, snapshot.now)
+    jobs = [j for j in jobs if j not in dropped]
+    delete: list[_Job] = []
+    if automated_build is not None:
+        limit = automated_build.spec.history_limit
+        cancelled = {j.record.job_name for j in cancel}
+        delete = _history(jobs, limit.succeeded, limit.failed, cancelled)
+    kept = [j for j in jobs if j not in delete]
+    records = [j.record for j in reversed(kept)]  # newest first
+    for job in kept:
+        _pod_grace(job, snapshot.now, work)
+    status = None
+    events = list(work.events)
+    if work.resolve is None:
+        status, status_events = _status(snapshot, automated_build, previous, records, work)
+        events += status_events
+    secrets = _secret_values(snapshot.secrets)
+    return Decision(
+        create=tuple(j.body for j in kept if j.new),
+        release=tuple(_write(j) for j in release if not j.new),
+        cancel=tuple(_write(j) for j in cancel),
+        delete=tuple(_write(j) for j in delete),
+        status=redact(status, secrets),
+        events=tuple(replace(e, message=redact(e.message, secrets)) for e in events),
+        resolve=work.resolve,
+        pushes_done=pushes_done,
+        requeue_after=work.requeue_after,
+    )
+
+
+def _current_jobs(snapshot: Snapshot) -> tuple[list[_Job], dict[str, list[Obj]]]:
+    pods_by_job: dict[str, list[Obj]] = defaultdict(list)
+    for pod in snapshot.pods:
+        pods_by_job[(pod["metadata"].get("labels") or {}).get("job-name", "")].append(pod)
+    live = [j for j in snapshot.jobs if not (j.get("metadata") or {}).get("deletionTimestamp")]
+    jobs = [
+        _Job(
+            dict(job),
+            tracking.build_record(job, pods_by_job.get(job["metadata"]["name"], ()), snapshot.now),
+        )
+        for job in sorted(live, key=tracking.creation_key)
+    ]
+    return jobs, pods_by_job
+
+
+def _new_jobs(
+    automated_build: AutomatedBuild,
+    builds: Sequence[PlannedBuild],
+    existing: Sequence[_Job],
+    snapshot: Snapshot,
+    settings: BuildSettings,
+) -> list[_Job]:
+    """Render planned builds that have no Job yet; queued (suspended) until runPolicy says."""
+    names = {j.record.job_name for j in existing}
+    secret_name = automated_build.spec.source.credentials_secret
+    secret = snapshot.secrets.get(secret_name) if secret_name else None
+    keys = frozenset(secret.data) if secret is not None else frozenset()
+    new = []
+    for build in builds:
+        body = render_job(automated_build, build, settings, secret_keys=keys)
+        name = body["metadata"]["name"]
+        if name in names:
+            continue
+        names.add(name)
+        body["metadata"]["annotations"][tracking.ANNOTATION_REQUESTED] = snapshot.now.isoformat()
+        body["spec"]["suspend"] = True
+        new.append(_Job(body, tracking.build_record(body, (), snapshot.now), new=True))
+    return new
+
+
+def _pod_grace(job: _Job, now: datetime, work: _Pass) -> None:
+    """Look again when a released build without a Pod reaches its grace period."""
+    record = job.record
+    if record.phase is not BuildPhase.PENDING or record.reason or job.new:
+        return
+    since = record.start_time or tracking.parse_time(job.body["metadata"].get("creationTimestamp"))
+    if since is None:
+        return
+    left = (since + tracking.POD_CREATE_GRACE - now).total_seconds()
+    if left > 0:
+        work.requeue(left + 1)
+
+
+def _status(
+    snapshot: Snapshot,
+    automated_build: AutomatedBuild | None,
+    previous: AutomatedBuildStatus,
+    records: list[BuildRecord],
+    work: _Pass,
+) -> tuple[dict[str, Any] | None, list[EventNote]]:
+    """The new status, or None when it would not change; and the Events of the change."""
+    meta = snapshot.body["metadata"]
+    generation = int(meta.get("generation", 0))
+    image = automated_build.spec.image.repository if automated_build else previous.image
+    status = AutomatedBuildStatus(
+        observed_generation=generation,
+        image=image,
+        conditions=tracking.conditions(
+            generation, work.problem, records, previous.conditions, snapshot.now
+        ),
+        latest_build=tracking.latest_build(records),
+        builds=records,
+        last_trigger=work.last_trigger or previous.last_trigger,
+    )
+    new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    old = previous.model_dump(by_alias=True, exclude_none=True, mode="json")
+    if new == old:
+        return None, []
+    events = _transitions(previous.builds, records)
+    if work.problem is not None and _condition_changed(previous.conditions, work.problem):
+        events.append(EventNote("Warning", work.problem.reason, work.problem.message))
+    # A merge patch deletes with null: say so for fields that may disappear.
+    new.setdefault("latestBuild", None)
+    new.setdefault("lastTrigger", None)
+    return new, events
+
+
+__all__ = [
+    "Decision",
+    "EventNote",
+    "HeadsRequest",
+    "HeadsResult",
+    "JobWrite",
+    "SecretView",
+    "Snapshot",
+    "decide",
+    "previous_status",
+    "redact",
+    "referenced_secrets",
+]

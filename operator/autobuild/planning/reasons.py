@@ -1,0 +1,54 @@
+"""Every condition and Event reason the operator writes, declared once (CamelCase, as the
+Kubernetes API conventions and Shipwright's reason constants)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class Reason(StrEnum):
+    """Why an AutomatedBuild or one of its builds is where it is."""
+
+    # Ready / Stalled
+    READY = "Ready"
+    VALID = "Valid"
+    IDLE = "Idle"
+    BUILD_RUNNING = "BuildRunning"
+    BUILD_SUCCEEDED = "BuildSucceeded"
+    BUILD_FAILED = "BuildFailed"
+    INVALID_SPEC = "InvalidSpec"
+    SECRET_NOT_FOUND = "SecretNotFound"
+    SECRET_KEY_MISSING = "SecretKeyMissing"
+    CREDENTIALS_NOT_ALLOWED = "CredentialsNotAllowed"
+    SOURCE_UNREACHABLE = "SourceUnreachable"
+    # Triggers (Events and status.lastTrigger)
+    TRIGGERED = "Triggered"
+    INVALID_TRIGGER = "InvalidTrigger"
+    NOTHING_TO_BUILD = "NothingToBuild"
+    # Builds (status.builds[].reason and Events)
+    BUILD_STARTED = "BuildStarted"
+    CANCELLED = "Cancelled"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    OOM_KILLED = "OOMKilled"
+    GIT_AUTH_FAILED = "GitAuthFailed"
+    GIT_CLONE_FAILED = "GitCloneFailed"
+    PUSH_UNAUTHORIZED = "PushUnauthorized"
+    DOCKERFILE_NOT_FOUND = "DockerfileNotFound"
+    BASE_IMAGE_PULL_FAILED = "BaseImagePullFailed"
+    BUILD_STEP_FAILED = "BuildStepFailed"
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    UNSCHEDULABLE = "Unschedulable"
+    POD_NOT_CREATED = "PodNotCreated"
+    ERROR = "Error"
+
+
+# Problems that only a change of the spec or of a Secret can fix: kstatus reads them as Failed.
+STALLED: Final = frozenset(
+    {
+        Reason.INVALID_SPEC,
+        Reason.SECRET_NOT_FOUND,
+        Reason.SECRET_KEY_MISSING,
+        Reason.CREDENTIALS_NOT_ALLOWED,
+    }
+)

@@ -1,0 +1,360 @@
+"""The decide step: snapshot in, writes out. No cluster: the world is plain dicts, and a small
+simulated act applies a decision so that deciding again can be checked."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from factories import COMMIT, OTHER_COMMIT, document
+
+from autobuild.api.models import Trigger
+from autobuild.planning import status as tracking
+from autobuild.planning.decide import (
+    Decision,
+    HeadsResult,
+    SecretView,
+    Snapshot,
+    decide,
+    redact,
+)
+from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER
+from autobuild.planning.planner import PushEvent
+from autobuild.planning.reasons import Reason
+from autobuild.planning.triggers import ANNOTATION_TRIGGER, TriggerRequest, append_request
+from autobuild.settings import BuildSettings
+
+NOW = datetime(2026, 11, 29, 8, 0, 0, tzinfo=UTC)
+SETTINGS = BuildSettings()
+TOKEN = "ghp_supersecrettoken123"
+_versions = itertools.count(100)
+
+
+def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    doc = document(**spec)
+    doc["metadata"].update(
+        generation=generation, resourceVersion=str(next(_versions)), annotations=annotations or {}
+    )
+    return doc
+
+
+def heads(snapshot_body: dict[str, Any], refs: dict[str, str], request_id: str = "create") -> HeadsResult:
+    generation = snapshot_body["metadata"]["generation"]
+    return HeadsResult(generation, request_id, NOW, heads=refs)
+
+
+def world(b: dict[str, Any], **changes: Any) -> Snapshot:
+    return replace(Snapshot(body=b, jobs=(), pods=(), secrets={}, now=NOW), **changes)
+
+
+def act(snapshot: Snapshot, decision: Decision, later: timedelta = timedelta(seconds=1)) -> Snapshot:
+    """What the API server would hold after the writes (Jobs exactly as written)."""
+    jobs = {j["metadata"]["name"]: copy.deepcopy(dict(j)) for j in snapshot.jobs}
+    for created in decision.create:
+        job = copy.deepcopy(created)
+        job["metadata"].update(
+            uid=f"uid-{job['metadata']['name']}",
+            resourceVersion=str(next(_versions)),
+            creationTimestamp=NOW.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        job["status"] = {}
+        jobs[job["metadata"]["name"]] = job
+    for write in decision.release:
+        jobs[write.name]["spec"]["suspend"] = False
+    for write in decision.cancel:
+        patch = tracking.cancel_patch(NOW)
+        jobs[write.name]["spec"]["suspend"] = True
+        jobs[write.name]["metadata"]["annotations"].update(patch["metadata"]["annotations"])
+    for write in decision.delete:
+        del jobs[write.name]
+    new_body = copy.deepcopy(dict(snapshot.body))
+    if decision.status is not None:
+        status = {**new_body.get("status", {}), **decision.status}
+        new_body["status"] = {k: v for k, v in status.items() if v is not None}
+    return replace(
+        snapshot,
+        body=new_body,
+        jobs=tuple(jobs.values()),
+        pushes=tuple(snapshot.pushes[decision.pushes_done :]),
+        now=snapshot.now + later,
+    )
+
+
+def settle(snapshot: Snapshot, rounds: int = 5) -> tuple[Snapshot, list[Decision]]:
+    """Decide and act until nothing is left to write."""
+    decisions = []
+    for _ in range(rounds):
+        decision = decide(snapshot, SETTINGS)
+        decisions.append(decision)
+        if decision.writes == 0:
+            return snapshot, decisions
+        snapshot = act(snapshot, decision)
+    raise AssertionError(f"no fixed point: {decisions[-1]}")
+
+
+def created(snapshot: Snapshot) -> Snapshot:
+    """An AutomatedBuild that has been through its creation (no rule had a head)."""
+    b = body(tags=[{"source": "main", "dockerTag": "latest"}])
+    first = world(b, heads=heads(b, {}))
+    done, _ = settle(first)
+    return replace(snapshot, body={**snapshot.body, "status": done.body["status"]})
+
+
+def job_groups(snapshot: Snapshot) -> dict[str, tuple[str, str, bool]]:
+    return {
+        j["metadata"]["name"]: (
+            j["metadata"]["labels"][LABEL_RULE],
+            j["metadata"]["annotations"][ANNOTATION_SOURCE_REF],
+            bool(j["spec"].get("suspend")),
+        )
+        for j in snapshot.jobs
+    }
+
+
+def test_creation_asks_for_heads_then_builds_autobuild_rules_once() -> None:
+    b = body(
+        tags=[
+            {"source": "main", "dockerTag": "latest"},
+            {"source": "dev", "dockerTag": "dev", "autobuild": False},
+        ]
+    )
+    first = decide(world(b), SETTINGS)
+    assert first.resolve is not None and first.resolve.request_id == "create"
+    assert first.status is None and not first.create
+    snapshot = world(b, heads=heads(b, {"refs/heads/main": COMMIT, "refs/heads/dev": COMMIT}))
+    decision = decide(snapshot, SETTINGS)
+    assert len(decision.create) == 1
+    job = decision.create[0]
+    assert job["metadata"]["labels"][LABEL_TRIGGER] == Trigger.CREATE.value
+    assert job["spec"]["suspend"] is False  # nothing runs before it: created released
+    assert decision.status is not None
+    assert decision.status["lastTrigger"]["id"] == "create"
+    assert decision.status["builds"][0]["trigger"] == "Create"
+    final, _ = settle(snapshot)
+    assert len(final.jobs) == 1
+
+
+def test_two_refs_at_one_commit_are_two_builds_and_a_redelivery_is_none() -> None:
+    snapshot = created(world(body(tags=[{"source": "/^v([0-9.]+)$/", "sourceType": "Tag", "dockerTag": "{\\1}"}])))
+    pushes = (
+        PushEvent.parse("refs/tags/v1.4.2", COMMIT),
+        PushEvent.parse("refs/tags/v1.4", COMMIT),
+        PushEvent.parse("refs/tags/v1.4.2", COMMIT, trigger=Trigger.POLL),  # seen again by a poll
+    )
+    decision = decide(replace(snapshot, pushes=pushes), SETTINGS)
+    assert len(decision.create) == 2
+    assert decision.pushes_done == 3
+    tags = sorted(j["metadata"]["annotations"]["autobuild.dev/tags"] for j in decision.create)
+    assert tags == ["1.4", "1.4.2"]
+    after = act(replace(snapshot, pushes=pushes), decision)
+    again = decide(replace(after, pushes=(PushEvent.parse("refs/tags/v1.4", COMMIT),)), SETTINGS)
+    assert again.create == ()
+
+
+def test_serial_latest_only_queues_per_rule_and_ref() -> None:
+    tags = [{"source": "main", "dockerTag": "latest"}, {"source": "/^ma/", "dockerTag": "edge"}]
+    snapshot = created(world(body(tags=tags, runPolicy="SerialLatestOnly")))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
+    first = decide(push, SETTINGS)
+    assert len(first.create) == 2 and not first.cancel
+    assert all(j["spec"]["suspend"] is False for j in first.create)  # both rules run
+    running = act(push, first)
+    newer = replace(running, pushes=(PushEvent.parse("main", OTHER_COMMIT),))
+    second = decide(newer, SETTINGS)
+    assert len(second.create) == 2 and not second.cancel  # queued behind their own rule's build
+    queued = act(newer, second)
+    third_commit = "f" * 40
+    newest = replace(queued, pushes=(PushEvent.parse("main", third_commit),))
+    third = decide(newest, SETTINGS)
+    assert len(third.create) == 2
+    cancelled = {w.name for w in third.cancel}
+    assert cancelled == {j["metadata"]["name"] for j in second.create}
+    assert third.status is not None
+    phases = {b["jobName"]: b["phase"] for b in third.status["builds"]}
+    assert {phases[name] for name in cancelled} == {"Cancelled"}
+    assert [phases[j["metadata"]["name"]] for j in first.create] == ["Pending", "Pending"]
+
+
+def test_serial_runs_one_build_per_queue_and_releases_the_next() -> None:
+    snapshot = created(world(body(runPolicy="Serial")))
+    pushes = (PushEvent.parse("main", COMMIT), PushEvent.parse("main", OTHER_COMMIT))
+    decision = decide(replace(snapshot, pushes=pushes), SETTINGS)
+    suspended = [j["spec"]["suspend"] for j in decision.create]
+    assert suspended == [False, True]
+    world_after = act(replace(snapshot, pushes=pushes), decision)
+    jobs = [copy.deepcopy(dict(j)) for j in world_after.jobs]
+    first = next(j for j in jobs if not j["spec"]["suspend"])
+    first["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    done = decide(replace(world_after, jobs=tuple(jobs)), SETTINGS)
+    assert [w.name for w in done.release] == [
+        next(j["metadata"]["name"] for j in jobs if j["spec"]["suspend"])
+    ]
+
+
+def test_manual_triggers_are_handled_in_order_and_none_is_lost() -> None:
+    snapshot = created(world(body()))
+    value = append_request(None, TriggerRequest("20261129T080000.000001Z-a", "refs/heads/main", COMMIT))
+    value = append_request(value, TriggerRequest("20261129T080000.000002Z-b", "refs/heads/main", OTHER_COMMIT))
+    b = {**snapshot.body, "metadata": {**snapshot.body["metadata"], "annotations": {ANNOTATION_TRIGGER: value}}}
+    final, decisions = settle(replace(snapshot, body=b))
+    commits = sorted(j["metadata"]["annotations"]["autobuild.dev/commit"] for j in final.jobs)
+    assert commits == sorted([COMMIT, OTHER_COMMIT])
+    assert final.body["status"]["lastTrigger"]["id"].endswith("-b")
+    assert all(j["metadata"]["labels"][LABEL_TRIGGER] == "Manual" for j in final.jobs)
+
+
+@pytest.mark.parametrize(
+    ("request_", "tags", "reason"),
+    [
+        (TriggerRequest("t1", None, COMMIT), None, Reason.INVALID_TRIGGER),
+        (TriggerRequest("t1"), [{"source": "/^v/", "dockerTag": "x"}], Reason.NOTHING_TO_BUILD),
+    ],
+)
+def test_a_trigger_that_builds_nothing_says_so(
+    request_: TriggerRequest, tags: list[dict[str, str]] | None, reason: Reason
+) -> None:
+    snapshot = created(world(body(**({"tags": tags} if tags else {}))))
+    b = {
+        **snapshot.body,
+        "metadata": {
+            **snapshot.body["metadata"],
+            "annotations": {ANNOTATION_TRIGGER: append_request(None, request_)},
+        },
+    }
+    decision = decide(replace(snapshot, body=b), SETTINGS)
+    assert decision.resolve is None and not decision.create
+    assert decision.status is not None
+    assert decision.status["lastTrigger"]["reason"] == reason
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", reason)]
+
+
+def test_trigger_without_head_says_which_ref_has_none() -> None:
+    snapshot = created(world(body()))
+    b = {
+        **snapshot.body,
+        "metadata": {
+            **snapshot.body["metadata"],
+            "annotations": {ANNOTATION_TRIGGER: "please"},
+        },
+    }
+    asked = decide(replace(snapshot, body=b), SETTINGS)
+    assert asked.resolve is not None and asked.resolve.request_id == "please"
+    answered = replace(snapshot, body=b, heads=heads(b, {}, "please"))
+    decision = decide(answered, SETTINGS)
+    assert decision.status is not None
+    assert "no head in the repository for refs/heads/main" in decision.status["lastTrigger"]["message"]
+
+
+def test_missing_secret_is_stalled_and_nothing_is_asked() -> None:
+    b = body(source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    decision = decide(world(b, secrets={"link": None}), SETTINGS)
+    assert decision.resolve is None and not decision.create
+    assert decision.status is not None
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
+
+
+def test_credentials_not_bound_to_the_host_are_never_sent() -> None:
+    b = body(source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    secret = SecretView("Opaque", {}, {"token": TOKEN})
+    decision = decide(world(b, secrets={"link": secret}), SETTINGS)
+    assert decision.resolve is None
+    assert decision.status is not None
+    ready = next(c for c in decision.status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "CredentialsNotAllowed"
+    allowed = SecretView("Opaque", {"autobuild.dev/git-hosts": "github.com"}, {"token": TOKEN})
+    asked = decide(world(b, secrets={"link": allowed}), SETTINGS)
+    assert asked.resolve is not None
+    assert (asked.resolve.username, asked.resolve.password) == ("x-access-token", TOKEN)
+    assert TOKEN not in repr(asked)
+
+
+def test_secret_values_are_redacted_from_status_and_events() -> None:
+    b = body(source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    secret = SecretView("Opaque", {"autobuild.dev/git-hosts": "*"}, {"token": TOKEN})
+    problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, f"cannot read https://{TOKEN}@github.com")
+    result = HeadsResult(1, "create", NOW, problem=problem)
+    decision = decide(world(b, secrets={"link": secret}, heads=result), SETTINGS)
+    assert decision.status is not None
+    assert TOKEN not in str(decision.status) and TOKEN not in str(decision.events)
+    assert "***" in str(decision.status)
+    assert decision.requeue_after is not None
+    assert redact({"a": [TOKEN + "!"]}, [TOKEN]) == {"a": ["***!"]}
+
+
+def test_failures_are_classified_without_copying_the_log() -> None:
+    snapshot = created(world(body()))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
+    running = act(push, decide(push, SETTINGS))
+    job = copy.deepcopy(dict(running.jobs[0]))
+    job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+    log_tail = f"error checking push permissions -- UNAUTHORIZED: token {TOKEN}"
+    pod = {
+        "metadata": {"name": "p", "labels": {"job-name": job["metadata"]["name"]}, "creationTimestamp": "2026-11-29T08:00:01Z"},
+        "status": {
+            "containerStatuses": [
+                {"name": "kaniko", "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": log_tail}}}
+            ]
+        },
+    }
+    decision = decide(replace(running, jobs=(job,), pods=(pod,)), SETTINGS)
+    assert decision.status is not None
+    build = decision.status["builds"][0]
+    assert (build["phase"], build["reason"]) == ("Failed", "PushUnauthorized")
+    assert "UNAUTHORIZED" not in build["message"] and TOKEN not in str(decision.status)
+    assert any(e.reason == "BuildFailed" for e in decision.events)
+
+
+def test_a_released_build_without_a_pod_says_why_after_the_grace() -> None:
+    snapshot = created(world(body()))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
+    running = act(push, decide(push, SETTINGS))
+    job = copy.deepcopy(dict(running.jobs[0]))
+    job["status"] = {"startTime": "2026-11-29T08:00:00Z"}
+    early = decide(replace(running, jobs=(job,), now=NOW + timedelta(seconds=10)), SETTINGS)
+    assert early.requeue_after is not None and early.requeue_after <= 21
+    late = decide(replace(running, jobs=(job,), now=NOW + timedelta(seconds=31)), SETTINGS)
+    assert late.status is not None
+    assert late.status["builds"][0]["reason"] == "PodNotCreated"
+    pod = {
+        "metadata": {"name": "p", "labels": {"job-name": job["metadata"]["name"]}},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]},
+    }
+    stuck = decide(replace(running, jobs=(job,), pods=(pod,)), SETTINGS)
+    assert stuck.status is not None
+    assert stuck.status["builds"][0]["reason"] == "Unschedulable"
+
+
+def test_history_limit_zero_keeps_the_newest_and_prunes_after_the_next() -> None:
+    snapshot = created(world(body(historyLimit={"succeeded": 0, "failed": 0})))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
+    after = act(push, decide(push, SETTINGS))
+    done = [copy.deepcopy(dict(j)) for j in after.jobs]
+    for job in done:
+        job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    first_done = replace(after, jobs=tuple(done))
+    assert decide(first_done, SETTINGS).delete == ()
+    second = replace(first_done, pushes=(PushEvent.parse("main", OTHER_COMMIT),))
+    decision = decide(second, SETTINGS)
+    assert [w.name for w in decision.delete] == [done[0]["metadata"]["name"]]
+    assert len(decision.create) == 1
+
+
+def test_deciding_again_after_acting_writes_nothing() -> None:
+    tags = [{"source": "main", "dockerTag": "latest"}, {"source": "/^v/", "sourceType": "Tag", "dockerTag": "{sourceref}"}]
+    for policy in ("Serial", "SerialLatestOnly", "Parallel"):
+        snapshot = created(world(body(tags=tags, runPolicy=policy)))
+        pushes = tuple(
+            PushEvent.parse(ref, commit)
+            for ref, commit in itertools.product(["main", "refs/tags/v1"], [COMMIT, OTHER_COMMIT])
+        )
+        final, _ = settle(replace(snapshot, pushes=pushes))
+        assert decide(final, SETTINGS).writes == 0
+        assert final.pushes == ()
+        running = [name for name, (_, _, suspended) in job_groups(final).items() if not suspended]
+        if policy != "Parallel":
+            assert len(running) == 2  # one per (rule, ref) queue
