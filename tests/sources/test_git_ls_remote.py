@@ -20,6 +20,7 @@ from autobuild.sources.git import SourceUnreachable, ls_remote
 from support.gitserver import GitServer, Repo, git_env
 
 TOKEN = "ghp_S3cretTokenValue0123456789abcdefABCD"
+USERNAME = "x-access-token"
 
 
 def _name() -> str:
@@ -149,9 +150,14 @@ def test_missing_repository_is_reported_as_not_found(git_server: GitServer) -> N
 
 def test_private_repository_resolves_with_the_token(private_repo: Repo) -> None:
     sha = private_repo.commit("main", {"a": "1"}, "private work")
-    assert asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN)) == {"refs/heads/main": sha}
-    refs = asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN, username="oauth2"))
-    assert refs == {"refs/heads/main": sha}
+    for username in ("x-access-token", "oauth2"):
+        refs = asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN, username=username))
+        assert refs == {"refs/heads/main": sha}
+
+
+def test_a_token_without_a_username_is_refused(private_repo: Repo) -> None:
+    with pytest.raises(ValueError, match="username"):
+        asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN))
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong-token"])
@@ -161,7 +167,7 @@ def test_private_repository_without_a_good_token_fails_clearly(
     private_repo.commit("main", {"a": "1"}, "private work")
     started = time.monotonic()
     with pytest.raises(SourceUnreachable) as info:
-        asyncio.run(ls_remote(private_repo.clone_url, token=token, timeout=20))
+        asyncio.run(ls_remote(private_repo.clone_url, token=token, username=USERNAME, timeout=20))
     assert time.monotonic() - started < 10  # no prompt, no hang
     assert "authentication failed" in str(info.value)
     assert private_repo.clone_url in str(info.value)
@@ -172,11 +178,11 @@ def test_the_token_never_reaches_argv_or_the_error(
     private_repo: Repo, spawned: list[dict[str, Any]]
 ) -> None:
     private_repo.commit("main", {"a": "1"}, "private work")
-    asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN))
+    asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN, username=USERNAME))
     with pytest.raises(SourceUnreachable) as info:
-        asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN + "-revoked"))
+        asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN + "-revoked", username=USERNAME))
 
-    encoded = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    encoded = base64.b64encode(f"{USERNAME}:{TOKEN}".encode()).decode()
     for text in (str(info.value), repr(info.value), repr(info.value.args), info.value.url):
         assert TOKEN not in text
         assert encoded not in text
@@ -239,7 +245,7 @@ def test_a_server_that_never_answers_times_out(
     url = f"http://127.0.0.1:{silent_port}/acme/app.git"
     started = time.monotonic()
     with pytest.raises(SourceUnreachable, match=r"timed out after 1\.5s") as info:
-        asyncio.run(ls_remote(url, token=TOKEN, timeout=1.5))
+        asyncio.run(ls_remote(url, token=TOKEN, username=USERNAME, timeout=1.5))
     elapsed = time.monotonic() - started
     assert 1.5 <= elapsed < 5
     assert info.value.reason == "Timeout"

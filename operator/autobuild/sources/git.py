@@ -18,14 +18,10 @@ from typing import Final
 from urllib.parse import urlsplit
 
 __all__ = [
-    "DEFAULT_USERNAME",
     "SourceUnreachable",
     "ls_remote",
     "validate_url",
 ]
-
-# GitHub accepts any username with a token; GitLab wants ``oauth2``, Bitbucket ``x-token-auth``.
-DEFAULT_USERNAME: Final = "x-access-token"
 
 # Environment passed through to git: where it is, and how it reaches the network.
 _PASSTHROUGH_ENV: Final = (
@@ -183,14 +179,20 @@ async def ls_remote(
 ) -> dict[str, str]:
     """Map every refs/heads/* and refs/tags/* ref to its commit (annotated tags: the peeled commit).
 
-    Raises ValueError for a URL that is not plain http(s), SourceUnreachable when git fails
-    (network, authentication, missing repository) or takes longer than ``timeout`` seconds.
+    A ``token`` goes as HTTP Basic auth ``username:token``, as Kaniko sends ``GIT_USERNAME`` and
+    ``GIT_PASSWORD``; take the username from ``autobuild.planning.credentials.git_username``.
+
+    Raises ValueError for a URL that is not plain http(s) or a token without a username,
+    SourceUnreachable when git fails (network, authentication, missing repository) or takes
+    longer than ``timeout`` seconds.
     """
     validate_url(url)
     header = None
     secrets: list[str] = []
     if token:
-        user = username or DEFAULT_USERNAME
+        if username is None:
+            raise ValueError("a git token needs a username (credentials.git_username)")
+        user = username
         header = _auth_header(user, token)
         secrets = [
             header,
