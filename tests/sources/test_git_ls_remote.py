@@ -7,6 +7,7 @@ import base64
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -356,3 +357,42 @@ def test_server_asks_for_credentials_on_private_repositories(private_repo: Repo)
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/x-git-upload-pack-advertisement"
+
+
+# --- git that cannot run at all ----------------------------------------------------------
+
+
+def test_no_writable_temporary_directory_is_source_unreachable(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[dict[str, Any]]
+) -> None:
+    """readOnlyRootFilesystem without a writable /tmp: a clear SourceUnreachable, no git run."""
+    missing = tmp_path / "no-such-dir"
+    monkeypatch.setenv("TMPDIR", str(missing))
+    # What gettempdir() answers when $TMPDIR is set (it is cached after the first call).
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    with pytest.raises(SourceUnreachable, match="no writable temporary directory") as info:
+        asyncio.run(ls_remote(repo.clone_url))
+    assert "emptyDir at /tmp" in str(info.value)
+    assert info.value.reason == "Unreachable"
+    assert info.value.url == repo.clone_url
+    assert spawned == []
+
+
+def test_git_that_cannot_be_executed_is_source_unreachable(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text("#!/bin/sh\nexit 0\n")  # not executable: exec fails with EACCES
+    monkeypatch.setenv("PATH", str(fake))
+    with pytest.raises(SourceUnreachable, match="cannot run git ls-remote") as info:
+        asyncio.run(ls_remote(repo.clone_url))
+    assert "Permission denied" in str(info.value)
+
+
+def test_missing_git_is_source_unreachable(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SourceUnreachable, match="git executable is not installed"):
+        asyncio.run(ls_remote(repo.clone_url))
