@@ -7,6 +7,7 @@ import base64
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from autobuild.sources.git import SourceUnreachable, ls_remote
 from support.gitserver import GitServer, Repo, git_env
 
 TOKEN = "ghp_S3cretTokenValue0123456789abcdefABCD"
+USERNAME = "x-access-token"
 
 
 def _name() -> str:
@@ -149,9 +151,14 @@ def test_missing_repository_is_reported_as_not_found(git_server: GitServer) -> N
 
 def test_private_repository_resolves_with_the_token(private_repo: Repo) -> None:
     sha = private_repo.commit("main", {"a": "1"}, "private work")
-    assert asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN)) == {"refs/heads/main": sha}
-    refs = asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN, username="oauth2"))
-    assert refs == {"refs/heads/main": sha}
+    for username in ("x-access-token", "oauth2"):
+        refs = asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN, username=username))
+        assert refs == {"refs/heads/main": sha}
+
+
+def test_a_token_without_a_username_is_refused(private_repo: Repo) -> None:
+    with pytest.raises(ValueError, match="username"):
+        asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN))
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong-token"])
@@ -161,7 +168,7 @@ def test_private_repository_without_a_good_token_fails_clearly(
     private_repo.commit("main", {"a": "1"}, "private work")
     started = time.monotonic()
     with pytest.raises(SourceUnreachable) as info:
-        asyncio.run(ls_remote(private_repo.clone_url, token=token, timeout=20))
+        asyncio.run(ls_remote(private_repo.clone_url, token=token, username=USERNAME, timeout=20))
     assert time.monotonic() - started < 10  # no prompt, no hang
     assert "authentication failed" in str(info.value)
     assert private_repo.clone_url in str(info.value)
@@ -172,11 +179,11 @@ def test_the_token_never_reaches_argv_or_the_error(
     private_repo: Repo, spawned: list[dict[str, Any]]
 ) -> None:
     private_repo.commit("main", {"a": "1"}, "private work")
-    asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN))
+    asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN, username=USERNAME))
     with pytest.raises(SourceUnreachable) as info:
-        asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN + "-revoked"))
+        asyncio.run(ls_remote(private_repo.clone_url, token=TOKEN + "-revoked", username=USERNAME))
 
-    encoded = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    encoded = base64.b64encode(f"{USERNAME}:{TOKEN}".encode()).decode()
     for text in (str(info.value), repr(info.value), repr(info.value.args), info.value.url):
         assert TOKEN not in text
         assert encoded not in text
@@ -239,7 +246,7 @@ def test_a_server_that_never_answers_times_out(
     url = f"http://127.0.0.1:{silent_port}/acme/app.git"
     started = time.monotonic()
     with pytest.raises(SourceUnreachable, match=r"timed out after 1\.5s") as info:
-        asyncio.run(ls_remote(url, token=TOKEN, timeout=1.5))
+        asyncio.run(ls_remote(url, token=TOKEN, username=USERNAME, timeout=1.5))
     elapsed = time.monotonic() - started
     assert 1.5 <= elapsed < 5
     assert info.value.reason == "Timeout"
@@ -350,3 +357,42 @@ def test_server_asks_for_credentials_on_private_repositories(private_repo: Repo)
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/x-git-upload-pack-advertisement"
+
+
+# --- git that cannot run at all ----------------------------------------------------------
+
+
+def test_no_writable_temporary_directory_is_source_unreachable(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[dict[str, Any]]
+) -> None:
+    """readOnlyRootFilesystem without a writable /tmp: a clear SourceUnreachable, no git run."""
+    missing = tmp_path / "no-such-dir"
+    monkeypatch.setenv("TMPDIR", str(missing))
+    # What gettempdir() answers when $TMPDIR is set (it is cached after the first call).
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    with pytest.raises(SourceUnreachable, match="no writable temporary directory") as info:
+        asyncio.run(ls_remote(repo.clone_url))
+    assert "emptyDir at /tmp" in str(info.value)
+    assert info.value.reason == "Unreachable"
+    assert info.value.url == repo.clone_url
+    assert spawned == []
+
+
+def test_git_that_cannot_be_executed_is_source_unreachable(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "git").write_text("#!/bin/sh\nexit 0\n")  # not executable: exec fails with EACCES
+    monkeypatch.setenv("PATH", str(fake))
+    with pytest.raises(SourceUnreachable, match="cannot run git ls-remote") as info:
+        asyncio.run(ls_remote(repo.clone_url))
+    assert "Permission denied" in str(info.value)
+
+
+def test_missing_git_is_source_unreachable(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SourceUnreachable, match="git executable is not installed"):
+        asyncio.run(ls_remote(repo.clone_url))

@@ -3,8 +3,9 @@
 ``git http-backend`` runs as CGI behind a ``ThreadingHTTPServer`` in a background thread, so
 clone, fetch, ls-remote (protocol v0/v1 and v2) and push all work as against a real host.
 Repositories live at ``ROOT/OWNER/NAME.git``; a repository is private when its directory holds
-a ``gitserver-token`` file: requests then need HTTP Basic auth with that token as the password
-(any username), otherwise 401.
+a ``gitserver-token`` file: requests then need HTTP Basic auth with that token as the password,
+otherwise 401. The username may be anything, unless a ``gitserver-username`` file names the only
+one accepted (as GitLab wants ``oauth2`` and Bitbucket ``x-token-auth`` next to a token).
 
 Library use::
 
@@ -46,6 +47,7 @@ __all__ = ["GitServer", "Repo", "git_env"]
 log = logging.getLogger("gitserver")
 
 TOKEN_FILE = "gitserver-token"
+USERNAME_FILE = "gitserver-username"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _BACKEND_HEADERS = 64 * 1024
 
@@ -115,11 +117,17 @@ class Repo:
         """The token a client needs, or None for a public repository."""
         return _read_token(self.path)
 
+    @property
+    def username(self) -> str | None:
+        """The only username the repository accepts next to its token, or None for any."""
+        return _read_secret_file(self.path / USERNAME_FILE)
+
     def _client_env(self, home: Path) -> dict[str, str]:
         token = self.token
         if token is None:
             return git_env(home)
-        header = "Authorization: Basic " + base64.b64encode(f"test:{token}".encode()).decode()
+        user = self.username or "test"
+        header = "Authorization: Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
         return git_env(
             home,
             {
@@ -204,11 +212,15 @@ class Repo:
         return refs
 
 
-def _read_token(repo_dir: Path) -> str | None:
+def _read_secret_file(path: Path) -> str | None:
     try:
-        return (repo_dir / TOKEN_FILE).read_text().strip() or None
+        return path.read_text().strip() or None
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def _read_token(repo_dir: Path) -> str | None:
+    return _read_secret_file(repo_dir / TOKEN_FILE)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -242,9 +254,12 @@ class _Handler(BaseHTTPRequestHandler):
             user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        if hmac.compare_digest(password.encode(), token.encode()):
-            return user or "git"
-        return None
+        if not hmac.compare_digest(password.encode(), token.encode()):
+            return None
+        wanted = _read_secret_file(repo_dir / USERNAME_FILE)
+        if wanted is not None and not hmac.compare_digest(user.encode(), wanted.encode()):
+            return None
+        return user or "git"
 
     def _cgi(self) -> None:
         path, _, query = self.path.partition("?")
@@ -431,24 +446,35 @@ class GitServer:
     ) -> None:
         self.stop()
 
-    def create_repo(self, owner: str, name: str, *, private_token: str | None = None) -> Repo:
+    def create_repo(
+        self,
+        owner: str,
+        name: str,
+        *,
+        private_token: str | None = None,
+        private_username: str | None = None,
+    ) -> Repo:
         """An empty bare repository at ``ROOT/OWNER/NAME.git`` that accepts pushes.
 
-        With ``private_token``, every request needs Basic auth with it as the password.
+        With ``private_token``, every request needs Basic auth with it as the password, and
+        with ``private_username`` too, that username (any username otherwise).
         Calling it again for an existing repository returns it (and updates its privacy).
         """
+        if private_username is not None and not private_token:
+            raise ValueError("private_username needs a private_token")
         repo = Repo(self, _check_name(owner), _check_name(name))
         if not (repo.path / "HEAD").exists():
             repo.path.parent.mkdir(parents=True, exist_ok=True)
             _git("init", "-q", "--bare", str(repo.path))
             _git(f"--git-dir={repo.path}", "config", "http.receivepack", "true")
             _git(f"--git-dir={repo.path}", "config", "uploadpack.allowReachableSHA1InWant", "true")
-        token_file = repo.path / TOKEN_FILE
-        if private_token:
-            token_file.write_text(private_token + "\n")
-            token_file.chmod(0o600)
-        else:
-            token_file.unlink(missing_ok=True)
+        for filename, value in ((TOKEN_FILE, private_token), (USERNAME_FILE, private_username)):
+            path = repo.path / filename
+            if value:
+                path.write_text(value + "\n")
+                path.chmod(0o600)
+            else:
+                path.unlink(missing_ok=True)
         return repo
 
     def repos(self) -> Iterator[Repo]:

@@ -144,26 +144,46 @@ def test_git_context_and_pull_method(repo: str, context: str, pull_method: str |
     assert env.get("GIT_PULL_METHOD") == pull_method
 
 
+def _token_ref(secret: str = "linked-account") -> dict[str, Any]:
+    return {"secretKeyRef": {"name": secret, "key": "token"}}
+
+
 @pytest.mark.parametrize(
-    ("repo", "expected"),
+    ("source", "username"),
     [
-        ("github.com/acme/app", [("GIT_TOKEN", None)]),
-        ("git.acme.io/acme/app", [("GIT_TOKEN", None)]),
-        ("gitlab.com/acme/app", [("GIT_USERNAME", "oauth2"), ("GIT_PASSWORD", None)]),
-        ("bitbucket.org/acme/app", [("GIT_USERNAME", "x-token-auth"), ("GIT_PASSWORD", None)]),
+        ({"repo": "github.com/acme/app"}, "x-access-token"),
+        ({"repo": "git.acme.io/acme/app"}, "x-access-token"),
+        ({"repo": "gitlab.com/acme/app"}, "oauth2"),
+        ({"repo": "https://gitlab.acme.io/acme/app", "provider": "gitlab"}, "oauth2"),
+        ({"repo": "bitbucket.org/acme/app"}, "x-token-auth"),
     ],
 )
-def test_git_credentials_come_from_the_secret_only(
-    repo: str, expected: list[tuple[str, str | None]]
+def test_git_credentials_are_username_and_password_from_the_secret(
+    source: dict[str, str], username: str
 ) -> None:
-    ab = automated_build(source={"repo": repo, "credentialsSecret": "linked-account"})
-    env = container(render(ab))["env"]
-    assert [(e["name"], e.get("value")) for e in env] == expected
-    secret_env = [e for e in env if "valueFrom" in e]
-    assert len(secret_env) == 1
-    assert secret_env[0]["valueFrom"] == {
-        "secretKeyRef": {"name": "linked-account", "key": "token"}
-    }
+    ab = automated_build(source={**source, "credentialsSecret": "linked-account"})
+    assert container(render(ab))["env"] == [
+        {"name": "GIT_USERNAME", "value": username},
+        {"name": "GIT_PASSWORD", "valueFrom": _token_ref()},
+    ]
+    # Other keys of the Secret change nothing; only a `username` key does.
+    job = jobs.render_job(ab, only_build(ab), SETTINGS, secret_keys={"token", "ca.crt"})
+    assert container(job)["env"][0] == {"name": "GIT_USERNAME", "value": username}
+
+
+@pytest.mark.parametrize("repo", ["github.com/acme/app", "http://gitea.local:3000/acme/app"])
+def test_a_username_key_in_the_secret_is_passed_by_reference(repo: str) -> None:
+    ab = automated_build(source={"repo": repo, "credentialsSecret": "gitea-link"})
+    job = jobs.render_job(ab, only_build(ab), SETTINGS, secret_keys={"token", "username"})
+    pull = [{"name": "GIT_PULL_METHOD", "value": "http"}] if repo.startswith("http:") else []
+    assert container(job)["env"] == [
+        *pull,
+        {
+            "name": "GIT_USERNAME",
+            "valueFrom": {"secretKeyRef": {"name": "gitea-link", "key": "username"}},
+        },
+        {"name": "GIT_PASSWORD", "valueFrom": _token_ref("gitea-link")},
+    ]
 
 
 def test_no_credentials_without_secret() -> None:

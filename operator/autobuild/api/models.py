@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from autobuild import API_GROUP, API_VERSION, KIND
-from autobuild.api import checks
+from autobuild.api import checks, repos
 
 # Build args that every build receives, as Docker Hub sets them; users cannot override them.
 BUILTIN_BUILD_ARGS: Final = (
@@ -154,7 +154,7 @@ class SourceSpec(_Model):
     @field_validator("repo")
     @classmethod
     def _repo_has_owner_and_name(cls, repo: str) -> str:
-        path = re.sub(r"^https?://", "", repo).rstrip("/").split("/")[1:]
+        path = repos.repo_path_segments(repo)
         if len(path) < 2:
             raise checks.InputError("", f"{repo!r} needs an owner and a name")
         if any(segment in (".", "..") for segment in path):
@@ -448,12 +448,11 @@ class AutomatedBuildSpec(_Model):
         """The explicit provider, or the one the repo's host implies."""
         if self.source.provider is not None:
             return self.source.provider
-        host = re.sub(r"^https?://", "", self.source.repo).split("/")[0].split(":")[0].lower()
         return {
             "github.com": Provider.GITHUB,
             "bitbucket.org": Provider.BITBUCKET,
             "gitlab.com": Provider.GITLAB,
-        }.get(host, Provider.GIT)
+        }.get(repos.repo_host(self.source.repo), Provider.GIT)
 
 
 class Condition(_Model):

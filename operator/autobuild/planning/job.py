@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
 from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Provider, Trigger
+from autobuild.api.repos import repo_scheme
+from autobuild.planning import credentials
 from autobuild.planning.planner import PlannedBuild
 from autobuild.settings import BuildSettings
 
@@ -28,10 +31,8 @@ TERMINATION_LOG: Final = "/dev/termination-log"
 _MAX_NAME = 63
 _NAME_PREFIX_MAX = 38
 _LABEL_VALUE_MAX = 63
-# Usernames that the hosts expect next to an access token used as a password.
 # Builds a person asked for: each is a new build, even of a commit that was built before.
 PERSON_TRIGGERS: Final = frozenset({Trigger.CREATE, Trigger.MANUAL})
-_TOKEN_USERNAMES: Final = {Provider.GITLAB: "oauth2", Provider.BITBUCKET: "x-token-auth"}
 
 
 @dataclass(frozen=True)
@@ -148,27 +149,33 @@ def kaniko_args(
     return args
 
 
-def _git_env(spec: AutomatedBuildSpec) -> list[dict[str, Any]]:
-    """Git transport and credentials for Kaniko; the token only ever comes from the Secret."""
+def git_env(spec: AutomatedBuildSpec, secret_keys: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Git transport and credentials for Kaniko: ``GIT_USERNAME`` + ``GIT_PASSWORD``.
+
+    The token (and a ``username`` key, when the Secret has one: ``secret_keys`` are the key
+    names of ``credentialsSecret``) only ever come from the Secret by reference. Kaniko sends
+    them as go-git's HTTP Basic auth, as :func:`credentials.git_username` tells ls-remote to.
+    """
     env: list[dict[str, Any]] = []
-    if spec.source.repo.startswith("http://"):
+    if repo_scheme(spec.source.repo) == "http":
         env.append({"name": "GIT_PULL_METHOD", "value": "http"})
     secret = spec.source.credentials_secret
     if secret is None:
         return env
-    token_ref = {"secretKeyRef": {"name": secret, "key": "token"}}
-    username = token_username(spec.provider)
-    if username is None:
-        env.append({"name": "GIT_TOKEN", "valueFrom": token_ref})
+    if credentials.USERNAME_KEY in secret_keys:
+        ref = {"secretKeyRef": {"name": secret, "key": credentials.USERNAME_KEY}}
+        env.append({"name": "GIT_USERNAME", "valueFrom": ref})
     else:
-        env.append({"name": "GIT_USERNAME", "value": username})
-        env.append({"name": "GIT_PASSWORD", "valueFrom": token_ref})
+        env.append({"name": "GIT_USERNAME", "value": credentials.default_username(spec.provider)})
+    token_ref = {"secretKeyRef": {"name": secret, "key": credentials.TOKEN_KEY}}
+    env.append({"name": "GIT_PASSWORD", "valueFrom": token_ref})
     return env
 
 
-def token_username(provider: Provider) -> str | None:
-    """The username a host expects next to an access token (None: the token is the username)."""
-    return _TOKEN_USERNAMES.get(provider)
+def token_username(provider: Provider) -> str:
+    """The provider's default username; kept until controller/reconcile.py calls
+    :func:`credentials.git_username` (which honours the Secret's ``username`` key)."""
+    return credentials.default_username(provider)
 
 
 def _labels(automated_build: AutomatedBuild, build: PlannedBuild, build_id: str) -> dict[str, str]:
@@ -189,9 +196,16 @@ def _labels(automated_build: AutomatedBuild, build: PlannedBuild, build_id: str)
 
 
 def render_job(
-    automated_build: AutomatedBuild, build: PlannedBuild, settings: BuildSettings
+    automated_build: AutomatedBuild,
+    build: PlannedBuild,
+    settings: BuildSettings,
+    secret_keys: Collection[str] = (),
 ) -> dict[str, Any]:
-    """The complete Kaniko Job for one planned build."""
+    """The complete Kaniko Job for one planned build.
+
+    ``secret_keys``: the key names of ``spec.source.credentialsSecret`` (the renderer reads no
+    Secret); a ``username`` key is then passed by reference instead of the provider's default.
+    """
     spec = automated_build.spec
     meta = automated_build.metadata
     identity = build_identity(automated_build, build)
@@ -203,7 +217,7 @@ def render_job(
         "name": CONTAINER_NAME,
         "image": settings.executor_image,
         "args": kaniko_args(spec, build, settings),
-        "env": _git_env(spec),
+        "env": git_env(spec, secret_keys),
         "resources": {
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
             "limits": limits,

@@ -18,14 +18,10 @@ from typing import Final
 from urllib.parse import urlsplit
 
 __all__ = [
-    "DEFAULT_USERNAME",
     "SourceUnreachable",
     "ls_remote",
     "validate_url",
 ]
-
-# GitHub accepts any username with a token; GitLab wants ``oauth2``, Bitbucket ``x-token-auth``.
-DEFAULT_USERNAME: Final = "x-access-token"
 
 # Environment passed through to git: where it is, and how it reaches the network.
 _PASSTHROUGH_ENV: Final = (
@@ -174,6 +170,28 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+async def _start_git(
+    argv: list[str], url: str, home: str, header: str | None
+) -> asyncio.subprocess.Process:
+    """Start git in its own process group; any failure to start it is SourceUnreachable."""
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=home,
+            env=_git_env(home, header),
+            start_new_session=True,
+        )
+    except FileNotFoundError as e:
+        raise SourceUnreachable(
+            "cannot run git: the git executable is not installed", url=url
+        ) from e
+    except OSError as e:  # not executable, too many processes or open files, ...
+        raise SourceUnreachable(f"cannot run git ls-remote {url}: {e}", url=url) from e
+
+
 async def ls_remote(
     url: str,
     *,
@@ -183,14 +201,20 @@ async def ls_remote(
 ) -> dict[str, str]:
     """Map every refs/heads/* and refs/tags/* ref to its commit (annotated tags: the peeled commit).
 
-    Raises ValueError for a URL that is not plain http(s), SourceUnreachable when git fails
-    (network, authentication, missing repository) or takes longer than ``timeout`` seconds.
+    A ``token`` goes as HTTP Basic auth ``username:token``, as Kaniko sends ``GIT_USERNAME`` and
+    ``GIT_PASSWORD``; take the username from ``autobuild.planning.credentials.git_username``.
+
+    Raises ValueError for a URL that is not plain http(s) or a token without a username,
+    SourceUnreachable when git fails (network, authentication, missing repository) or takes
+    longer than ``timeout`` seconds.
     """
     validate_url(url)
     header = None
     secrets: list[str] = []
     if token:
-        user = username or DEFAULT_USERNAME
+        if username is None:
+            raise ValueError("a git token needs a username (credentials.git_username)")
+        user = username
         header = _auth_header(user, token)
         secrets = [
             header,
@@ -210,21 +234,17 @@ async def ls_remote(
         "--",
         url,
     ]
-    with tempfile.TemporaryDirectory(prefix="autobuild-git-") as home:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=home,
-                env=_git_env(home, header),
-                start_new_session=True,
-            )
-        except FileNotFoundError as e:
-            raise SourceUnreachable(
-                "cannot run git: the git executable is not installed", url=url
-            ) from e
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix="autobuild-git-", ignore_cleanup_errors=True)
+    except OSError as e:
+        # E.g. readOnlyRootFilesystem without a writable /tmp: no git can run at all.
+        raise SourceUnreachable(
+            f"cannot run git ls-remote {url}: no writable temporary directory ({e}); "
+            "mount a writable emptyDir at /tmp",
+            url=url,
+        ) from e
+    with scratch as home:
+        proc = await _start_git(argv, url, home, header)
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except TimeoutError:
@@ -233,6 +253,10 @@ async def ls_remote(
             raise SourceUnreachable(
                 f"git ls-remote {url} timed out after {timeout:g}s", url=url, reason="Timeout"
             ) from None
+        except OSError as e:
+            _kill_group(proc)
+            await proc.wait()
+            raise SourceUnreachable(f"git ls-remote {url} failed: {e}", url=url) from e
         except BaseException:  # cancelled: leave no git behind
             _kill_group(proc)
             with contextlib.suppress(BaseException):
