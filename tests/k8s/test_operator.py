@@ -63,6 +63,8 @@ class Operator:
         port = free_port()
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         env["AUTOBUILD_NODE_SELECTOR"] = "=".join(BUILDER_LABEL)
+        # The loopback git server speaks plain HTTP: tokens may go there, and only there.
+        env["AUTOBUILD_INSECURE_GIT_HOSTS"] = "127.0.0.1"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -291,18 +293,42 @@ def test_create_builds_main_with_exact_kaniko_args_and_records_success(
     assert {"BuildStarted", "BuildSucceeded"} <= reasons
 
 
-def test_failing_pod_is_failed_with_reason_and_log_tail(world: World, repo: Repo) -> None:
-    world.create(manifest(world.namespace, repo))
-    (job,) = eventually(world.jobs, 30, "Job")
-    world.finish_pod(
-        job.metadata.name, 1, "error building image: UNAUTHORIZED: authentication required"
+def test_failing_pod_is_classified_and_its_log_never_reaches_status_or_events(
+    world: World, repo: Repo
+) -> None:
+    world.core.create_namespaced_secret(
+        world.namespace,
+        {
+            "metadata": {"name": "regcred"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {
+                ".dockerconfigjson": json.dumps(
+                    {"auths": {"127.0.0.1:5000": {"auth": "c2VjcmV0LXB1c2gtcGFzc3dvcmQ="}}}
+                )
+            },
+        },
     )
+    body = manifest(world.namespace, repo)
+    body["spec"]["image"]["pushSecret"] = "regcred"
+    world.create(body)
+    (job,) = eventually(world.jobs, 30, "Job")
+    # Kaniko's log tail, as FallbackToLogsOnError puts it in the termination message.
+    tail = (
+        "error checking push permissions -- UNAUTHORIZED: c2VjcmV0LXB1c2gtcGFzc3dvcmQ= was refused"
+    )
+    world.finish_pod(job.metadata.name, 1, tail)
     eventually(build_phase(world, "Failed"), 60, "Failed")
     build = world.builds()[0]
-    assert build["reason"] == "Error"
-    assert "UNAUTHORIZED" in build["message"]
+    assert build["reason"] == "PushUnauthorized"
+    assert "pushSecret" in build["message"]
     ready = next(c for c in world.status()["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "BuildFailed")
+    events = world.core.list_namespaced_event(world.namespace).items
+    failed = [e for e in events if e.reason == "BuildFailed"]
+    assert failed
+    written = json.dumps(world.status()) + " ".join(e.message for e in events)
+    assert "c2VjcmV0LXB1c2gtcGFzc3dvcmQ=" not in written
+    assert "UNAUTHORIZED" not in written
 
 
 def test_timeout_is_timed_out(world: World, repo: Repo) -> None:
@@ -319,12 +345,16 @@ def test_timeout_is_timed_out(world: World, repo: Repo) -> None:
 
 
 def wait_triggers_handled(world: World) -> None:
-    """Creation and earlier triggers are acted on (a newer trigger value supersedes an older)."""
+    """Creation and every trigger request so far are acted on."""
+    from autobuild.planning.triggers import ANNOTATION_TRIGGER, parse_requests
 
     def handled() -> bool:
         body = world.get()
-        wanted = (body["metadata"].get("annotations") or {}).get("autobuild.dev/trigger", "")
-        return (body.get("status") or {}).get("lastTrigger") == wanted
+        requests = parse_requests(
+            (body["metadata"].get("annotations") or {}).get(ANNOTATION_TRIGGER)
+        )
+        wanted = requests[-1].id if requests else "create"
+        return ((body.get("status") or {}).get("lastTrigger") or {}).get("id") == wanted
 
     eventually(handled, 30, "earlier triggers handled")
 
@@ -571,7 +601,10 @@ def test_kubectl_get_columns(world: World, repo: Repo, k8s_cluster: Any) -> None
 def test_state_annotations_hold_no_secret(world: World, repo: Repo) -> None:
     world.core.create_namespaced_secret(
         world.namespace,
-        {"metadata": {"name": "link"}, "stringData": {"token": "s3cr3t-token-value"}},
+        {
+            "metadata": {"name": "link", "annotations": {"autobuild.dev/git-hosts": "127.0.0.1"}},
+            "stringData": {"token": "s3cr3t-token-value"},
+        },
     )
     body = manifest(world.namespace, repo)
     body["spec"]["source"]["credentialsSecret"] = "link"
@@ -579,43 +612,6 @@ def test_state_annotations_hold_no_secret(world: World, repo: Repo) -> None:
     eventually(world.jobs, 30, "Job")
     dumped = json.dumps(world.get()) + json.dumps([j.to_dict() for j in world.jobs()], default=str)
     assert "s3cr3t-token-value" not in dumped
-
-
-def test_push_entry_point_builds_matching_rules_once(
-    world: World, repo: Repo, k8s_cluster: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import asyncio
-
-    from autobuild.api.models import Trigger
-    from autobuild.controller import kube, reconcile
-    from autobuild.planning.planner import PushEvent
-    from autobuild.settings import BuildSettings
-
-    tags = [
-        {"source": "main", "dockerTag": "latest"},
-        {"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}"},
-    ]
-    world.create(manifest(world.namespace, repo, tags=tags, runPolicy="Parallel"))
-    eventually(lambda: len(world.jobs()) == 1, 30, "creation build")
-    commit = repo.commit("main", {"v.txt": "1"}, "Release 1.0")
-    repo.tag("v1.0", commit)
-    monkeypatch.setenv("KUBECONFIG", str(k8s_cluster.kubeconfig))
-    kube.load_config()
-    settings = BuildSettings(node_selector=(BUILDER_LABEL,))
-    event = PushEvent.parse("refs/tags/v1.0", commit, "Release 1.0", Trigger.PUSH)
-    created = asyncio.run(reconcile.submit_push(world.namespace, "app", event, settings))
-    assert len(created) == 1
-    # A redelivered webhook maps to the same Job name: nothing new is built.
-    assert asyncio.run(reconcile.submit_push(world.namespace, "app", event, settings)) == []
-    job = next(j for j in world.jobs() if j.metadata.name == created[0])
-    args = job.spec.template.spec.containers[0].args
-    assert "--destination=127.0.0.1:5000/acme/app:1.0" in args
-    assert "--build-arg=COMMIT_MSG=Release 1.0" in args
-    eventually(
-        lambda: any(b["jobName"] == created[0] and b["trigger"] == "Push" for b in world.builds()),
-        30,
-        "push build recorded",
-    )
 
 
 def test_probes_and_json_logs(operator: Operator) -> None:
@@ -677,24 +673,81 @@ def test_trigger_with_ref_and_commit_needs_no_git_host(world: World, k8s_cluster
     assert "--destination=127.0.0.1:5000/acme/app:2.5" in args
 
 
-def test_bad_trigger_annotation_is_reported(world: World, repo: Repo, k8s_cluster: Any) -> None:
+def last_trigger(world: World) -> dict[str, Any]:
+    return dict(world.status().get("lastTrigger") or {})
+
+
+def test_bad_trigger_request_is_reported_and_the_next_one_still_builds(
+    world: World, repo: Repo, k8s_cluster: Any
+) -> None:
     world.create(manifest(world.namespace, repo))
     eventually(world.jobs, 30, "creation build")
     wait_triggers_handled(world)
+    value = json.dumps([{"id": "20261129T000000.000000Z-bad", "ref": "refs/heads/a b"}])
     k8s_cluster.kubectl(
-        "annotate",
-        "-n",
-        world.namespace,
-        "ab/app",
-        "autobuild.dev/trigger=now",
-        "autobuild.dev/trigger-ref=refs/heads/a b",
+        "annotate", "-n", world.namespace, "ab/app", f"autobuild.dev/trigger={value}", "--overwrite"
     )
-    ready = eventually(
-        lambda: (c := ready_condition(world)) and c["reason"] == "InvalidTrigger" and c,
+    handled = eventually(
+        lambda: (t := last_trigger(world)).get("reason") == "InvalidTrigger" and t,
         30,
         "InvalidTrigger",
     )
-    assert "not a safe git ref name" in ready["message"]
+    assert "not a safe git ref name" in handled["message"]
+    events = world.core.list_namespaced_event(world.namespace).items
+    assert any(e.reason == "InvalidTrigger" for e in events)
+    trigger(k8s_cluster, world)
+    eventually(lambda: len(world.jobs()) == 2, 30, "a later trigger builds")
+
+
+def test_cli_refuses_triggers_that_would_build_nothing(
+    world: World, repo: Repo, k8s_cluster: Any
+) -> None:
+    world.create(manifest(world.namespace, repo, tags=[{"source": "/^rel/", "dockerTag": "x"}]))
+    eventually(lambda: ready_condition(world), 30, "first visit")
+    result = autobuild_cli(k8s_cluster, "trigger", "app", "-n", world.namespace)
+    assert result.returncode == 1
+    assert "--ref" in result.stderr
+    result = autobuild_cli(
+        k8s_cluster, "trigger", "app", "-n", world.namespace, "--commit", "ab" * 20
+    )
+    assert result.returncode == 1
+    assert "--commit needs --ref" in result.stderr
+    assert "autobuild.dev/trigger" not in (world.get()["metadata"].get("annotations") or {})
+
+
+def test_quick_triggers_all_build(world: World, repo: Repo, k8s_cluster: Any) -> None:
+    """Two triggers in a row, without waiting: each is a request of its own."""
+    world.create(manifest(world.namespace, repo, runPolicy="Parallel"))
+    eventually(world.jobs, 30, "creation build")
+    wait_triggers_handled(world)
+    for _ in range(2):
+        result = autobuild_cli(k8s_cluster, "trigger", "app", "-n", world.namespace)
+        assert result.returncode == 0, result.stderr
+    eventually(lambda: len(world.jobs()) == 3, 30, "one build per trigger")
+    assert sorted(b["trigger"] for b in world.builds()) == ["Create", "Manual", "Manual"]
+
+
+def test_serial_latest_only_never_cancels_another_rule(
+    world: World, repo: Repo, k8s_cluster: Any
+) -> None:
+    tags = [{"source": "main", "dockerTag": "latest"}, {"source": "/^ma/", "dockerTag": "edge"}]
+    world.create(
+        manifest(
+            world.namespace,
+            repo,
+            runPolicy="SerialLatestOnly",
+            tags=[{**t, "autobuild": False} for t in tags],
+        )
+    )
+    eventually(lambda: ready_condition(world), 30, "first visit")
+    trigger(k8s_cluster, world, "--ref", "main")
+    eventually(lambda: len(world.builds()) == 2, 30, "both rules build")
+    eventually(
+        lambda: sorted(b["phase"] for b in world.builds()) == ["Pending", "Pending"],
+        30,
+        "both released, none cancelled",
+    )
+    assert sorted(b["tags"][0] for b in world.builds()) == ["edge", "latest"]
 
 
 def test_operator_survives_an_api_server_restart(
@@ -753,8 +806,13 @@ def test_the_shipped_rbac_is_enough(
         assert {"BuildStarted", "BuildSucceeded"} <= {e.reason for e in events}
         repo.commit("main", {"b.txt": "2"}, "second")
         trigger(k8s_cluster, world)
-        eventually(lambda: len(world.jobs()) == 2, 30, "second Job")
-        second = next(j for j in world.jobs() if j.metadata.name != job.metadata.name)
+        # historyLimit 0 prunes the first Job as soon as the second exists: wait for what
+        # must hold (a second Job), not for the moment when both exist.
+        second = eventually(
+            lambda: next((j for j in world.jobs() if j.metadata.name != job.metadata.name), None),
+            30,
+            "second Job",
+        )
         world.finish_pod(second.metadata.name, 0, DIGEST)
         eventually(
             lambda: [j.metadata.name for j in world.jobs()] == [second.metadata.name],
@@ -837,7 +895,11 @@ def test_private_repo_heads_resolve_with_the_linked_token(
     )
     head = private.commit("main", {"Dockerfile": "FROM scratch\n"}, "init")
     world.core.create_namespaced_secret(
-        world.namespace, {"metadata": {"name": "link"}, "stringData": {"token": "wrong-token"}}
+        world.namespace,
+        {
+            "metadata": {"name": "link", "annotations": {"autobuild.dev/git-hosts": "127.0.0.1"}},
+            "stringData": {"token": "wrong-token"},
+        },
     )
     body = manifest(world.namespace, private)
     body["spec"]["source"]["credentialsSecret"] = "link"
@@ -854,6 +916,147 @@ def test_private_repo_heads_resolve_with_the_linked_token(
     (job,) = eventually(world.jobs, 60, "the creation build once the token is right")
     container = job.spec.template.spec.containers[0]
     assert container.args[0].endswith(f"#refs/heads/main#{head}")
-    token_env = next(e for e in container.env if e.name == "GIT_TOKEN")
-    assert token_env.value is None
-    assert token_env.value_from.secret_key_ref.name == "link"
+    env = {e.name: e for e in container.env}
+    assert "GIT_TOKEN" not in env
+    assert env["GIT_USERNAME"].value == "x-access-token"
+    assert env["GIT_PASSWORD"].value is None
+    assert env["GIT_PASSWORD"].value_from.secret_key_ref.name == "link"
+    assert env["GIT_PASSWORD"].value_from.secret_key_ref.key == "token"
+
+
+def test_credentials_go_only_to_the_hosts_their_secret_names(
+    world: World, git_server: GitServer
+) -> None:
+    """No confused deputy: a Secret must opt in to the host, and a token never travels over
+    plain http to a host that is not in AUTOBUILD_INSECURE_GIT_HOSTS."""
+    private = git_server.create_repo("acme", f"deputy-{world.namespace}", private_token="t0ken-x")
+    private.commit("main", {"Dockerfile": "FROM scratch\n"}, "init")
+    world.core.create_namespaced_secret(
+        world.namespace, {"metadata": {"name": "link"}, "stringData": {"token": "t0ken-x"}}
+    )
+    body = manifest(world.namespace, private)
+    body["spec"]["source"]["credentialsSecret"] = "link"
+    world.create(body)
+    stalled = eventually(
+        lambda: next(
+            (
+                c
+                for c in world.status().get("conditions") or []
+                if c["type"] == "Stalled" and c["status"] == "True"
+            ),
+            None,
+        ),
+        30,
+        "Stalled",
+    )
+    assert stalled["reason"] == "CredentialsNotAllowed"
+    assert "autobuild.dev/git-hosts" in stalled["message"]
+    assert world.jobs() == []
+    # Allowed for another name of the same server, which is not an insecure host: still refused.
+    world.core.patch_namespaced_secret(
+        "link",
+        world.namespace,
+        {"metadata": {"annotations": {"autobuild.dev/git-hosts": "localhost"}}},
+    )
+    other = manifest(
+        world.namespace, private.clone_url.replace("127.0.0.1", "localhost"), name="other"
+    )
+    other["spec"]["source"]["credentialsSecret"] = "link"
+    world.create(other)
+    refused = eventually(
+        lambda: (
+            (
+                c := next(
+                    (
+                        c
+                        for c in world.status("other").get("conditions") or []
+                        if c["type"] == "Ready"
+                    ),
+                    None,
+                )
+            )
+            and c["reason"] == "CredentialsNotAllowed"
+            and c
+        ),
+        30,
+        "refused over plain http",
+    )
+    assert "AUTOBUILD_INSECURE_GIT_HOSTS" in refused["message"]
+    world.core.patch_namespaced_secret(
+        "link",
+        world.namespace,
+        {"metadata": {"annotations": {"autobuild.dev/git-hosts": "127.0.0.1,localhost"}}},
+    )
+    (job,) = eventually(world.jobs, 60, "the build once the Secret opts in")
+    assert job.metadata.labels["autobuild.dev/automatedbuild"] == "app"
+
+
+def test_a_failed_write_is_retried_without_a_new_event(world: World, repo: Repo) -> None:
+    """kopf never retries on.event work; our queue does. A quota refuses Job creation (403),
+    then goes away: the build is created with no further change to the object."""
+    world.core.create_namespaced_resource_quota(
+        world.namespace,
+        {"metadata": {"name": "no-jobs"}, "spec": {"hard": {"count/jobs.batch": "0"}}},
+    )
+    eventually(
+        lambda: (
+            world.core.read_namespaced_resource_quota("no-jobs", world.namespace).status.hard or {}
+        ),
+        30,
+        "quota in force",
+    )
+    world.create(manifest(world.namespace, repo))
+    time.sleep(3)  # let the operator try (and fail) a few times
+    assert world.jobs() == []
+    world.core.delete_namespaced_resource_quota("no-jobs", world.namespace)
+    eventually(world.jobs, 90, "the Job, created by a retry")
+
+
+def test_a_release_never_undoes_a_cancel(world: World, repo: Repo, k8s_cluster: Any) -> None:
+    """Releases and cancels are conditional on the resourceVersion the decision saw."""
+    import asyncio
+
+    from autobuild.controller.kubeapi import KubeApi
+    from autobuild.controller.reconcile import Controller
+    from autobuild.planning.decide import JobWrite
+    from autobuild.settings import BuildSettings
+
+    world.create(manifest(world.namespace, repo, runPolicy="Serial"))
+    (job,) = eventually(world.jobs, 30, "creation build")
+    stale = job.metadata.resource_version
+    result = autobuild_cli(k8s_cluster, "cancel", "app", "-n", world.namespace)
+    assert result.returncode == 0, result.stderr
+    eventually(build_phase(world, "Cancelled"), 30, "Cancelled")
+
+    async def release_with_stale_version() -> int:
+        from kubernetes import client as k8s_client
+        from kubernetes import config
+
+        configuration = k8s_client.Configuration()
+        config.load_kube_config(str(k8s_cluster.kubeconfig), client_configuration=configuration)
+        api = KubeApi(configuration)
+        try:
+            controller = Controller(api, BuildSettings())
+            write = JobWrite(job.metadata.name, job.metadata.uid, stale)
+            jobs = f"/apis/batch/v1/namespaces/{world.namespace}/jobs"
+            return await controller._patch_job(jobs, write, {"spec": {"suspend": False}})
+        finally:
+            await api.close()
+
+    assert asyncio.run(release_with_stale_version()) == 1  # lost the race: nothing written
+    assert world.jobs()[0].spec.suspend is True
+    assert world.builds()[0]["phase"] == "Cancelled"
+
+
+def test_a_build_that_cannot_be_scheduled_says_so(world: World, repo: Repo) -> None:
+    """Build pods of this module need a node label no node has: the scheduler's verdict shows
+    in status long before the build's deadline."""
+    world.create(manifest(world.namespace, repo))
+    eventually(world.jobs, 30, "Job")
+    build = eventually(
+        lambda: (b := world.builds()) and b[0].get("reason") == "Unschedulable" and b[0],
+        60,
+        "Unschedulable",
+    )
+    assert build["phase"] == "Pending"
+    assert "node" in build["message"]

@@ -34,7 +34,9 @@ TOKEN = "ghp_supersecrettoken123"
 _versions = itertools.count(100)
 
 
-def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+def body(
+    generation: int = 1, annotations: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
     doc = document(**spec)
     doc["metadata"].update(
         generation=generation, resourceVersion=str(next(_versions)), annotations=annotations or {}
@@ -42,7 +44,9 @@ def body(generation: int = 1, annotations: dict[str, str] | None = None, **spec:
     return doc
 
 
-def heads(snapshot_body: dict[str, Any], refs: dict[str, str], request_id: str = "create") -> HeadsResult:
+def heads(
+    snapshot_body: dict[str, Any], refs: dict[str, str], request_id: str = "create"
+) -> HeadsResult:
     generation = snapshot_body["metadata"]["generation"]
     return HeadsResult(generation, request_id, NOW, heads=refs)
 
@@ -51,7 +55,9 @@ def world(b: dict[str, Any], **changes: Any) -> Snapshot:
     return replace(Snapshot(body=b, jobs=(), pods=(), secrets={}, now=NOW), **changes)
 
 
-def act(snapshot: Snapshot, decision: Decision, later: timedelta = timedelta(seconds=1)) -> Snapshot:
+def act(
+    snapshot: Snapshot, decision: Decision, later: timedelta = timedelta(seconds=1)
+) -> Snapshot:
     """What the API server would hold after the writes (Jobs exactly as written)."""
     jobs = {j["metadata"]["name"]: copy.deepcopy(dict(j)) for j in snapshot.jobs}
     for created in decision.create:
@@ -123,8 +129,10 @@ def test_creation_asks_for_heads_then_builds_autobuild_rules_once() -> None:
         ]
     )
     first = decide(world(b), SETTINGS)
-    assert first.resolve is not None and first.resolve.request_id == "create"
-    assert first.status is None and not first.create
+    assert first.resolve is not None
+    assert first.resolve.request_id == "create"
+    assert first.status is None
+    assert not first.create
     snapshot = world(b, heads=heads(b, {"refs/heads/main": COMMIT, "refs/heads/dev": COMMIT}))
     decision = decide(snapshot, SETTINGS)
     assert len(decision.create) == 1
@@ -139,7 +147,9 @@ def test_creation_asks_for_heads_then_builds_autobuild_rules_once() -> None:
 
 
 def test_two_refs_at_one_commit_are_two_builds_and_a_redelivery_is_none() -> None:
-    snapshot = created(world(body(tags=[{"source": "/^v([0-9.]+)$/", "sourceType": "Tag", "dockerTag": "{\\1}"}])))
+    snapshot = created(
+        world(body(tags=[{"source": "/^v([0-9.]+)$/", "sourceType": "Tag", "dockerTag": "{\\1}"}]))
+    )
     pushes = (
         PushEvent.parse("refs/tags/v1.4.2", COMMIT),
         PushEvent.parse("refs/tags/v1.4", COMMIT),
@@ -160,12 +170,14 @@ def test_serial_latest_only_queues_per_rule_and_ref() -> None:
     snapshot = created(world(body(tags=tags, runPolicy="SerialLatestOnly")))
     push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
     first = decide(push, SETTINGS)
-    assert len(first.create) == 2 and not first.cancel
+    assert len(first.create) == 2
+    assert not first.cancel
     assert all(j["spec"]["suspend"] is False for j in first.create)  # both rules run
     running = act(push, first)
     newer = replace(running, pushes=(PushEvent.parse("main", OTHER_COMMIT),))
     second = decide(newer, SETTINGS)
-    assert len(second.create) == 2 and not second.cancel  # queued behind their own rule's build
+    assert len(second.create) == 2
+    assert not second.cancel  # queued behind their own rule's build
     queued = act(newer, second)
     third_commit = "f" * 40
     newest = replace(queued, pushes=(PushEvent.parse("main", third_commit),))
@@ -197,10 +209,17 @@ def test_serial_runs_one_build_per_queue_and_releases_the_next() -> None:
 
 def test_manual_triggers_are_handled_in_order_and_none_is_lost() -> None:
     snapshot = created(world(body()))
-    value = append_request(None, TriggerRequest("20261129T080000.000001Z-a", "refs/heads/main", COMMIT))
-    value = append_request(value, TriggerRequest("20261129T080000.000002Z-b", "refs/heads/main", OTHER_COMMIT))
-    b = {**snapshot.body, "metadata": {**snapshot.body["metadata"], "annotations": {ANNOTATION_TRIGGER: value}}}
-    final, decisions = settle(replace(snapshot, body=b))
+    value = append_request(
+        None, TriggerRequest("20261129T080000.000001Z-a", "refs/heads/main", COMMIT)
+    )
+    value = append_request(
+        value, TriggerRequest("20261129T080000.000002Z-b", "refs/heads/main", OTHER_COMMIT)
+    )
+    b = {
+        **snapshot.body,
+        "metadata": {**snapshot.body["metadata"], "annotations": {ANNOTATION_TRIGGER: value}},
+    }
+    final, _ = settle(replace(snapshot, body=b))
     commits = sorted(j["metadata"]["annotations"]["autobuild.dev/commit"] for j in final.jobs)
     assert commits == sorted([COMMIT, OTHER_COMMIT])
     assert final.body["status"]["lastTrigger"]["id"].endswith("-b")
@@ -226,7 +245,8 @@ def test_a_trigger_that_builds_nothing_says_so(
         },
     }
     decision = decide(replace(snapshot, body=b), SETTINGS)
-    assert decision.resolve is None and not decision.create
+    assert decision.resolve is None
+    assert not decision.create
     assert decision.status is not None
     assert decision.status["lastTrigger"]["reason"] == reason
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", reason)]
@@ -242,17 +262,21 @@ def test_trigger_without_head_says_which_ref_has_none() -> None:
         },
     }
     asked = decide(replace(snapshot, body=b), SETTINGS)
-    assert asked.resolve is not None and asked.resolve.request_id == "please"
+    assert asked.resolve is not None
+    assert asked.resolve.request_id == "please"
     answered = replace(snapshot, body=b, heads=heads(b, {}, "please"))
     decision = decide(answered, SETTINGS)
     assert decision.status is not None
-    assert "no head in the repository for refs/heads/main" in decision.status["lastTrigger"]["message"]
+    assert (
+        "no head in the repository for refs/heads/main" in decision.status["lastTrigger"]["message"]
+    )
 
 
 def test_missing_secret_is_stalled_and_nothing_is_asked() -> None:
     b = body(source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
     decision = decide(world(b, secrets={"link": None}), SETTINGS)
-    assert decision.resolve is None and not decision.create
+    assert decision.resolve is None
+    assert not decision.create
     assert decision.status is not None
     stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
     assert (stalled["status"], stalled["reason"]) == ("True", "SecretNotFound")
@@ -280,7 +304,8 @@ def test_secret_values_are_redacted_from_status_and_events() -> None:
     result = HeadsResult(1, "create", NOW, problem=problem)
     decision = decide(world(b, secrets={"link": secret}, heads=result), SETTINGS)
     assert decision.status is not None
-    assert TOKEN not in str(decision.status) and TOKEN not in str(decision.events)
+    assert TOKEN not in str(decision.status)
+    assert TOKEN not in str(decision.events)
     assert "***" in str(decision.status)
     assert decision.requeue_after is not None
     assert redact({"a": [TOKEN + "!"]}, [TOKEN]) == {"a": ["***!"]}
@@ -291,13 +316,24 @@ def test_failures_are_classified_without_copying_the_log() -> None:
     push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
     running = act(push, decide(push, SETTINGS))
     job = copy.deepcopy(dict(running.jobs[0]))
-    job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+    job["status"] = {
+        "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+    }
     log_tail = f"error checking push permissions -- UNAUTHORIZED: token {TOKEN}"
     pod = {
-        "metadata": {"name": "p", "labels": {"job-name": job["metadata"]["name"]}, "creationTimestamp": "2026-11-29T08:00:01Z"},
+        "metadata": {
+            "name": "p",
+            "labels": {"job-name": job["metadata"]["name"]},
+            "creationTimestamp": "2026-11-29T08:00:01Z",
+        },
         "status": {
             "containerStatuses": [
-                {"name": "kaniko", "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": log_tail}}}
+                {
+                    "name": "kaniko",
+                    "state": {
+                        "terminated": {"exitCode": 1, "reason": "Error", "message": log_tail}
+                    },
+                }
             ]
         },
     }
@@ -305,7 +341,8 @@ def test_failures_are_classified_without_copying_the_log() -> None:
     assert decision.status is not None
     build = decision.status["builds"][0]
     assert (build["phase"], build["reason"]) == ("Failed", "PushUnauthorized")
-    assert "UNAUTHORIZED" not in build["message"] and TOKEN not in str(decision.status)
+    assert "UNAUTHORIZED" not in build["message"]
+    assert TOKEN not in str(decision.status)
     assert any(e.reason == "BuildFailed" for e in decision.events)
 
 
@@ -316,13 +353,23 @@ def test_a_released_build_without_a_pod_says_why_after_the_grace() -> None:
     job = copy.deepcopy(dict(running.jobs[0]))
     job["status"] = {"startTime": "2026-11-29T08:00:00Z"}
     early = decide(replace(running, jobs=(job,), now=NOW + timedelta(seconds=10)), SETTINGS)
-    assert early.requeue_after is not None and early.requeue_after <= 21
+    assert early.requeue_after is not None
+    assert early.requeue_after <= 21
     late = decide(replace(running, jobs=(job,), now=NOW + timedelta(seconds=31)), SETTINGS)
     assert late.status is not None
     assert late.status["builds"][0]["reason"] == "PodNotCreated"
     pod = {
         "metadata": {"name": "p", "labels": {"job-name": job["metadata"]["name"]}},
-        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes are available"}]},
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/3 nodes are available",
+                }
+            ]
+        },
     }
     stuck = decide(replace(running, jobs=(job,), pods=(pod,)), SETTINGS)
     assert stuck.status is not None
@@ -345,7 +392,10 @@ def test_history_limit_zero_keeps_the_newest_and_prunes_after_the_next() -> None
 
 
 def test_deciding_again_after_acting_writes_nothing() -> None:
-    tags = [{"source": "main", "dockerTag": "latest"}, {"source": "/^v/", "sourceType": "Tag", "dockerTag": "{sourceref}"}]
+    tags = [
+        {"source": "main", "dockerTag": "latest"},
+        {"source": "/^v/", "sourceType": "Tag", "dockerTag": "{sourceref}"},
+    ]
     for policy in ("Serial", "SerialLatestOnly", "Parallel"):
         snapshot = created(world(body(tags=tags, runPolicy=policy)))
         pushes = tuple(

@@ -37,7 +37,7 @@ class ApiError(Exception):
         self.message = message
 
 
-class Gone(ApiError):
+class GoneError(ApiError):
     """410: the resourceVersion a watch asked for is too old; list again."""
 
 
@@ -66,9 +66,7 @@ class KubeApi:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         self._host = str(self._config.host).rstrip("/")
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=context, limit=32)
-        )
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=32))
         self.requests: dict[str, int] = {}
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
@@ -112,7 +110,9 @@ class KubeApi:
             loaded: Obj = json.loads(text) if text else {}
             return loaded
 
-    async def list(self, path: str, params: Mapping[str, str] | None = None) -> tuple[list[Obj], str]:
+    async def list(
+        self, path: str, params: Mapping[str, str] | None = None
+    ) -> tuple[list[Obj], str]:
         """Every object of a collection, page by page; and the list's resourceVersion."""
         items: list[Obj] = []
         query = {**(params or {}), "limit": str(_PAGE)}
@@ -128,7 +128,7 @@ class KubeApi:
         self, path: str, resource_version: str, params: Mapping[str, str] | None = None
     ) -> AsyncIterator[tuple[str, Obj]]:
         """Watch events (type, object) from ``resource_version`` until the server ends the
-        stream; bookmarks come as ("BOOKMARK", object). Raises Gone on 410."""
+        stream; bookmarks come as ("BOOKMARK", object). Raises GoneError on 410."""
         query = {
             **(params or {}),
             "watch": "1",
@@ -141,7 +141,9 @@ class KubeApi:
             self._host + path,
             params=query,
             headers=self._headers(),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=_WATCH_SECONDS + 30),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=30, sock_read=_WATCH_SECONDS + 30
+            ),
         ) as answer:
             if answer.status >= 300:
                 raise _error(answer.status, await answer.text())
@@ -163,7 +165,7 @@ def _error(status: int, text: str) -> ApiError:
         loaded = {}
     reason = str(loaded.get("reason") or "")
     message = str(loaded.get("message") or text[:300])
-    return (Gone if status == 410 else ApiError)(status, reason, message)
+    return (GoneError if status == 410 else ApiError)(status, reason, message)
 
 
 async def sleep_backoff(attempt: int, cap: float = 30.0) -> None:

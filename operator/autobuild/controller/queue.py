@@ -89,7 +89,9 @@ class WorkQueue(Generic[K]):
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 again = backoff(failures)
-                log.exception("%s: reconcile failed (attempt %d); retrying in %gs", key, failures, again)
+                log.exception(
+                    "%s: reconcile failed (attempt %d); retrying in %gs", key, failures, again
+                )
             finally:
                 self._processing.discard(key)
                 self.processed += 1

@@ -270,9 +270,13 @@ class Controller:
             "lastTimestamp": moment,
             "count": 1,
         }
-        log.info("%s/%s %s %s: %s", meta["namespace"], meta["name"], note.type, note.reason, note.message)
+        log.info(
+            "%s/%s %s %s: %s", meta["namespace"], meta["name"], note.type, note.reason, note.message
+        )
         try:
-            await self.api.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+            await self.api.request(
+                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event
+            )
         except (ApiError, OSError, TimeoutError) as exc:
             log.warning("could not post Event %s: %s", note.reason, exc)
 

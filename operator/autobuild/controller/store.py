@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from autobuild.controller.kubeapi import ApiError, Gone, KubeApi, Obj, sleep_backoff
+from autobuild.controller.kubeapi import ApiError, GoneError, KubeApi, sleep_backoff
 from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, referenced_secrets
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
@@ -77,7 +77,9 @@ def slim_pod(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "metadata": _slim_meta(obj),
         "status": {
-            key: status[key] for key in ("phase", "conditions", "containerStatuses") if key in status
+            key: status[key]
+            for key in ("phase", "conditions", "containerStatuses")
+            if key in status
         },
     }
 
@@ -313,7 +315,7 @@ Replace = Callable[[Iterable[Mapping[str, Any]]], None]
 
 
 class Informer:
-    """LIST then WATCH one collection into the store; 410 Gone lists again; errors back off."""
+    """LIST then WATCH one collection into the store; 410 GoneError lists again; errors back off."""
 
     def __init__(
         self,
@@ -365,7 +367,7 @@ class Informer:
                     if event != "BOOKMARK":
                         self._apply(event, obj)
                 attempt = 0
-            except Gone:
+            except GoneError:
                 log.info("%s: watch expired, listing again", self.name)
                 version = None
             except asyncio.CancelledError:
@@ -385,7 +387,9 @@ class Informer:
             self.synced.set()
 
 
-async def start_in_order(groups: Sequence[Sequence[Informer]], spawn: Callable[[Awaitable[None]], Any]) -> None:
+async def start_in_order(
+    groups: Sequence[Sequence[Informer]], spawn: Callable[[Awaitable[None]], Any]
+) -> None:
     """Start informers group by group, each group once the previous one has listed: Secrets
     are listed after AutomatedBuilds, so the store knows which Secrets to keep."""
     for group in groups:

@@ -286,7 +286,9 @@ class _Pass:
 
     def requeue(self, seconds: float) -> None:
         """Look again after ``seconds`` at the latest."""
-        self.requeue_after = seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+        self.requeue_after = (
+            seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+        )
 
 
 def _handle_request(
@@ -317,8 +319,10 @@ def _handle_request(
         message = "every rule is a regex: say which branch or tag to build (--ref)"
     else:
         reason = Reason.NOTHING_TO_BUILD
-        message = f"no head in the repository for {', '.join(missing)}" if missing else (
-            f"no rule builds {', '.join(request.refs)}"
+        message = (
+            f"no head in the repository for {', '.join(missing)}"
+            if missing
+            else (f"no rule builds {', '.join(request.refs)}")
         )
     work.builds += builds
     ids = [build_identity(automated_build, b).build_id for b in builds]
@@ -383,13 +387,19 @@ class _Job:
     @property
     def group(self) -> tuple[str, str]:
         meta = self.body["metadata"]
-        return (meta["labels"].get(LABEL_RULE, ""), meta["annotations"].get(ANNOTATION_SOURCE_REF, ""))
+        return (
+            meta["labels"].get(LABEL_RULE, ""),
+            meta["annotations"].get(ANNOTATION_SOURCE_REF, ""),
+        )
 
 
 def _simulate(job: _Job, patch: Mapping[str, Any], pods: Sequence[Obj], now: datetime) -> None:
     """Apply a merge patch to the decision's copy of a Job, so status shows its effect."""
     meta = dict(job.body["metadata"])
-    annotations = {**meta.get("annotations", {}), **patch.get("metadata", {}).get("annotations", {})}
+    annotations = {
+        **meta.get("annotations", {}),
+        **patch.get("metadata", {}).get("annotations", {}),
+    }
     meta["annotations"] = annotations
     job.body = {**job.body, "metadata": meta, "spec": {**job.body.get("spec", {}), **patch["spec"]}}
     job.record = tracking.build_record(job.body, pods, now)
@@ -458,11 +468,15 @@ def _transitions(before: Sequence[BuildRecord], after: Sequence[BuildRecord]) ->
     for build in after:
         if old.get(build.id) == build.phase:
             continue
-        what = f"build {build.id} of {build.source_ref}@{build.commit[:7]} -> {','.join(build.tags)}"
+        what = (
+            f"build {build.id} of {build.source_ref}@{build.commit[:7]} -> {','.join(build.tags)}"
+        )
         if build.phase is BuildPhase.RUNNING:
             notes.append(EventNote("Normal", Reason.BUILD_STARTED, what))
         elif build.phase is BuildPhase.SUCCEEDED:
-            notes.append(EventNote("Normal", Reason.BUILD_SUCCEEDED, f"{what}: {build.digest or ''}"))
+            notes.append(
+                EventNote("Normal", Reason.BUILD_SUCCEEDED, f"{what}: {build.digest or ''}")
+            )
         elif tracking.is_finished(build.phase):
             detail = f"{build.reason}: {build.message}" if build.message else str(build.reason)
             notes.append(EventNote("Warning", f"Build{build.phase.value}", f"{what}: {detail}"))

@@ -18,8 +18,8 @@ class Reason(StrEnum):
     BUILD_SUCCEEDED = "BuildSucceeded"
     BUILD_FAILED = "BuildFailed"
     INVALID_SPEC = "InvalidSpec"
-    SECRET_NOT_FOUND = "SecretNotFound"
-    SECRET_KEY_MISSING = "SecretKeyMissing"
+    SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 (a reason, not a secret)
+    SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105
     CREDENTIALS_NOT_ALLOWED = "CredentialsNotAllowed"
     SOURCE_UNREACHABLE = "SourceUnreachable"
     # Triggers (Events and status.lastTrigger)

@@ -7,17 +7,15 @@ an operator restart loses nothing and an unchanged world yields an unchanged sta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from autobuild.api.models import (
-    AutomatedBuildSpec,
     BuildPhase,
     BuildRecord,
     Condition,
     LatestBuild,
-    RunPolicy,
     SourceType,
     Trigger,
 )
@@ -126,8 +124,13 @@ _FAILURE_PATTERNS: Final[tuple[tuple[Reason, tuple[str, ...], str], ...]] = (
     ),
     (
         Reason.GIT_CLONE_FAILED,
-        ("error resolving source context", "repository not found", "couldn't find remote ref",
-         "object not found", "reference not found"),
+        (
+            "error resolving source context",
+            "repository not found",
+            "couldn't find remote ref",
+            "object not found",
+            "reference not found",
+        ),
         "cloning the repository at the build's commit failed",
     ),
     (
@@ -218,7 +221,12 @@ def observe(job: Obj, pods: Sequence[Obj], now: datetime | None = None) -> Obser
     if (meta.get("annotations") or {}).get(ANNOTATION_CANCELLED):
         cancelled_at = parse_time(meta["annotations"][ANNOTATION_CANCELLED])
         return Observation(
-            BuildPhase.CANCELLED, start, cancelled_at, None, Reason.CANCELLED, "cancelled on request"
+            BuildPhase.CANCELLED,
+            start,
+            cancelled_at,
+            None,
+            Reason.CANCELLED,
+            "cancelled on request",
         )
     if _condition(job, "Complete"):
         message = (_kaniko_state(pods).get("terminated") or {}).get("message") or ""
@@ -319,9 +327,17 @@ def conditions(
     if problem is not None:
         ready = ("False", problem.reason, problem.message)
     elif newest is not None and newest.phase in (BuildPhase.FAILED, BuildPhase.TIMED_OUT):
-        ready = ("False", Reason.BUILD_FAILED, f"build {newest.id} {newest.phase.value}: {newest.reason}")
+        ready = (
+            "False",
+            Reason.BUILD_FAILED,
+            f"build {newest.id} {newest.phase.value}: {newest.reason}",
+        )
     elif newest is not None and newest.phase is BuildPhase.SUCCEEDED:
-        ready = ("True", Reason.BUILD_SUCCEEDED, f"build {newest.id} pushed {','.join(newest.tags)}")
+        ready = (
+            "True",
+            Reason.BUILD_SUCCEEDED,
+            f"build {newest.id} pushed {','.join(newest.tags)}",
+        )
     else:
         ready = ("True", Reason.READY, "watching for pushes")
     if in_flight:
