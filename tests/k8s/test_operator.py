@@ -854,6 +854,9 @@ def test_private_repo_heads_resolve_with_the_linked_token(
     (job,) = eventually(world.jobs, 60, "the creation build once the token is right")
     container = job.spec.template.spec.containers[0]
     assert container.args[0].endswith(f"#refs/heads/main#{head}")
-    token_env = next(e for e in container.env if e.name == "GIT_TOKEN")
-    assert token_env.value is None
-    assert token_env.value_from.secret_key_ref.name == "link"
+    env = {e.name: e for e in container.env}
+    assert env["GIT_USERNAME"].value == "x-access-token"
+    assert env["GIT_PASSWORD"].value is None
+    assert env["GIT_PASSWORD"].value_from.secret_key_ref.name == "link"
+    assert env["GIT_PASSWORD"].value_from.secret_key_ref.key == "token"
+    assert "GIT_TOKEN" not in env
