@@ -116,6 +116,18 @@ def test_deleted_branch_builds_nothing() -> None:
     assert "deleted" in result.stderr
 
 
+@pytest.mark.timeout(20)
+def test_render_answers_at_once_for_a_catastrophic_regex(tmp_path: Path) -> None:
+    """RE2 matches in linear time; a backtracking engine needs minutes for this ref."""
+    document = yaml.safe_load((EXAMPLES / "dockertext-cavityflow.yaml").read_text())
+    document["spec"]["tags"] = [{"source": "/^(a+)+$/", "dockerTag": "x"}]
+    path = tmp_path / "catastrophic.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = autobuild("render", "-f", str(path), "--ref", "a" * 29 + "b", "--commit", COMMIT)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert "no build rule matches Branch 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaab'" in result.stderr
+
+
 def test_invalid_document_exits_1_naming_the_field(tmp_path: Path) -> None:
     bad = (
         (EXAMPLES / "dockertext-cavityflow.yaml")

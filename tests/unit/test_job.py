@@ -65,6 +65,7 @@ def test_kaniko_arguments_exactly() -> None:
     repo = "docker.io/acme/dockertext-cavityflow"
     assert args(job) == [
         f"--context=git://github.com/acme/dockertext-cavityflow.git#refs/tags/v2.1#{COMMIT}",
+        "--git=recurse-submodules=true",
         "--dockerfile=Dockerfile",
         f"--destination={repo}:2.1",
         f"--destination={repo}:latest",

@@ -59,6 +59,11 @@ def without_image_field(name: str) -> dict[str, Any]:
         (with_rule(source="/a(/"), "spec.tags[0].source", "not a valid regular expression"),
         (with_rule(source="/(?=x)y/"), "spec.tags[0].source", "lookarounds"),
         (with_rule(source="/(a)\\1/"), "spec.tags[0].source", "backreferences"),
+        # valid for Python's re, not for RE2 (which the API server's CEL also speaks)
+        (with_rule(source="/v1\\Z/"), "spec.tags[0].source", "(RE2 syntax)"),
+        (with_rule(source="/a++/"), "spec.tags[0].source", "(RE2 syntax)"),
+        (with_rule(source="/(a)?(?(1)b|c)/"), "spec.tags[0].source", "(RE2 syntax)"),
+        (with_rule(source="/a{1001}/"), "spec.tags[0].source", "(RE2 syntax)"),
         (with_rule(source="/" + "(a)" * 10 + "/"), "spec.tags[0].source", "at most 9"),
         (with_rule(source="main", dockerTag="{\\1}"), "spec.tags[0]", "0 capture group"),
         (with_rule(source="/^(v)$/", dockerTag="{\\2}"), "spec.tags[0]", "1 capture group"),

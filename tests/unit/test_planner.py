@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from factories import COMMIT, automated_build
 
 from autobuild.api import checks
-from autobuild.api.models import SourceType, Trigger
-from autobuild.planning.planner import PushEvent, plan_builds
+from autobuild.api.models import AutomatedBuild, SourceType, Trigger
+from autobuild.planning.planner import (
+    PushEvent,
+    exact_rule_ref,
+    full_ref,
+    parse_ref,
+    plan_builds,
+    split_ref,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 RULES: list[dict[str, Any]] = [
     {"source": "main", "dockerTag": "latest"},
@@ -132,3 +143,59 @@ def test_event_keeps_full_ref() -> None:
         "refs/tags/v1.0",
     )
     assert PushEvent.parse("feature/x", COMMIT).git_ref == "refs/heads/feature/x"
+
+
+@pytest.mark.parametrize(
+    ("ref", "tags"),
+    [
+        ("refs/tags/v1.4.2", [("1.4.2", "1.4", "1")]),
+        ("refs/tags/v2.0.0-rc.1", [("2.0.0-rc.1",)]),
+        ("refs/heads/release-1.2", [("version-release-1.2",)]),
+    ],
+)
+def test_the_semver_example_pushes_what_its_comment_says(
+    ref: str, tags: list[tuple[str, ...]]
+) -> None:
+    text = (EXAMPLES / "semver-tags.yaml").read_text()
+    ab = AutomatedBuild.model_validate(yaml.safe_load(text))
+    plan = plan_builds(ab.spec, PushEvent.parse(ref, COMMIT))
+    assert [build.tags for build in plan.builds] == tags
+    for build_tags in tags:
+        # The comment at the top names every tag the example pushes.
+        assert all(tag in text.split("apiVersion")[0] for tag in build_tags)
+
+
+@pytest.mark.parametrize(
+    ("ref", "source_type", "name"),
+    [
+        ("refs/heads/main", SourceType.BRANCH, "main"),
+        ("refs/heads/feature/x", SourceType.BRANCH, "feature/x"),
+        ("refs/tags/v1.0", SourceType.TAG, "v1.0"),
+        ("main", SourceType.BRANCH, "main"),
+        # a branch literally named like a tag ref stays a branch
+        ("refs/heads/refs/tags/x", SourceType.BRANCH, "refs/tags/x"),
+    ],
+)
+def test_full_ref_and_split_ref_are_inverse(ref: str, source_type: SourceType, name: str) -> None:
+    assert split_ref(ref) == (source_type, name)
+    assert full_ref(source_type, name) == (ref if ref.startswith("refs/") else f"refs/heads/{ref}")
+    assert split_ref(full_ref(source_type, name)) == (source_type, name)
+
+
+def test_split_ref_refuses_other_refs_but_does_not_check_names() -> None:
+    with pytest.raises(checks.InputError, match="only refs/heads"):
+        split_ref("refs/pull/1/head")
+    assert split_ref("refs/heads/a..b") == (SourceType.BRANCH, "a..b")
+    with pytest.raises(checks.InputError, match=r"'\.\.'"):
+        parse_ref("refs/heads/a..b")
+
+
+def test_exact_rule_ref() -> None:
+    rules = automated_build(
+        tags=[
+            {"source": "main"},
+            {"sourceType": "Tag", "source": "v1.0"},
+            {"source": "/^release-/"},
+        ]
+    ).spec.tags
+    assert [exact_rule_ref(rule) for rule in rules] == ["refs/heads/main", "refs/tags/v1.0", None]

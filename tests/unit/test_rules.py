@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from factories import COMMIT, automated_build
 
 from autobuild.api.models import BuildRule, SourceType
+from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.rules import RuleMatch, match_rule, render_tags, sanitize_tag
 
 BRANCH = SourceType.BRANCH
@@ -102,3 +104,17 @@ def test_substituted_values_are_not_substituted_again() -> None:
 )
 def test_sanitize_tag(text: str, tag: str | None) -> None:
     assert sanitize_tag(text) == tag
+
+
+# A 30-character branch name that backtracking engines need minutes (2^29 steps) to refuse.
+CATASTROPHIC_NAME = "a" * 29 + "b"
+
+
+@pytest.mark.timeout(20)
+def test_catastrophic_regex_answers_at_once_through_the_planner() -> None:
+    ab = automated_build(tags=[{"source": "/^(a+)+$/", "dockerTag": "x"}, {"source": "/b$/"}])
+    plan = plan_builds(ab.spec, PushEvent.parse(CATASTROPHIC_NAME, COMMIT))
+    assert [build.rule_index for build in plan.builds] == [1]
+    assert match_rule(BuildRule(source="/^(a+)+$/"), BRANCH, "a" * 30) == RuleMatch(
+        "a" * 30, ("a" * 30,)
+    )

@@ -6,10 +6,13 @@ strings are emitted into the CRD, where the API server evaluates them.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
 from pydantic import ValidationError
+
+from autobuild.api.regex import Regex, RegexError
 
 # A Kubernetes object name (DNS-1123 subdomain): Secrets referenced by the spec.
 DNS1123_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -92,8 +95,9 @@ def check_repo_path(path: str, field: str, *, allow_leading_slash: bool) -> str:
     return path
 
 
-def compile_source_regex(source: str, field: str) -> re.Pattern[str]:
-    """Compile a rule's ``/regex/`` source, or raise InputError naming ``field``."""
+@functools.lru_cache(maxsize=1024)
+def compile_source_regex(source: str, field: str) -> Regex:
+    """Compile a rule's ``/regex/`` source with RE2, or raise InputError naming ``field``."""
     body = source[1:-1]
     if _LOOKAROUND_OR_BACKREF.search(body):
         raise InputError(
@@ -102,9 +106,11 @@ def compile_source_regex(source: str, field: str) -> re.Pattern[str]:
             "(regexes use the RE2 syntax that the API server also checks)",
         )
     try:
-        pattern = re.compile(body)
-    except re.error as exc:
-        raise InputError(field, f"{source!r} is not a valid regular expression: {exc}") from exc
+        pattern = Regex(body)
+    except RegexError as exc:
+        raise InputError(
+            field, f"{source!r} is not a valid regular expression (RE2 syntax): {exc}"
+        ) from None
     if pattern.groups > 9:
         raise InputError(field, f"{source!r} has {pattern.groups} groups; at most 9 are allowed")
     return pattern

@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from autobuild import API_GROUP, API_VERSION, KIND
 from autobuild.api import checks, repos
+from autobuild.api.regex import Regex
 
 # Build args that every build receives, as Docker Hub sets them; users cannot override them.
 BUILTIN_BUILD_ARGS: Final = (
@@ -334,7 +335,7 @@ class BuildRule(_Model):
         return len(source) >= 2 and source.startswith("/") and source.endswith("/")
 
     @property
-    def source_regex(self) -> re.Pattern[str] | None:
+    def source_regex(self) -> Regex | None:
         """The compiled regex of a ``/regex/`` source, None for an exact name."""
         if not self.is_regex_source(self.source):
             return None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Provider, Trigger
-from autobuild.api.repos import repo_scheme
+from autobuild.api.repos import repo_scheme, strip_scheme
 from autobuild.planning import credentials
 from autobuild.planning.planner import PlannedBuild
 from autobuild.settings import BuildSettings
@@ -78,21 +78,21 @@ def build_identity(automated_build: AutomatedBuild, build: PlannedBuild) -> Buil
     return BuildIdentity(job_name=name[:_MAX_NAME], build_id=build_id)
 
 
-def git_context(spec: AutomatedBuildSpec, git_ref: str, commit: str) -> str:
-    """Kaniko's git build context, pinned to the commit: ``git://HOST/PATH#REF#COMMIT``."""
-    repo = spec.source.repo.rstrip("/")
-    bare = re.sub(r"^https?://", "", repo)
-    if bare == repo and not bare.endswith(".git"):
-        bare += ".git"
-    return f"git://{bare}#{git_ref}#{commit}"
-
-
 def clone_url(spec: AutomatedBuildSpec) -> str:
-    """The URL git clones from (``https://`` unless the repo names ``http://``)."""
+    """The URL git clones from: the repo as written when it is an http(s) URL, else
+    ``https://HOST/PATH.git``."""
     repo = spec.source.repo.rstrip("/")
-    if re.match(r"^https?://", repo):
+    if strip_scheme(repo) != repo:
         return repo
     return f"https://{repo}" + ("" if repo.endswith(".git") else ".git")
+
+
+def git_context(spec: AutomatedBuildSpec, git_ref: str, commit: str) -> str:
+    """Kaniko's git build context, pinned to the commit: ``git://HOST/PATH#REF#COMMIT``.
+
+    Kaniko picks http or https from ``GIT_PULL_METHOD`` (see :func:`git_env`), not from here.
+    """
+    return f"git://{strip_scheme(clone_url(spec))}#{git_ref}#{commit}"
 
 
 def cache_repo(spec: AutomatedBuildSpec) -> str:
@@ -125,7 +125,11 @@ def kaniko_args(
     """The executor's arguments. Every value uses ``--flag=value`` so none can pose as a flag."""
     rule = build.rule
     event = build.event
-    args = [f"--context={git_context(spec, event.git_ref, event.commit)}"]
+    args = [
+        f"--context={git_context(spec, event.git_ref, event.commit)}",
+        # Docker Hub cloned submodules too.
+        "--git=recurse-submodules=true",
+    ]
     if rule.context_sub_path:
         args.append(f"--context-sub-path={rule.context_sub_path}")
     args.append(f"--dockerfile={rule.dockerfile}")

@@ -4,29 +4,49 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Final
 
 from autobuild.api import checks
 from autobuild.api.models import AutomatedBuildSpec, BuildRule, SourceType, Trigger
 from autobuild.planning.rules import match_rule, render_tags
 
-_BRANCH_PREFIX = "refs/heads/"
-_TAG_PREFIX = "refs/tags/"
 _ZERO_COMMIT = re.compile(r"^0+$")
 # Triggers that a person asked for: they build rules whose autobuild switch is off, too.
 _EXPLICIT_TRIGGERS = frozenset({Trigger.CREATE, Trigger.MANUAL, Trigger.TRIGGER_URL})
+# The only place that knows how git spells branches and tags.
+REF_PREFIXES: Final = {SourceType.BRANCH: "refs/heads/", SourceType.TAG: "refs/tags/"}
+
+
+def full_ref(source_type: SourceType, name: str) -> str:
+    """The full git ref of a branch or tag name: ``refs/heads/main``, ``refs/tags/v1``."""
+    return REF_PREFIXES[source_type] + name
+
+
+def split_ref(ref: str) -> tuple[SourceType, str]:
+    """Split ``refs/heads/X`` / ``refs/tags/X`` / a bare branch name, without checking X.
+
+    Raises InputError for other ``refs/*`` (pull requests, notes, ...). Use :func:`parse_ref`
+    for refs that come from users or the network.
+    """
+    for source_type, prefix in REF_PREFIXES.items():
+        if ref.startswith(prefix):
+            return source_type, ref[len(prefix) :]
+    if ref.startswith("refs/"):
+        raise checks.InputError("ref", f"{ref!r}: only refs/heads/* and refs/tags/* build")
+    return SourceType.BRANCH, ref
 
 
 def parse_ref(ref: str) -> tuple[SourceType, str]:
-    """Split ``refs/heads/X`` / ``refs/tags/X`` / a bare branch name; refuse unsafe names."""
-    if ref.startswith(_BRANCH_PREFIX):
-        source_type, name = SourceType.BRANCH, ref[len(_BRANCH_PREFIX) :]
-    elif ref.startswith(_TAG_PREFIX):
-        source_type, name = SourceType.TAG, ref[len(_TAG_PREFIX) :]
-    elif ref.startswith("refs/"):
-        raise checks.InputError("ref", f"{ref!r}: only refs/heads/* and refs/tags/* build")
-    else:
-        source_type, name = SourceType.BRANCH, ref
+    """:func:`split_ref`, and refuse names that are unsafe or not valid git ref names."""
+    source_type, name = split_ref(ref)
     return source_type, checks.check_git_ref_name(name, "ref")
+
+
+def exact_rule_ref(rule: BuildRule) -> str | None:
+    """The full ref an exact-name rule builds; None for a ``/regex/`` rule."""
+    if rule.is_regex_source(rule.source):
+        return None
+    return full_ref(rule.source_type, rule.source)
 
 
 def check_commit(commit: str) -> str:
@@ -65,8 +85,7 @@ class PushEvent:
     @property
     def git_ref(self) -> str:
         """The full git ref, e.g. ``refs/heads/main``."""
-        prefix = _BRANCH_PREFIX if self.source_type is SourceType.BRANCH else _TAG_PREFIX
-        return prefix + self.name
+        return full_ref(self.source_type, self.name)
 
     @property
     def is_deletion(self) -> bool:

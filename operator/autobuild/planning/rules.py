@@ -31,10 +31,10 @@ def match_rule(rule: BuildRule, source_type: SourceType, name: str) -> RuleMatch
     regex = rule.source_regex
     if regex is None:
         return RuleMatch(source_ref=name) if rule.source == name else None
-    found = regex.search(name)
-    if found is None:
+    groups = regex.search(name)
+    if groups is None:
         return None
-    return RuleMatch(source_ref=name, groups=tuple(group or "" for group in found.groups()))
+    return RuleMatch(source_ref=name, groups=groups)
 
 
 def sanitize_tag(text: str) -> str | None:

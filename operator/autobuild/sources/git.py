@@ -17,6 +17,8 @@ import tempfile
 from typing import Final
 from urllib.parse import urlsplit
 
+from autobuild.planning.planner import REF_PREFIXES
+
 __all__ = [
     "SourceUnreachable",
     "ls_remote",
@@ -39,6 +41,7 @@ _PASSTHROUGH_ENV: Final = (
     "GIT_SSL_CAINFO",
     "GIT_SSL_CAPATH",
 )
+_BUILDABLE_PREFIXES: Final = tuple(REF_PREFIXES.values())
 _MAX_DETAIL: Final = 300
 _CONTROL_CHARS: Final = re.compile(r"[\x00-\x20\x7f]")
 _SHA: Final = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -155,7 +158,7 @@ def _parse(stdout: str) -> dict[str, str]:
             continue
         if ref.endswith("^{}"):
             peeled[ref[:-3]] = sha
-        elif ref.startswith(("refs/heads/", "refs/tags/")):
+        elif ref.startswith(_BUILDABLE_PREFIXES):
             refs[ref] = sha
     for ref, sha in peeled.items():
         if ref in refs:
