@@ -27,6 +27,8 @@ class BuildSettings:
     push_retry: int = 2
     # Registries reached over plain HTTP or with self-signed certificates, comma-separated.
     insecure_registries: tuple[str, ...] = ()
+    # Git hosts (names without port) that may receive a token over plain http://, comma-separated.
+    insecure_git_hosts: tuple[str, ...] = ()
     # Run builds only on these nodes (Docker Hub's "builder" nodes): key=value,key=value.
     node_selector: tuple[tuple[str, str], ...] = ()
 
@@ -39,7 +41,7 @@ class BuildSettings:
             raw = source.get(f"AUTOBUILD_{spec.name.upper()}")
             if raw is None or raw == "":
                 continue
-            if spec.name == "insecure_registries":
+            if spec.name in ("insecure_registries", "insecure_git_hosts"):
                 values[spec.name] = tuple(item.strip() for item in raw.split(",") if item.strip())
             elif spec.name == "node_selector":
                 pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]

@@ -133,7 +133,10 @@ class SourceSpec(_Model):
     )
     credentials_secret: str | None = _secret_ref(
         "Name of a Secret in the same namespace whose key `token` holds the linked "
-        "account's access token, used to clone private repositories and manage webhooks.",
+        "account's access token, used to clone private repositories and manage webhooks; an "
+        "optional key `username` is sent with it (default per provider: x-access-token, "
+        "oauth2, x-token-auth). The Secret must list the repo's host in its annotation "
+        "`autobuild.dev/git-hosts` (comma-separated, `*` for any).",
     )
     webhook_secret: str | None = _secret_ref(
         "Name of a Secret in the same namespace whose key `secret` verifies webhook "
