@@ -217,7 +217,8 @@ def test_console_script_is_installed() -> None:
     [
         (["--ref=-x"], "--ref: '-x' is not a safe git ref name"),
         (["--ref", "refs/pull/1/head"], "only refs/heads/* and refs/tags/* build"),
-        (["--commit", "abc"], "--commit: 'abc' is not a full commit id"),
+        (["--ref", "main", "--commit", "abc"], "--commit: 'abc' is not a full commit id"),
+        (["--commit", "ab" * 20], "--commit needs --ref"),
     ],
 )
 def test_trigger_refuses_bad_ref_or_commit_before_touching_a_cluster(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import COMMIT, OTHER_COMMIT, document
+from factories import COMMIT, OTHER_COMMIT, automated_build, document
 
 from autobuild.api.models import Trigger
 from autobuild.planning import status as tracking
@@ -22,8 +22,8 @@ from autobuild.planning.decide import (
     decide,
     redact,
 )
-from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER
-from autobuild.planning.planner import PushEvent
+from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER, render_job
+from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.reasons import Reason
 from autobuild.planning.triggers import ANNOTATION_TRIGGER, TriggerRequest, append_request
 from autobuild.settings import BuildSettings
@@ -408,3 +408,67 @@ def test_deciding_again_after_acting_writes_nothing() -> None:
         running = [name for name, (_, _, suspended) in job_groups(final).items() if not suspended]
         if policy != "Parallel":
             assert len(running) == 2  # one per (rule, ref) queue
+
+
+def queued_job(n: int, *, suspend: bool = True, **status: Any) -> dict[str, Any]:
+    """A Job of rule 0 (main) as the API returns it, created at minute ``n``."""
+
+    ab = automated_build()
+    commit = f"{n + 1:040x}"  # the all-zero commit means "deleted"
+    build = plan_builds(ab.spec, PushEvent.parse("main", commit)).builds[0]
+    job = render_job(ab, build, SETTINGS)
+    job["metadata"].update(
+        name=f"job-{n}",
+        uid=f"uid-{n}",
+        resourceVersion=str(n + 1),
+        creationTimestamp=f"2026-11-29T07:{n:02d}:00Z",
+    )
+    job["spec"]["suspend"] = suspend
+    job["status"] = status
+    return job
+
+
+@pytest.mark.parametrize(
+    ("policy", "running", "release", "cancel"),
+    [
+        ("Serial", False, ["job-1"], []),
+        ("Serial", True, [], []),
+        ("SerialLatestOnly", False, ["job-3"], ["job-1", "job-2"]),
+        ("SerialLatestOnly", True, [], ["job-1", "job-2"]),
+        ("Parallel", True, ["job-1", "job-2", "job-3"], []),
+    ],
+)
+def test_run_policy_on_one_queue(
+    policy: str, running: bool, release: list[str], cancel: list[str]
+) -> None:
+    jobs = [queued_job(1), queued_job(2), queued_job(3)]
+    pods = []
+    if running:
+        jobs.insert(0, queued_job(0, suspend=False))
+        pods.append(
+            {
+                "metadata": {"name": "p0", "labels": {"job-name": "job-0"}},
+                "status": {"containerStatuses": [{"name": "kaniko", "state": {"running": {}}}]},
+            }
+        )
+    snapshot = created(world(body(runPolicy=policy)))
+    decision = decide(replace(snapshot, jobs=tuple(jobs), pods=tuple(pods)), SETTINGS)
+    assert [w.name for w in decision.release] == release
+    assert [w.name for w in decision.cancel] == cancel
+    assert all(w.resource_version for w in decision.release + decision.cancel)
+
+
+def test_history_limit_prunes_the_oldest_finished_builds() -> None:
+    done = {"conditions": [{"type": "Complete", "status": "True"}]}
+    timed_out = {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
+    jobs = [queued_job(n, suspend=False, **done) for n in range(4)]
+    jobs += [queued_job(10 + n, suspend=False, **timed_out) for n in range(3)]
+    jobs.append(queued_job(20, suspend=False))
+    gone = queued_job(30, suspend=False, **done)
+    gone["metadata"]["deletionTimestamp"] = "2026-11-29T07:59:00Z"
+    snapshot = created(world(body(historyLimit={"succeeded": 2, "failed": 1})))
+    decision = decide(replace(snapshot, jobs=(*jobs, gone)), SETTINGS)
+    assert [w.name for w in decision.delete] == ["job-0", "job-1", "job-10", "job-11"]
+    assert decision.status is not None
+    kept = [b["jobName"] for b in decision.status["builds"]]
+    assert kept == ["job-20", "job-12", "job-3", "job-2"]

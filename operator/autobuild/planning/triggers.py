@@ -69,8 +69,8 @@ def pending_requests(
     in the list (trimmed, or replaced by hand), ids that sort after it are new: the CLI's ids
     are UTC timestamps."""
     ids = [request.id for request in requests]
-    if last_handled is None:
-        return list(requests)
+    if last_handled is None or last_handled == CREATE_ID:
+        return list(requests)  # every request came after the creation build
     if last_handled in ids:
         return list(requests[ids.index(last_handled) + 1 :])
     if len(requests) == 1:  # a plain value: any new value is a new request
