@@ -345,27 +345,24 @@ def _plan_requests(
     automated_build: AutomatedBuild,
     snapshot: Snapshot,
     previous: AutomatedBuildStatus,
-    settings: BuildSettings,
+    credentials: tuple[str, str | None],
     work: _Pass,
 ) -> None:
-    """Creation, trigger requests and the source check: the parts that may need the heads."""
+    """Creation, trigger requests and the source check: the parts that may need the heads.
+    A request that needs no heads (a commit given, or nothing to resolve) never waits for the
+    git host."""
     generation = automated_build.metadata.generation
     request = _next_request(automated_build, previous)
-    needs_heads = request is not None and request.invalid is None and bool(request.refs)
-    needs_heads = needs_heads and request is not None and request.commit is None
-    if not needs_heads and not _source_needs_check(automated_build, previous):
-        if request is not None:
-            _handle_request(automated_build, snapshot, request, None, work)
+    if request is not None and (request.invalid or not request.refs or request.commit):
+        _handle_request(automated_build, snapshot, request, None, work)
+        request = None
+    if request is None and not _source_needs_check(automated_build, previous):
         return
     request_id = request.id if request is not None else ""
     if not _fresh(snapshot.heads, generation, request_id, snapshot.now):
-        problem, username, password = _credentials(automated_build, snapshot.secrets, settings)
-        if problem is not None:
-            work.problem = problem
-            return
-        work.resolve = HeadsRequest(
-            generation, request_id, clone_url(automated_build.spec), username, password
-        )
+        username, password = credentials
+        url = clone_url(automated_build.spec)
+        work.resolve = HeadsRequest(generation, request_id, url, username, password)
         return
     assert snapshot.heads is not None
     if snapshot.heads.problem is not None:
@@ -527,7 +524,12 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
     if automated_build is not None:
         work.problem = _secret_problem(snapshot.body.get("spec") or {}, snapshot.secrets)
         if work.problem is None:
-            _plan_requests(automated_build, snapshot, previous, settings, work)
+            # Never a Job or an ls-remote with a token its Secret does not allow for the host.
+            work.problem, username, password = _credentials(
+                automated_build, snapshot.secrets, settings
+            )
+        if work.problem is None:
+            _plan_requests(automated_build, snapshot, previous, (username, password), work)
         if work.problem is None or not work.problem.stalled:
             for event in snapshot.pushes:
                 work.builds += plan_builds(automated_build.spec, event).builds

@@ -176,12 +176,6 @@ def git_env(spec: AutomatedBuildSpec, secret_keys: Collection[str] = ()) -> list
     return env
 
 
-def token_username(provider: Provider) -> str:
-    """The provider's default username; kept until controller/reconcile.py calls
-    :func:`credentials.git_username` (which honours the Secret's ``username`` key)."""
-    return credentials.default_username(provider)
-
-
 def _labels(automated_build: AutomatedBuild, build: PlannedBuild, build_id: str) -> dict[str, str]:
     meta = automated_build.metadata
     labels = {
