@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
-from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Provider, Trigger
+from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Trigger
 from autobuild.api.repos import repo_scheme, strip_scheme
 from autobuild.planning import credentials
 from autobuild.planning.planner import PlannedBuild
