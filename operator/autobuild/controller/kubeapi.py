@@ -70,10 +70,10 @@ class KubeApi:
         self.requests: dict[str, int] = {}
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        if self._config.refresh_api_key_hook is not None:
-            self._config.refresh_api_key_hook(self._config)
         headers = {"Accept": "application/json"}
-        token = self._config.get_api_key_with_prefix("authorization")
+        # The loaders store a token under BearerToken (older clients: authorization); this
+        # call also runs the refresh hook (in-cluster tokens rotate).
+        token = self._config.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         if content_type:
