@@ -8,6 +8,7 @@ import json
 import secrets
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,6 +20,7 @@ from autobuild import API_GROUP, KIND, yamlio
 from autobuild.api import checks
 from autobuild.api.models import AutomatedBuild, Trigger
 from autobuild.planning import status as build_status
+from autobuild.planning.credentials import git_credentials_problem
 from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
 from autobuild.planning.planner import PushEvent, check_commit, full_ref, parse_ref, plan_builds
 from autobuild.planning.triggers import TriggerRequest, request_id
@@ -29,15 +31,63 @@ class CliError(Exception):
     """A user error: printed as ``autobuild: <message>`` with exit code 1."""
 
 
+def _documents(text: str, source: str) -> list[Any]:
+    try:
+        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        raise CliError(f"{source}: not valid YAML: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SecretDocument:
+    """What render may know of a Secret in the same file: key names and annotations (no values)."""
+
+    namespace: str
+    name: str
+    keys: frozenset[str]
+    annotations: dict[str, str]
+
+
+def load_secrets(text: str, source: str) -> list[SecretDocument]:
+    """The v1 Secrets of a YAML stream (namespace 'default' when the document names none)."""
+    found = []
+    for document in _documents(text, source):
+        if not isinstance(document, dict) or document.get("kind") != "Secret":
+            continue
+        if document.get("apiVersion") != "v1":
+            continue
+        meta = document.get("metadata") or {}
+        keys = {*(document.get("data") or {}), *(document.get("stringData") or {})}
+        annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+        namespace = str(meta.get("namespace") or "default")
+        found.append(SecretDocument(namespace, str(meta.get("name")), frozenset(keys), annotations))
+    return found
+
+
+def _credentials_secret_keys(
+    automated_build: AutomatedBuild, secrets: list[SecretDocument], settings: BuildSettings
+) -> frozenset[str]:
+    """The key names of the build's credentialsSecret when the file holds it (else none known);
+    a CliError when the operator would refuse to send it (CredentialsNotAllowed)."""
+    meta = automated_build.metadata
+    name = automated_build.spec.source.credentials_secret
+    secret = next((s for s in secrets if (s.namespace, s.name) == (meta.namespace, name)), None)
+    if name is None or secret is None:
+        return frozenset()
+    problem = git_credentials_problem(
+        automated_build.spec.source.repo, name, secret.annotations, settings.insecure_git_hosts
+    )
+    if problem is not None:
+        raise CliError(f"AutomatedBuild {meta.name}: {problem[0]}: {problem[1]}")
+    return secret.keys
+
+
 def load_automated_builds(text: str, source: str) -> list[AutomatedBuild]:
     """Parse every AutomatedBuild document of a YAML stream; other kinds are skipped.
 
     All documents are validated before any is returned, so bad input yields nothing.
     """
-    try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        raise CliError(f"{source}: not valid YAML: {exc}") from exc
+    documents = _documents(text, source)
     problems: list[str] = []
     found: list[AutomatedBuild] = []
     for number, document in enumerate(documents, start=1):
@@ -74,16 +124,19 @@ def render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         event = PushEvent.parse(args.ref, args.commit, args.message, Trigger(args.trigger))
     except checks.InputError as exc:
         raise CliError(f"--{exc}") from exc
-    automated_builds = load_automated_builds(_read(args.file), args.file)
+    text = _read(args.file)
+    automated_builds = load_automated_builds(text, args.file)
     if not automated_builds:
         raise CliError(f"{args.file}: no AutomatedBuild ({API_GROUP}) document found")
+    secrets = load_secrets(text, args.file)
     settings = BuildSettings.from_env()
     jobs: list[dict[str, Any]] = []
     for automated_build in automated_builds:
+        keys = _credentials_secret_keys(automated_build, secrets, settings)
         plan = plan_builds(automated_build.spec, event)
         for note in plan.notes:
             err.write(f"{automated_build.metadata.name}: {note}\n")
-        jobs += [render_job(automated_build, build, settings) for build in plan.builds]
+        jobs += [render_job(automated_build, build, settings, keys) for build in plan.builds]
     if not jobs:
         err.write(f"autobuild: nothing to build for {event.git_ref} at {event.commit[:12]}\n")
         return 0

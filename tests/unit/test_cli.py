@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -226,4 +228,50 @@ def test_trigger_refuses_bad_ref_or_commit_before_touching_a_cluster(
 ) -> None:
     result = autobuild("trigger", "app", "-n", "ci", *args)
     assert result.returncode == 1
+    assert words in result.stderr
+
+
+def _private_example(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    secret, automated_build = yaml.safe_load_all((EXAMPLES / "private-repo.yaml").read_text())
+    change(secret)
+    path = tmp_path / "private.yaml"
+    path.write_text(yaml.safe_dump_all([secret, automated_build]))
+    return path
+
+
+def test_render_passes_a_username_key_of_a_secret_in_the_file_by_reference(
+    tmp_path: Path,
+) -> None:
+    path = _private_example(tmp_path, lambda s: s["stringData"].update(username="bot"))
+    result = autobuild("render", "-f", str(path), "--ref", "main", "--commit", COMMIT)
+    assert result.returncode == 0, result.stderr
+    (job,) = list(yaml.safe_load_all(result.stdout))
+    assert job["spec"]["template"]["spec"]["containers"][0]["env"] == [
+        {
+            "name": "GIT_USERNAME",
+            "valueFrom": {"secretKeyRef": {"name": "bitbucket-link", "key": "username"}},
+        },
+        {
+            "name": "GIT_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "bitbucket-link", "key": "token"}},
+        },
+    ]
+    assert "bot" not in result.stdout
+    assert "replace-me" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("annotations", "words"),
+    [
+        ({}, "has no annotation autobuild.dev/git-hosts"),
+        ({"autobuild.dev/git-hosts": "github.com"}, "lists github.com, not bitbucket.org"),
+    ],
+)
+def test_render_refuses_a_secret_that_does_not_allow_the_repo_host(
+    tmp_path: Path, annotations: dict[str, str], words: str
+) -> None:
+    path = _private_example(tmp_path, lambda s: s["metadata"].update(annotations=annotations))
+    result = autobuild("render", "-f", str(path), "--ref", "main", "--commit", COMMIT)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "AutomatedBuild billing-worker: CredentialsNotAllowed: " in result.stderr
     assert words in result.stderr

@@ -217,14 +217,8 @@ async def ls_remote(
     if token:
         if username is None:
             raise ValueError("a git token needs a username (credentials.git_username)")
-        user = username
-        header = _auth_header(user, token)
-        secrets = [
-            header,
-            header.rpartition(" ")[2],
-            f"{user}:{token}",
-            token,
-        ]
+        header = _auth_header(username, token)
+        secrets = [header, header.rpartition(" ")[2], f"{username}:{token}", token]
     argv = [
         "git",
         "-c",
