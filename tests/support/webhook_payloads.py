@@ -101,7 +101,11 @@ def github_ping(full_name: str = "acme/app", host: str = "github.com") -> dict[s
             "name": "web",
             "active": True,
             "events": ["push"],
-            "config": {"content_type": "json", "insecure_ssl": "0", "url": "https://x/hooks/github"},
+            "config": {
+                "content_type": "json",
+                "insecure_ssl": "0",
+                "url": "https://x/hooks/github",
+            },
         },
         "repository": _github_repository(full_name, host),
         "sender": {"login": "ada", "id": 21031067, "type": "User"},
@@ -147,9 +151,7 @@ def bitbucket_change(
     }
 
 
-def bitbucket_push(
-    changes: list[dict[str, Any]], *, full_name: str = "acme/app"
-) -> dict[str, Any]:
+def bitbucket_push(changes: list[dict[str, Any]], *, full_name: str = "acme/app") -> dict[str, Any]:
     """A ``repo:push`` event with several changes."""
     workspace, slug = full_name.split("/")
     return {
@@ -256,7 +258,9 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def github_headers(event: str, body: bytes, secret: bytes | None, delivery: str = "") -> dict[str, str]:
+def github_headers(
+    event: str, body: bytes, secret: bytes | None, delivery: str = ""
+) -> dict[str, str]:
     """Headers of a GitHub delivery (unsigned when ``secret`` is None)."""
     headers = {
         "Content-Type": "application/json",

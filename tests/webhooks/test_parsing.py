@@ -6,7 +6,6 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from support import webhook_payloads as wp
 
 from autobuild.api.models import Provider, SourceType, Trigger
 from autobuild.webhooks.deliveries import (
@@ -21,6 +20,7 @@ from autobuild.webhooks.deliveries import (
 )
 from autobuild.webhooks.repokey import repo_key
 from autobuild.webhooks.signatures import sign_sha256, verify_sha256, verify_token
+from support import webhook_payloads as wp
 
 # --- repo_key -------------------------------------------------------------------------------
 

@@ -123,7 +123,8 @@ def test_docker_tag_finds_the_refs_whose_rules_render_it() -> None:
 
 
 def test_missing_refs_and_unknown_tags_build_nothing_and_say_why() -> None:
-    plan = trigger_events(RULES, TriggerRequest(TriggerScope.SOURCE, SourceType.BRANCH, "gone"), HEADS)
+    gone = TriggerRequest(TriggerScope.SOURCE, SourceType.BRANCH, "gone")
+    plan = trigger_events(RULES, gone, HEADS)
     assert plan.events == ()
     assert plan.notes == ("refs/heads/gone does not exist in the repository: nothing to build",)
     plan = trigger_events(RULES, TriggerRequest(TriggerScope.ALL), {"refs/heads/main": C1})
