@@ -54,6 +54,7 @@ __all__ = [
     "TargetIndex",
     "WebhookServer",
     "create_app",
+    "delivery_id_of",
     "parse_address",
     "redact_path",
     "start_server",
@@ -160,6 +161,11 @@ class Answer:
     delivery: tuple[str, str] | None = None
 
 
+def delivery_id_of(provider: Provider, headers: Mapping[str, str]) -> str:
+    """The provider's delivery id (the same on a redelivery), or ''."""
+    return headers.get(_SCHEMES[provider].delivery_header, "").strip()[:_MAX_DELIVERY_ID]
+
+
 def _error(status: int, message: str) -> Answer:
     return Answer(status, {"error": message})
 
@@ -207,7 +213,7 @@ class Receiver:
             return Answer(200, {"status": "pong"})
         if delivery.kind is DeliveryKind.IGNORED:
             return Answer(202, {"status": "ignored", "event": event[:100]})
-        delivery_id = headers.get(scheme.delivery_header, "").strip()[:_MAX_DELIVERY_ID]
+        delivery_id = delivery_id_of(provider, headers)
         key = (provider.value, delivery_id) if delivery_id else None
         if key is not None and key in self._log:
             return Answer(202, {"status": "duplicate", "delivery": delivery_id})
@@ -306,7 +312,7 @@ def create_app(
             log.info(
                 "%s delivery %s: %d %s",
                 provider.value,
-                answer.delivery[1] if answer.delivery else "-",
+                delivery_id_of(provider, request.headers) or "-",
                 answer.status,
                 answer.body.get("status") or answer.body.get("error"),
             )
