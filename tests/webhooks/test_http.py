@@ -24,7 +24,7 @@ from autobuild.webhooks.receiver import (
     redact_path,
     start_server,
 )
-from autobuild.webhooks.trigger import TriggerRequest, TriggerScope
+from autobuild.webhooks.trigger import TriggerScope, TriggerURLRequest
 from support import webhook_payloads as wp
 
 SECRET = b"It's a Secret to Everybody"
@@ -37,7 +37,7 @@ class Served:
 
     def __init__(self, index: MemoryIndex) -> None:
         self.pushes: list[tuple[str, str, list[PushEvent]]] = []
-        self.triggers: list[tuple[str, str, TriggerRequest]] = []
+        self.triggers: list[tuple[str, str, TriggerURLRequest]] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -52,7 +52,7 @@ class Served:
     def _submit(self, namespace: str, name: str, events: Sequence[PushEvent]) -> None:
         self.pushes.append((namespace, name, list(events)))
 
-    def _submit_trigger(self, namespace: str, name: str, request: TriggerRequest) -> None:
+    def _submit_trigger(self, namespace: str, name: str, request: TriggerURLRequest) -> None:
         self.triggers.append((namespace, name, request))
 
     def close(self) -> None:
@@ -260,20 +260,23 @@ def test_plain_git_host_on_a_port_receives_github_style_deliveries(served: Serve
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (b"", TriggerRequest(TriggerScope.ALL)),
-        (b'{"build": true}', TriggerRequest(TriggerScope.ALL)),
+        (b"", TriggerURLRequest(TriggerScope.ALL)),
+        (b'{"build": true}', TriggerURLRequest(TriggerScope.ALL)),
         (
             b'{"source_type": "Branch", "source_name": "staging"}',
-            TriggerRequest(TriggerScope.SOURCE, SourceType.BRANCH, "staging"),
+            TriggerURLRequest(TriggerScope.SOURCE, SourceType.BRANCH, "staging"),
         ),
         (
             b'{"source_type": "Tag", "source_name": "v1.1"}',
-            TriggerRequest(TriggerScope.SOURCE, SourceType.TAG, "v1.1"),
+            TriggerURLRequest(TriggerScope.SOURCE, SourceType.TAG, "v1.1"),
         ),
-        (b'{"docker_tag": "latest"}', TriggerRequest(TriggerScope.DOCKER_TAG, docker_tag="latest")),
+        (
+            b'{"docker_tag": "latest"}',
+            TriggerURLRequest(TriggerScope.DOCKER_TAG, docker_tag="latest"),
+        ),
     ],
 )
-def test_trigger_url_body_forms(served: Served, body: bytes, expected: TriggerRequest) -> None:
+def test_trigger_url_body_forms(served: Served, body: bytes, expected: TriggerURLRequest) -> None:
     headers = {"Content-Type": "application/json"}
     status, answer = served.request("POST", f"/hooks/trigger/ci/app/{TOKEN}/", body, headers)
     assert (status, answer) == (202, {"status": "accepted", "automatedBuild": "ci/app"})

@@ -8,7 +8,7 @@ import pytest
 
 from autobuild.api import checks
 from autobuild.api.models import AutomatedBuildSpec, SourceType, Trigger
-from autobuild.webhooks.trigger import TriggerRequest, TriggerScope, trigger_events
+from autobuild.webhooks.trigger import TriggerScope, TriggerURLRequest, trigger_events
 
 C1 = "1" * 40
 C2 = "2" * 40
@@ -47,26 +47,26 @@ RULES = spec(
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (None, TriggerRequest(TriggerScope.ALL)),
-        ({}, TriggerRequest(TriggerScope.ALL)),
-        ({"build": True}, TriggerRequest(TriggerScope.ALL)),
+        (None, TriggerURLRequest(TriggerScope.ALL)),
+        ({}, TriggerURLRequest(TriggerScope.ALL)),
+        ({"build": True}, TriggerURLRequest(TriggerScope.ALL)),
         (
             {"source_type": "Branch", "source_name": "staging"},
-            TriggerRequest(TriggerScope.SOURCE, SourceType.BRANCH, "staging"),
+            TriggerURLRequest(TriggerScope.SOURCE, SourceType.BRANCH, "staging"),
         ),
         (
             {"source_type": "tag", "source_name": "v1.1"},
-            TriggerRequest(TriggerScope.SOURCE, SourceType.TAG, "v1.1"),
+            TriggerURLRequest(TriggerScope.SOURCE, SourceType.TAG, "v1.1"),
         ),
-        ({"docker_tag": "latest"}, TriggerRequest(TriggerScope.DOCKER_TAG, docker_tag="latest")),
+        ({"docker_tag": "latest"}, TriggerURLRequest(TriggerScope.DOCKER_TAG, docker_tag="latest")),
         (
             {"build": True, "docker_tag": "develop"},
-            TriggerRequest(TriggerScope.DOCKER_TAG, docker_tag="develop"),
+            TriggerURLRequest(TriggerScope.DOCKER_TAG, docker_tag="develop"),
         ),
     ],
 )
-def test_docker_hub_bodies(body: Any, expected: TriggerRequest) -> None:
-    assert TriggerRequest.parse(body) == expected
+def test_docker_hub_bodies(body: Any, expected: TriggerURLRequest) -> None:
+    assert TriggerURLRequest.parse(body) == expected
 
 
 @pytest.mark.parametrize(
@@ -88,49 +88,51 @@ def test_docker_hub_bodies(body: Any, expected: TriggerRequest) -> None:
 )
 def test_bad_bodies_are_refused_with_a_field(body: Any) -> None:
     with pytest.raises(checks.InputError):
-        TriggerRequest.parse(body)
+        TriggerURLRequest.parse(body)
 
 
-def refs(request: TriggerRequest, heads: dict[str, str] = HEADS) -> list[tuple[str, str]]:
+def refs(request: TriggerURLRequest, heads: dict[str, str] = HEADS) -> list[tuple[str, str]]:
     plan = trigger_events(RULES, request, heads)
     assert all(event.trigger is Trigger.TRIGGER_URL for event in plan.events)
     return [(event.git_ref, event.commit) for event in plan.events]
 
 
 def test_build_all_builds_the_exact_name_rules_like_the_trigger_button() -> None:
-    assert refs(TriggerRequest(TriggerScope.ALL)) == [
+    assert refs(TriggerURLRequest(TriggerScope.ALL)) == [
         ("refs/heads/main", C1),
         ("refs/heads/staging", C2),
     ]
 
 
 def test_source_builds_that_ref_at_its_head() -> None:
-    request = TriggerRequest(TriggerScope.SOURCE, SourceType.TAG, "v1.1")
+    request = TriggerURLRequest(TriggerScope.SOURCE, SourceType.TAG, "v1.1")
     assert refs(request) == [("refs/tags/v1.1", C3)]
 
 
 def test_docker_tag_finds_the_refs_whose_rules_render_it() -> None:
-    assert refs(TriggerRequest(TriggerScope.DOCKER_TAG, docker_tag="latest")) == [
+    assert refs(TriggerURLRequest(TriggerScope.DOCKER_TAG, docker_tag="latest")) == [
         ("refs/heads/main", C1)
     ]
-    assert refs(TriggerRequest(TriggerScope.DOCKER_TAG, docker_tag="1.2")) == [
+    assert refs(TriggerURLRequest(TriggerScope.DOCKER_TAG, docker_tag="1.2")) == [
         ("refs/tags/v1.2", C4)
     ]
-    assert sorted(refs(TriggerRequest(TriggerScope.DOCKER_TAG, docker_tag="release"))) == [
+    assert sorted(refs(TriggerURLRequest(TriggerScope.DOCKER_TAG, docker_tag="release"))) == [
         ("refs/tags/v1.1", C3),
         ("refs/tags/v1.2", C4),
     ]
 
 
 def test_missing_refs_and_unknown_tags_build_nothing_and_say_why() -> None:
-    gone = TriggerRequest(TriggerScope.SOURCE, SourceType.BRANCH, "gone")
+    gone = TriggerURLRequest(TriggerScope.SOURCE, SourceType.BRANCH, "gone")
     plan = trigger_events(RULES, gone, HEADS)
     assert plan.events == ()
     assert plan.notes == ("refs/heads/gone does not exist in the repository: nothing to build",)
-    plan = trigger_events(RULES, TriggerRequest(TriggerScope.ALL), {"refs/heads/main": C1})
+    plan = trigger_events(RULES, TriggerURLRequest(TriggerScope.ALL), {"refs/heads/main": C1})
     assert [e.name for e in plan.events] == ["main"]
     assert plan.notes == ("refs/heads/staging does not exist in the repository: nothing to build",)
-    plan = trigger_events(RULES, TriggerRequest(TriggerScope.DOCKER_TAG, docker_tag="nope"), HEADS)
+    plan = trigger_events(
+        RULES, TriggerURLRequest(TriggerScope.DOCKER_TAG, docker_tag="nope"), HEADS
+    )
     assert plan.events == ()
     assert "nope" in plan.notes[0]
 
@@ -140,5 +142,5 @@ def test_a_ref_named_by_two_rules_builds_once() -> None:
         {"sourceType": "Branch", "source": "main", "dockerTag": "latest"},
         {"sourceType": "Branch", "source": "main", "dockerTag": "edge"},
     )
-    plan = trigger_events(twice, TriggerRequest(TriggerScope.ALL), HEADS)
+    plan = trigger_events(twice, TriggerURLRequest(TriggerScope.ALL), HEADS)
     assert [e.git_ref for e in plan.events] == ["refs/heads/main"]

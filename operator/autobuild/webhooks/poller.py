@@ -202,8 +202,8 @@ class PollSchedule:
 
 ListTargets = Callable[[], Iterable[PollTarget]]
 LsRemote = Callable[[PollTarget], Coroutine[Any, Any, Mapping[str, str]]]
-SubmitPush = Callable[[str, str, Sequence[PushEvent]], None]
-RecordHeads = Callable[[str, str, Mapping[str, str]], None]
+SubmitPush = Callable[[str, str, Sequence[PushEvent]], object]
+RecordHeads = Callable[[str, str, Mapping[str, str]], object]
 
 
 async def run_poller(

@@ -39,7 +39,7 @@ from autobuild.api.models import Provider
 from autobuild.planning.planner import PushEvent
 from autobuild.webhooks.deliveries import DeliveryKind, PayloadError, parse_delivery
 from autobuild.webhooks.signatures import verify_sha256, verify_token
-from autobuild.webhooks.trigger import TriggerRequest
+from autobuild.webhooks.trigger import TriggerURLRequest
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -100,9 +100,10 @@ class TargetIndex(Protocol):
         missing Secret or key)."""
 
 
-# Both callbacks run on the event loop and must return at once (queue the work).
-SubmitPush: TypeAlias = Callable[[str, str, Sequence[PushEvent]], None]
-SubmitTrigger: TypeAlias = Callable[[str, str, TriggerRequest], None]
+# Both callbacks run on the event loop and must return at once (queue the work); what they
+# return is ignored.
+SubmitPush: TypeAlias = Callable[[str, str, Sequence[PushEvent]], object]
+SubmitTrigger: TypeAlias = Callable[[str, str, TriggerURLRequest], object]
 
 
 class DeliveryLog:
@@ -331,7 +332,7 @@ def create_app(
             return body
         try:
             payload = json.loads(body) if body.strip() else None
-            trigger_request = TriggerRequest.parse(payload)
+            trigger_request = TriggerURLRequest.parse(payload)
         except (UnicodeDecodeError, ValueError) as exc:  # InputError is a ValueError
             message = str(exc) if isinstance(exc, checks.InputError) else f"not JSON: {exc}"
             return web.json_response({"error": message}, status=400)

@@ -27,7 +27,7 @@ from autobuild.api.models import AutomatedBuildSpec, SourceType, Trigger
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.rules import match_rule, render_tags
 
-__all__ = ["TriggerPlan", "TriggerRequest", "TriggerScope", "trigger_events"]
+__all__ = ["TriggerPlan", "TriggerScope", "TriggerURLRequest", "trigger_events"]
 
 _IMAGE_TAG: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _PREFIX: Final = {SourceType.BRANCH: "refs/heads/", SourceType.TAG: "refs/tags/"}
@@ -46,7 +46,7 @@ class TriggerScope(StrEnum):
 
 
 @dataclass(frozen=True)
-class TriggerRequest:
+class TriggerURLRequest:
     """A parsed trigger body. Build it with :meth:`parse`."""
 
     scope: TriggerScope
@@ -55,7 +55,7 @@ class TriggerRequest:
     docker_tag: str = ""
 
     @classmethod
-    def parse(cls, payload: Any) -> TriggerRequest:
+    def parse(cls, payload: Any) -> TriggerURLRequest:
         """Read a decoded trigger body (``None`` for an empty one); raises checks.InputError."""
         if payload is None:
             return cls(TriggerScope.ALL)
@@ -75,7 +75,7 @@ class TriggerRequest:
         raise checks.InputError("body", _USAGE)
 
     @classmethod
-    def _source(cls, source_type: Any, source_name: Any) -> TriggerRequest:
+    def _source(cls, source_type: Any, source_name: Any) -> TriggerURLRequest:
         kinds = {kind.value.lower(): kind for kind in SourceType}
         kind = kinds.get(source_type.lower()) if isinstance(source_type, str) else None
         if kind is None:
@@ -94,7 +94,7 @@ class TriggerPlan:
 
 
 def _refs_for(
-    spec: AutomatedBuildSpec, request: TriggerRequest, heads: Mapping[str, str]
+    spec: AutomatedBuildSpec, request: TriggerURLRequest, heads: Mapping[str, str]
 ) -> list[str]:
     """The refs a trigger names, in rule (or ls-remote) order; may repeat."""
     if request.source_type is not None:  # scope SOURCE
@@ -120,7 +120,7 @@ def _refs_for(
 
 
 def trigger_events(
-    spec: AutomatedBuildSpec, request: TriggerRequest, heads: Mapping[str, str]
+    spec: AutomatedBuildSpec, request: TriggerURLRequest, heads: Mapping[str, str]
 ) -> TriggerPlan:
     """The push events (trigger ``TriggerURL``) a trigger asks for, at the current ``heads``.
 
