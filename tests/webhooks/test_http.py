@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 
 import pytest
 from fakes import MemoryIndex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autobuild.api.models import Provider, SourceType
 from autobuild.planning.planner import PushEvent
@@ -357,3 +359,43 @@ def test_redact_path() -> None:
     assert redact_path(f"/hooks/trigger/ci/app/{TOKEN}") == "/hooks/trigger/ci/app/***"
     assert redact_path(f"/hooks/trigger/ci/app/{TOKEN}/") == "/hooks/trigger/ci/app/***/"
     assert redact_path("/hooks/github") == "/hooks/github"
+
+
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80
+)  # what an HTTP client can put in a header
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    path=st.sampled_from(["/hooks/github", "/hooks/bitbucket", "/hooks/gitlab"]),
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.builds(
+            wp.encode,
+            st.sampled_from([wp.github_push(), wp.github_ping(), wp.gitlab_push()]),
+        ),
+    ),
+    event=st.one_of(st.sampled_from(["push", "ping", "repo:push", "Push Hook"]), header_text),
+    proof=header_text,
+    content_type=st.sampled_from(["application/json", "application/x-www-form-urlencoded"]),
+)
+def test_fuzz_the_server_answers_every_request_and_builds_nothing_unsigned(
+    served: Served, path: str, body: bytes, event: str, proof: str, content_type: str
+) -> None:
+    headers = {
+        "Content-Type": content_type,
+        "X-GitHub-Event": event,
+        "X-Event-Key": event,
+        "X-Gitlab-Event": event,
+        "X-Hub-Signature-256": proof,
+        "X-Hub-Signature": proof,
+        "X-Gitlab-Token": proof,
+    }
+    status, _ = served.request("POST", path, body, headers)
+    assert status in (200, 202, 400, 401, 404)
+    assert served.pushes == []
