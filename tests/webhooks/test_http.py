@@ -6,6 +6,7 @@ import asyncio
 import http.client
 import json
 import logging
+import socket
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -37,13 +38,19 @@ MAX_BODY = 64 * 1024
 class Served:
     """The webhook server running on its own event loop in a thread, and what it submitted."""
 
-    def __init__(self, index: MemoryIndex) -> None:
+    def __init__(self, index: MemoryIndex, body_timeout: float = 10.0) -> None:
         self.pushes: list[tuple[str, str, list[PushEvent]]] = []
         self.triggers: list[tuple[str, str, TriggerURLRequest]] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        app = create_app(index, self._submit, self._submit_trigger, max_body=MAX_BODY)
+        app = create_app(
+            index,
+            self._submit,
+            self._submit_trigger,
+            max_body=MAX_BODY,
+            body_timeout=body_timeout,
+        )
         self.server: WebhookServer = self._run(start_server(app, "127.0.0.1:0"))
         self.port = self.server.port
 
@@ -57,8 +64,16 @@ class Served:
     def _submit_trigger(self, namespace: str, name: str, request: TriggerURLRequest) -> None:
         self.triggers.append((namespace, name, request))
 
+    async def _shutdown(self) -> None:
+        await self.server.stop()
+        # A connection aiohttp still lingers on (e.g. after a 408) must not outlive the loop.
+        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
     def close(self) -> None:
-        self._run(self.server.stop())
+        self._run(self._shutdown())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
         self.loop.close()
@@ -320,6 +335,36 @@ def test_logs_carry_no_secret_signature_or_token(
     signature = headers["X-Hub-Signature-256"]
     for secret in (SECRET.decode(), TOKEN, "not-the-token", "guess", signature[7:]):
         assert secret not in text
+
+
+def raw_request(port: int, data: bytes) -> bytes:
+    """Send bytes an HTTP client would refuse to send; return the status line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(data)
+        return connection.makefile("rb").readline()
+
+
+def test_malformed_http_is_refused_without_logging_its_bytes(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # A header line without a colon, holding the secret: refused before any handler runs.
+    request = b"POST /hooks/gitlab HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token " + SECRET + b"\r\n\r\n"
+    assert b" 400 " in raw_request(served.port, request)
+    assert "malformed HTTP request refused: 400" in caplog.text
+    assert SECRET.decode() not in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_a_body_that_does_not_arrive_is_408(index: MemoryIndex) -> None:
+    slow = Served(index, body_timeout=1.0)
+    try:
+        head = b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\n"
+        status = raw_request(slow.port, head + b"Content-Length: 100\r\n\r\n{")
+        assert b" 408 " in status
+    finally:
+        slow.close()
+    assert slow.pushes == []
 
 
 def test_healthz(served: Served) -> None:

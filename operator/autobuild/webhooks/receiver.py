@@ -12,7 +12,8 @@ API or a git host. Routes (DESIGN.md §3):
 
 Answers: 401 unsigned or wrongly signed (nothing happens); 200 ``ping``; 202 a verified push
 (deleted and non-matching refs included: nothing builds for them); 404 unknown repository;
-400 malformed body; 413 body over :data:`MAX_BODY_BYTES`; 405 wrong method. A trigger URL
+400 malformed body; 413 body over :data:`MAX_BODY_BYTES`; 408 body not received within
+:data:`BODY_TIMEOUT_SECONDS`; 405 wrong method. A trigger URL
 whose object is unknown, has no trigger secret, or whose token is wrong answers the same 404,
 so the URL reveals nothing about which AutomatedBuilds exist.
 
@@ -22,6 +23,7 @@ segment of trigger URLs and drops query strings.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -33,6 +35,7 @@ from typing import Any, Final, Protocol, TypeAlias
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from autobuild.api import checks
 from autobuild.api.models import Provider
@@ -42,6 +45,7 @@ from autobuild.webhooks.signatures import verify_sha256, verify_token
 from autobuild.webhooks.trigger import TriggerURLRequest
 
 __all__ = [
+    "BODY_TIMEOUT_SECONDS",
     "DEFAULT_ADDRESS",
     "DELIVERY_MEMORY",
     "MAX_BODY_BYTES",
@@ -63,6 +67,8 @@ __all__ = [
 # GitHub caps payloads at 25 MB, but a push (at most 20 commits with their file lists) is far
 # smaller; 4 MiB bounds the memory one request may take.
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+# GitHub gives up on a delivery after 10 s; a body that takes longer is not a delivery.
+BODY_TIMEOUT_SECONDS: Final = 10.0
 # Delivery ids remembered for redeliveries: about 100 bytes each, so ~1 MB. Providers redeliver
 # within hours; 10,000 deliveries cover that at ~1 delivery/s. Older ones still build once
 # thanks to the deterministic build identity.
@@ -73,6 +79,30 @@ _MAX_DELIVERY_ID: Final = 200
 
 log = logging.getLogger("autobuild.webhooks")
 access_log = logging.getLogger("autobuild.webhooks.access")
+# aiohttp's own messages (its default logger is aiohttp.server), filtered by _RequestBytesFilter.
+server_log = logging.getLogger("autobuild.webhooks.server")
+
+
+class _RequestBytesFilter(logging.Filter):
+    """aiohttp logs the bytes of a request it cannot parse, and those may hold a token (GitLab's
+    is a header): keep only the kind of error, as a warning rather than a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = (
+                "malformed HTTP request refused: %s %s",
+                (
+                    error.code,
+                    type(error).__name__,
+                ),
+            )
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+server_log.addFilter(_RequestBytesFilter())
 
 
 @dataclass(frozen=True)
@@ -274,14 +304,21 @@ class _AccessLogger(AbstractAccessLogger):
         )
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes | web.Response:
-    too_large = web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
+async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes | web.Response:
+    """The whole body, or the answer that refuses it: 413 too large, 408 too slow (a client
+    that sends headers and then trickles or withholds the body must not hold a handler), 400
+    broken framing."""
     if request.content_length is not None and request.content_length > limit:
-        return too_large
+        return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
     try:
-        return await request.read()
+        async with asyncio.timeout(timeout):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return too_large
+        return web.json_response({"error": f"body larger than {limit} bytes"}, status=413)
+    except TimeoutError:
+        return web.json_response({"error": f"body not received within {timeout:g}s"}, status=408)
+    except (HttpProcessingError, ConnectionError):
+        return web.json_response({"error": "malformed or interrupted body"}, status=400)
 
 
 def create_app(
@@ -291,6 +328,7 @@ def create_app(
     *,
     max_body: int = MAX_BODY_BYTES,
     delivery_memory: int = DELIVERY_MEMORY,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> web.Application:
     """The aiohttp application of the webhook server (routes in the module docstring)."""
     receiver = Receiver(index, delivery_memory=delivery_memory)
@@ -298,7 +336,7 @@ def create_app(
 
     def hook(provider: Provider) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            body = await _read_body(request, max_body)
+            body = await _read_body(request, max_body, body_timeout)
             if isinstance(body, web.Response):
                 return body
             answer = receiver.receive(provider, request.headers, body)
@@ -327,7 +365,7 @@ def create_app(
         if not receiver.authorize_trigger(namespace, name, request.match_info["token"]):
             log.info("trigger URL: refused for %.100s/%.100s", namespace, name)
             return web.json_response({"error": "no such build trigger"}, status=404)
-        body = await _read_body(request, max_body)
+        body = await _read_body(request, max_body, body_timeout)
         if isinstance(body, web.Response):
             return body
         try:
@@ -383,7 +421,11 @@ async def start_server(app: web.Application, address: str = DEFAULT_ADDRESS) -> 
     """Serve ``app`` on ``address`` (``HOST:PORT``) on the running event loop."""
     host, port = parse_address(address)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log_class=_AccessLogger, access_log=access_log
+        app,
+        handle_signals=False,
+        access_log_class=_AccessLogger,
+        access_log=access_log,
+        logger=server_log,
     )
     await runner.setup()
     try:
