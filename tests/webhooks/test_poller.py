@@ -212,9 +212,12 @@ class Poller:
             )
         )
         self.targets = targets
+        self.list_error: Exception | None = None
 
     def _list(self) -> list[PollTarget]:
         self.listed += 1
+        if self.list_error is not None:
+            raise self.list_error
         return self.targets
 
     async def advance_to(self, now: float) -> None:
@@ -309,3 +312,22 @@ def test_cancelling_the_loop_cancels_the_ls_remotes_in_flight() -> None:
         assert git.running == 0
 
     asyncio.run(scenario())
+
+
+def test_loop_survives_a_failing_target_list(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        out = Submitted()
+        git = FakeGit({"github.com/acme/app": {"refs/heads/main": A}})
+        poller = Poller([target()], git, out)
+        poller.list_error = RuntimeError("store not ready")
+        await until(lambda: poller.listed == 1)
+        poller.list_error = None
+        poller.clock.now = 1.0  # past the rescan: the loop lives and lists again
+        await until(lambda: poller.listed == 2)
+        poller.clock.now = 62.0
+        await until(lambda: len(git.calls) == 1)
+        await poller.stop()
+
+    with caplog.at_level(logging.ERROR, logger="autobuild.webhooks.poller"):
+        asyncio.run(scenario())
+    assert "could not list the AutomatedBuilds to poll" in caplog.text

@@ -239,8 +239,12 @@ async def run_poller(
         while True:
             now = clock()
             if now >= next_scan:
-                schedule.sync(list_targets(), now)
                 next_scan = now + rescan
+                try:
+                    schedule.sync(list(list_targets()), now)
+                except Exception:
+                    # Keep polling what is known; the next rescan tries again.
+                    log.exception("polling: could not list the AutomatedBuilds to poll")
             for target in schedule.take_due(now, concurrency - len(running)):
                 running[asyncio.create_task(ls_remote(target))] = target
             wake = next_scan
