@@ -68,6 +68,8 @@ class PushEvent:
     message: str = ""
     trigger: Trigger = Trigger.PUSH
     trigger_id: str = ""
+    # Who made the commit ("Name <email>"), when the channel knows it (webhooks do, polls do not).
+    author: str = ""
 
     @classmethod
     def parse(
@@ -77,10 +79,11 @@ class PushEvent:
         message: str = "",
         trigger: Trigger = Trigger.PUSH,
         trigger_id: str = "",
+        author: str = "",
     ) -> PushEvent:
         """Validate a ref (``refs/heads/X``, ``refs/tags/X`` or a bare branch name) and commit."""
         source_type, name = parse_ref(ref)
-        return cls(source_type, name, check_commit(commit), message, trigger, trigger_id)
+        return cls(source_type, name, check_commit(commit), message, trigger, trigger_id, author)
 
     @property
     def git_ref(self) -> str:

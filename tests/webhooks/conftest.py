@@ -1,0 +1,10 @@
+"""Webhook tests: pure parsing and verification, the poller with fake callables, and the real
+aiohttp server on 127.0.0.1 receiving signed deliveries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# tests/ on sys.path makes ``support`` importable without a tests package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
