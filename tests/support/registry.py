@@ -33,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -43,7 +44,7 @@ import yaml
 if TYPE_CHECKING:
     from support.tokenserver import TokenServer
 
-__all__ = ["Registry", "RegistryError", "registry_binary"]
+__all__ = ["Registry", "RegistryError", "TokenRegistry", "registry_binary"]
 
 DEFAULT_BINARY = "/usr/bin/docker-registry"
 # Start-up is a fraction of a second; the deadline only bounds a registry that never answers.
@@ -250,3 +251,11 @@ class Registry:
     def _require_running(self) -> None:
         if self._proc is None or self._dir is None:
             raise RegistryError("registry not started")
+
+
+@dataclass(frozen=True)
+class TokenRegistry:
+    """A token-auth registry and the token server it trusts (for fixtures)."""
+
+    registry: Registry
+    tokens: TokenServer

@@ -126,11 +126,15 @@ class TokenServer:
         grants: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
         service: str = "autobuild-test-registry",
         issuer: str = "autobuild-test-token-server",
+        realm_host: str = "localhost",
     ) -> None:
         self.users = dict(users)
         self.grants = {user: dict(rules) for user, rules in (grants or {}).items()}
         self.service = service
         self.issuer = issuer
+        # A host name, not the IP literal: clients (crane, Kaniko, ours) refuse token realms on
+        # private or loopback IP literals other than the registry's own host.
+        self.realm_host = realm_host
         # Every token request as (user or "" when anonymous, False when refused; query).
         self.requests: list[tuple[str | bool, dict[str, list[str]]]] = []
         self._lock = threading.Lock()
@@ -149,7 +153,7 @@ class TokenServer:
         """The token endpoint URL, for the registry's ``auth.token.realm``."""
         if self._server is None:
             raise RuntimeError("token server not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"http://{self.realm_host}:{self._server.server_address[1]}/token"
 
     def start(self) -> TokenServer:
         """Serve in a background thread; returns self."""
