@@ -141,7 +141,8 @@ def _private_ip_literal(host: str) -> bool:
     )
 
 
-def _basic(credentials: Credentials) -> str:
+def basic_authorization(credentials: Credentials) -> str:
+    """The ``Authorization`` value for HTTP Basic auth with ``credentials``."""
     pair = f"{credentials.username}:{credentials.password}".encode()
     return "Basic " + base64.b64encode(pair).decode()
 
@@ -258,7 +259,11 @@ class RegistryClient:
             query.insert(0, ("service", challenge.params["service"]))
         separator = "&" if parsed.query else "?"
         url = f"{realm}{separator}{urllib.parse.urlencode(query)}"
-        headers = {} if self.credentials is None else {"Authorization": _basic(self.credentials)}
+        headers = (
+            {}
+            if self.credentials is None
+            else {"Authorization": basic_authorization(self.credentials)}
+        )
         answer = await self._send("GET", url, headers)
         if answer.status in (401, 403):
             raise RegistryAuthError(
@@ -283,7 +288,7 @@ class RegistryClient:
     async def _basic_checked(self) -> Authorization:
         if self.credentials is None:
             raise RegistryAuthError(f"registry {self.registry} requires credentials")
-        authorization = Authorization(header=_basic(self.credentials), granted=None)
+        authorization = Authorization(header=basic_authorization(self.credentials), granted=None)
         answer = await self.send("GET", f"{self.base_url}/v2/", authorization)
         if answer.status == 401:
             raise RegistryAuthError(f"registry {self.registry} refused the credentials (HTTP 401)")
