@@ -114,3 +114,8 @@ def test_a_token_realm_on_a_private_ip_literal_is_refused(
         assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
         assert "private address" in result.message
         assert tokens.requests == []
+
+
+def test_an_anonymous_registry_needs_no_credentials(tmp_path: Path) -> None:
+    with Registry(workdir=tmp_path) as registry:
+        assert _check(registry, "team/app", None) == PushCheck(ok=True)
