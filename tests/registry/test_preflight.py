@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autobuild.registry import reasons
+from autobuild.registry.client import open_session
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.preflight import PushCheck, check_push
 from support.registry import Registry, TokenRegistry
@@ -119,3 +120,18 @@ def test_a_token_realm_on_a_private_ip_literal_is_refused(
 def test_an_anonymous_registry_needs_no_credentials(tmp_path: Path) -> None:
     with Registry(workdir=tmp_path) as registry:
         assert _check(registry, "team/app", None) == PushCheck(ok=True)
+
+
+def test_a_self_signed_registry_is_trusted_only_with_its_ca_bundle(
+    tmp_path: Path, creds: Callable[[str], Credentials]
+) -> None:
+    async def check(ca_bundle: bytes | None) -> PushCheck:
+        async with open_session(ca_bundle) as session:
+            return await check_push(registry.host, "alice/app", creds("alice"), session=session)
+
+    with Registry(users={"alice": "alice-pw"}, tls=True, workdir=tmp_path) as registry:
+        assert registry.url.startswith("https://")
+        assert asyncio.run(check(registry.ca_pem)) == PushCheck(ok=True)
+        untrusted = asyncio.run(check(None))
+        assert (untrusted.ok, untrusted.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+        assert "certificate" in untrusted.message.lower()

@@ -10,6 +10,9 @@ directory, so nothing is left behind. Authentication, by choice:
   answers ``401`` with ``WWW-Authenticate: Bearer realm=...,service=...,scope=...`` and accepts
   the JWTs that token server signs, like Docker Hub, Harbor or GHCR.
 
+Plain HTTP by default; ``tls=True`` serves HTTPS with a self-signed certificate for 127.0.0.1
+and localhost whose PEM is ``registry.ca_pem`` (a registry with a private CA).
+
 Library use::
 
     with Registry(users={"alice": "secret"}) as registry:
@@ -23,10 +26,13 @@ overrides its path.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import ipaddress
 import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -40,6 +46,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import bcrypt
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 if TYPE_CHECKING:
     from support.tokenserver import TokenServer
@@ -84,6 +94,36 @@ def _htpasswd(users: Mapping[str, str]) -> str:
     return "".join(lines)
 
 
+def _self_signed_tls() -> tuple[bytes, bytes]:
+    """A self-signed server certificate for 127.0.0.1 and localhost, and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "autobuild test registry")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
 class Registry:
     """One ``docker-registry`` process on ``127.0.0.1:<free port>`` with its own temp dir."""
 
@@ -92,12 +132,16 @@ class Registry:
         *,
         users: Mapping[str, str] | None = None,
         token: TokenServer | None = None,
+        tls: bool = False,
         workdir: Path | None = None,
     ) -> None:
         if users and token is not None:
             raise ValueError("choose htpasswd users or a token server, not both")
         self.users = dict(users or {})
         self.token = token
+        # HTTPS with a self-signed certificate for 127.0.0.1 (clients trust ``ca_pem``).
+        self.tls = tls
+        self.ca_pem = b""
         self._parent = workdir
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -114,8 +158,9 @@ class Registry:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (plain HTTP: list ``host`` as an insecure registry)."""
-        return f"http://{self.host}"
+        """``http://127.0.0.1:PORT`` (plain HTTP: list ``host`` as an insecure registry), or
+        ``https://`` with ``tls=True``."""
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def log_path(self) -> Path:
@@ -198,6 +243,15 @@ class Registry:
                 "headers": {"X-Content-Type-Options": ["nosniff"]},
             },
         }
+        if self.tls:
+            cert, key = _self_signed_tls()
+            self.ca_pem = cert
+            (self._dir / "tls.crt").write_bytes(cert)
+            (self._dir / "tls.key").write_bytes(key)
+            config["http"]["tls"] = {
+                "certificate": str(self._dir / "tls.crt"),
+                "key": str(self._dir / "tls.key"),
+            }
         if self.users:
             htpasswd = self._dir / "htpasswd"
             htpasswd.write_text(_htpasswd(self.users))
@@ -219,12 +273,13 @@ class Registry:
         """Poll ``/v2/`` until it answers (200, or 401 with auth); False if the process died."""
         assert self._proc is not None
         deadline = time.monotonic() + START_DEADLINE_S
-        url = f"http://127.0.0.1:{self.port}/v2/"
+        url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v2/"
+        context = ssl.create_default_context(cadata=self.ca_pem.decode()) if self.tls else None
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:
+                with urllib.request.urlopen(url, timeout=2, context=context) as response:
                     return bool(response.status == 200)
             except urllib.error.HTTPError as error:
                 if error.code == 401:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from autobuild.registry import reasons
-from autobuild.registry.client import Challenge, Response, parse_challenge, token_grants
+from autobuild.registry.client import (
+    Challenge,
+    Response,
+    open_session,
+    parse_challenge,
+    token_grants,
+)
 from autobuild.registry.digests import TagDigest, compare_digests
 
 
@@ -72,3 +80,8 @@ def test_compare_digests() -> None:
     assert (bad.ok, bad.reason) == (False, reasons.DIGEST_MISMATCH)
     assert bad.message == "Kaniko reported sha256:a, the registry has l: not found"
     assert bad.as_status() == {"v1": "sha256:a", "l": None}
+
+
+def test_a_ca_bundle_that_is_not_pem_is_refused() -> None:
+    with pytest.raises(ValueError, match="not PEM certificates"):
+        open_session(b"not a certificate")

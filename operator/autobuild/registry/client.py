@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 import socket
+import ssl
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,24 @@ from autobuild.registry.hosts import api_host, base_url, is_insecure, normalize_
 
 DEFAULT_TIMEOUT_S: Final = 20.0
 _CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+
+
+def open_session(ca_bundle: bytes | str | None = None) -> aiohttp.ClientSession:
+    """An ``aiohttp.ClientSession`` for the registry calls; ``ca_bundle`` (PEM) adds the CAs of
+    registries with self-signed or private certificates to the system's trusted ones.
+
+    Every call here takes ``session=``: pass one opened with the registry's CA bundle.
+    """
+    if ca_bundle is None:
+        return aiohttp.ClientSession()
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(
+            cadata=ca_bundle.decode() if isinstance(ca_bundle, bytes) else ca_bundle
+        )
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"the CA bundle is not PEM certificates: {error}") from None
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
 
 
 class RegistryUnreachableError(Exception):
