@@ -79,8 +79,12 @@ async def check_push(
             return PushCheck(
                 False,
                 reasons.PUSH_UNAUTHORIZED,
-                f"the registry's token for {target} grants {granted}, not push: the push "
-                "secret's account may not push to this repository",
+                f"the registry's token for {target} grants {granted}, not push: "
+                + (
+                    "the push secret's account may not push to this repository"
+                    if credentials is not None
+                    else "anonymous access cannot push (spec.image has no pushSecret)"
+                ),
             )
         upload = await client.send("POST", client.url("blobs/uploads/"), authorization)
         if upload.status == 202:
