@@ -19,8 +19,14 @@ from autobuild.api.models import AutomatedBuildSpec, ImageSpec
 from autobuild.planning.job import cache_repo
 from autobuild.registry.digests import DigestVerification, verify_digests
 from autobuild.registry.dockerconfig import Credentials, PushSecretError, credentials_from_secret
+from autobuild.registry.hosts import is_docker_hub, normalize_registry
 from autobuild.registry.preflight import PushCheck, check_push
-from autobuild.registry.repository import RepositorySettingsResult, apply_repository_settings
+from autobuild.registry.repository import (
+    DOCKER_HUB_KIND,
+    PLAIN_KIND,
+    RepositorySettingsResult,
+    apply_repository_settings,
+)
 from autobuild.settings import BuildSettings
 
 CACHE_DESCRIPTION_LIMIT: Final = 100
@@ -127,9 +133,10 @@ async def apply_image_settings(
     try:
         credentials = image_credentials(image, push_secret)
     except PushSecretError as error:
+        kind = DOCKER_HUB_KIND if is_docker_hub(image.registry) else PLAIN_KIND
         failed = RepositorySettingsResult(
-            f"{image.registry}/{repository}",
-            "",
+            f"{normalize_registry(image.registry)}/{repository}",
+            kind,
             ok=False,
             reason=error.reason,
             message=error.message,
