@@ -102,3 +102,12 @@ def test_a_role_without_project_rights_is_refused(harbor: FakeHarbor) -> None:
     result = _apply(harbor, "shared/app", "Private", "x")
     assert (result.ok, result.reason) == (False, reasons.REPOSITORY_UNAUTHORIZED)
     assert "PUT /api/v2.0/projects/shared: HTTP 403" in result.message
+
+
+def test_all_pages_of_a_large_project_are_read(harbor: FakeHarbor) -> None:
+    repositories = {f"r{index:03}": "" for index in range(150)}
+    harbor.add_project("team", public=True, repositories={**repositories, "app": "x"})
+    result = _apply(harbor, "team/app", "Private", "x")
+    assert (result.ok, result.reason) == (False, reasons.VISIBILITY_CONFLICT)
+    pages = [path for _, path, _ in harbor.calls if "/repositories?page=" in path]
+    assert [path.split("page=")[1].split("&")[0] for path in pages] == ["1", "2"]

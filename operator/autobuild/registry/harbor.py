@@ -116,9 +116,12 @@ class Harbor:
             response = await self._call("GET", url)
             if response.status != 200 or not isinstance(response.document, list):
                 raise refused(WHAT, "GET", url, response)
-            names.extend(str(item.get("name")) for item in response.document)
-            total = int(response.headers.get("X-Total-Count", len(names)))
-            if len(response.document) < PAGE_SIZE or len(names) >= total:
+            names.extend(
+                str(item.get("name")) for item in response.document if isinstance(item, dict)
+            )
+            total = response.headers.get("X-Total-Count", "")
+            complete = total.isdigit() and len(names) >= int(total)
+            if len(response.document) < PAGE_SIZE or complete:
                 break
         return tuple(names)
 
