@@ -10,6 +10,7 @@ from typing import Any
 
 from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec
 from autobuild.registry import reasons
+from autobuild.registry.dockerconfig import DecodedSecret, decode_secret
 from autobuild.registry.operations import apply_image_settings, preflight, verify_build
 from autobuild.settings import BuildSettings
 from support.crane import Crane
@@ -39,13 +40,14 @@ def _spec(registry: str, visibility: str = "Public", **image: Any) -> AutomatedB
     ).spec
 
 
-def _secret(key: str, user: str, password: str) -> dict[str, Any]:
+def _secret(key: str, user: str, password: str) -> DecodedSecret:
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     config = json.dumps({"auths": {key: {"auth": auth}}}).encode()
-    return {
+    secret = {
         "type": "kubernetes.io/dockerconfigjson",
         "data": {".dockerconfigjson": base64.b64encode(config).decode()},
     }
+    return decode_secret(secret, "regcred")
 
 
 def test_preflight_from_the_secret(basic_registry: Registry) -> None:

@@ -14,12 +14,19 @@ from autobuild.registry.dockerconfig import (
     PushSecretError,
     credentials_for,
     credentials_from_secret,
+    decode_secret,
 )
 from autobuild.registry.hosts import base_url, is_docker_hub, normalize_registry
 
 
 def _auth(user: str, password: str) -> str:
     return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _lookup(secret: Any, registry: str) -> Credentials:
+    """As the operator does: decode the API object (None: not found), then look up."""
+    view = None if secret is None else decode_secret(secret, "regcred")
+    return credentials_from_secret(view, "regcred", registry)
 
 
 def _secret(auths: dict[str, Any], secret_type: str = "kubernetes.io/dockerconfigjson") -> Any:
@@ -40,7 +47,7 @@ def _secret(auths: dict[str, Any], secret_type: str = "kubernetes.io/dockerconfi
 @pytest.mark.parametrize("registry", ["docker.io", "index.docker.io", "registry-1.docker.io"])
 def test_docker_hub_keys_and_aliases_all_match(key: str, registry: str) -> None:
     secret = _secret({key: {"auth": _auth("acme", "tok:en")}})
-    assert credentials_from_secret(secret, "regcred", registry) == Credentials("acme", "tok:en")
+    assert _lookup(secret, registry) == Credentials("acme", "tok:en")
 
 
 def test_hosts_with_ports_schemes_and_case_match_only_the_same_port() -> None:
@@ -58,7 +65,7 @@ def test_hosts_with_ports_schemes_and_case_match_only_the_same_port() -> None:
 def test_no_entry_for_the_registry_names_the_keys_and_the_hub_quirk() -> None:
     secret = _secret({"ghcr.io": {"auth": _auth("a", "b")}})
     with pytest.raises(PushSecretError) as caught:
-        credentials_from_secret(secret, "regcred", "docker.io")
+        _lookup(secret, "docker.io")
     assert caught.value.reason == reasons.PUSH_SECRET_INVALID
     assert "no entry for registry docker.io" in caught.value.message
     assert "https://index.docker.io/v1/" in caught.value.message
@@ -68,7 +75,7 @@ def test_no_entry_for_the_registry_names_the_keys_and_the_hub_quirk() -> None:
 def test_credentials_for_another_registry_are_never_returned() -> None:
     secret = _secret({"evil.example": {"auth": _auth("a", "b")}})
     with pytest.raises(PushSecretError, match=r"no entry for registry registry\.local"):
-        credentials_from_secret(secret, "regcred", "registry.local")
+        _lookup(secret, "registry.local")
 
 
 @pytest.mark.parametrize(
@@ -80,7 +87,7 @@ def test_credentials_for_another_registry_are_never_returned() -> None:
         ({"type": "kubernetes.io/dockerconfigjson", "data": {}}, "no key .dockerconfigjson"),
         (
             {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": "%%%"}},
-            "not valid base64",
+            "not valid base64 of UTF-8 text",
         ),
         (
             {
@@ -114,7 +121,7 @@ def test_credentials_for_another_registry_are_never_returned() -> None:
 )
 def test_malformed_secrets_are_push_secret_invalid(secret: Any, message: str) -> None:
     with pytest.raises(PushSecretError) as caught:
-        credentials_from_secret(secret, "regcred", "docker.io")
+        _lookup(secret, "docker.io")
     assert message in caught.value.message
     assert caught.value.reason == reasons.PUSH_SECRET_INVALID
 
@@ -123,7 +130,7 @@ def test_duplicate_entries_with_equal_credentials_are_fine() -> None:
     secret = _secret(
         {"docker.io": {"auth": _auth("a", "b")}, "index.docker.io": {"auth": _auth("a", "b")}}
     )
-    assert credentials_from_secret(secret, "regcred", "docker.io") == Credentials("a", "b")
+    assert _lookup(secret, "docker.io") == Credentials("a", "b")
 
 
 def test_the_password_never_appears_in_repr() -> None:

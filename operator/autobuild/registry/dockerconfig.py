@@ -13,7 +13,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from autobuild.registry import reasons
 from autobuild.registry.hosts import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, normalize_registry
@@ -41,37 +41,62 @@ class PushSecretError(ValueError):
         self.message = message
 
 
-def credentials_from_secret(
-    secret: Mapping[str, Any] | None, secret_name: str, registry: str
-) -> Credentials:
-    """The credentials for ``registry`` in a Secret object as read from the API (``data`` base64).
+class SecretLike(Protocol):
+    """A Secret as the operator keeps it: its type and its *decoded* values (the controller's
+    ``SecretView`` fits; :func:`decode_secret` makes one from an API object)."""
 
-    ``secret`` is ``None`` when the Secret does not exist. Accepts the dict form of a Secret
-    (``{"type": ..., "data": {".dockerconfigjson": "<base64>"}}``).
-    """
+    @property
+    def type(self) -> str:
+        """The Secret's ``type``."""
+        ...
+
+    @property
+    def data(self) -> Mapping[str, str]:
+        """Key → decoded value."""
+        ...
+
+
+@dataclass(frozen=True)
+class DecodedSecret:
+    """A Secret's type and decoded values."""
+
+    type: str
+    data: Mapping[str, str] = field(repr=False)
+
+
+def decode_secret(obj: Mapping[str, Any], secret_name: str) -> DecodedSecret:
+    """Decode a Secret object as read from the API (``data`` values in base64)."""
+    data: dict[str, str] = {}
+    for key, value in (obj.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(value or "", validate=True).decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise PushSecretError(
+                f"push Secret {secret_name!r}: {key} is not valid base64 of UTF-8 text"
+            ) from None
+    return DecodedSecret(str(obj.get("type") or ""), data)
+
+
+def credentials_from_secret(
+    secret: SecretLike | None, secret_name: str, registry: str
+) -> Credentials:
+    """The credentials for ``registry`` in the push Secret; ``secret`` None: it does not exist."""
     if secret is None:
         raise PushSecretError(f"push Secret {secret_name!r} not found")
-    secret_type = secret.get("type")
-    if secret_type == LEGACY_SECRET_TYPE:
+    if secret.type == LEGACY_SECRET_TYPE:
         raise PushSecretError(
             f"push Secret {secret_name!r} is a legacy {LEGACY_SECRET_TYPE} Secret; Kaniko reads "
             f"config.json: recreate it with `kubectl create secret docker-registry` "
             f"(type {SECRET_TYPE})"
         )
-    if secret_type != SECRET_TYPE:
+    if secret.type != SECRET_TYPE:
         raise PushSecretError(
-            f"push Secret {secret_name!r} has type {secret_type!r}, expected {SECRET_TYPE}"
+            f"push Secret {secret_name!r} has type {secret.type!r}, expected {SECRET_TYPE}"
         )
-    encoded = (secret.get("data") or {}).get(SECRET_KEY)
-    if not encoded:
+    config = secret.data.get(SECRET_KEY)
+    if not config:
         raise PushSecretError(f"push Secret {secret_name!r} has no key {SECRET_KEY}")
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise PushSecretError(
-            f"push Secret {secret_name!r}: {SECRET_KEY} is not valid base64"
-        ) from None
-    return credentials_for(raw, registry, secret_name=secret_name)
+    return credentials_for(config, registry, secret_name=secret_name)
 
 
 def credentials_for(config_json: bytes | str, registry: str, *, secret_name: str) -> Credentials:

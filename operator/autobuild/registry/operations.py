@@ -2,23 +2,29 @@
 
 These three calls are what the controller wires in; each never raises for what a registry or a
 Secret says, and returns a result whose ``reason``/``message`` go into a condition, an Event or
-the build's status entry. ``push_secret`` is the Secret object as read from the API (a dict with
-``type`` and base64 ``data``), or None when it does not exist; its credentials are used only
-for the registry named in spec.image.
+the build's status entry. ``push_secret`` is the Secret as the operator keeps it (type and
+decoded values: the controller's ``SecretView``, or :func:`decode_secret` of an API object), or
+None when it does not exist; its credentials are used only for the registry named in
+spec.image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 
 from autobuild.api.models import AutomatedBuildSpec, ImageSpec
 from autobuild.planning.job import cache_repo
 from autobuild.registry.digests import DigestVerification, verify_digests
-from autobuild.registry.dockerconfig import Credentials, PushSecretError, credentials_from_secret
+from autobuild.registry.dockerconfig import (
+    Credentials,
+    PushSecretError,
+    SecretLike,
+    credentials_from_secret,
+)
 from autobuild.registry.hosts import is_docker_hub, normalize_registry
 from autobuild.registry.preflight import PushCheck, check_push
 from autobuild.registry.repository import (
@@ -32,9 +38,7 @@ from autobuild.settings import BuildSettings
 CACHE_DESCRIPTION_LIMIT: Final = 100
 
 
-def image_credentials(
-    image: ImageSpec, push_secret: Mapping[str, Any] | None
-) -> Credentials | None:
+def image_credentials(image: ImageSpec, push_secret: SecretLike | None) -> Credentials | None:
     """The push Secret's credentials for spec.image's registry; None without a pushSecret.
 
     Raises :class:`PushSecretError` (reason ``PushSecretInvalid``) when spec.image names a
@@ -47,7 +51,7 @@ def image_credentials(
 
 async def preflight(
     image: ImageSpec,
-    push_secret: Mapping[str, Any] | None,
+    push_secret: SecretLike | None,
     settings: BuildSettings,
     *,
     session: aiohttp.ClientSession | None = None,
@@ -74,7 +78,7 @@ async def verify_build(
     image: ImageSpec,
     tags: Sequence[str],
     kaniko_digest: str,
-    push_secret: Mapping[str, Any] | None,
+    push_secret: SecretLike | None,
     settings: BuildSettings,
     *,
     session: aiohttp.ClientSession | None = None,
@@ -116,7 +120,7 @@ class ImageSettingsResult:
 
 async def apply_image_settings(
     spec: AutomatedBuildSpec,
-    push_secret: Mapping[str, Any] | None,
+    push_secret: SecretLike | None,
     settings: BuildSettings,
     *,
     session: aiohttp.ClientSession | None = None,
