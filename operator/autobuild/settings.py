@@ -26,12 +26,12 @@ class BuildSettings:
     ephemeral_storage_limit: str = ""
     cache_ttl: str = "168h"
     push_retry: int = 2
+    # Docker Hub's API (repository visibility and short description); a fake in tests.
+    dockerhub_url: str = DEFAULT_DOCKERHUB_URL
     # Registries reached over plain HTTP or with self-signed certificates, comma-separated.
     insecure_registries: tuple[str, ...] = ()
     # Run builds only on these nodes (Docker Hub's "builder" nodes): key=value,key=value.
     node_selector: tuple[tuple[str, str], ...] = ()
-    # Docker Hub's API (repository visibility and short description); a fake in tests.
-    dockerhub_url: str = DEFAULT_DOCKERHUB_URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildSettings:
