@@ -11,6 +11,7 @@ from autobuild.registry import reasons
 from autobuild.registry.client import (
     Challenge,
     Response,
+    is_private_ip_literal,
     open_session,
     parse_challenge,
     token_grants,
@@ -85,3 +86,25 @@ def test_compare_digests() -> None:
 def test_a_ca_bundle_that_is_not_pem_is_refused() -> None:
     with pytest.raises(ValueError, match="not PEM certificates"):
         open_session(b"not a certificate")
+
+
+@pytest.mark.parametrize(
+    ("host", "private"),
+    [
+        ("127.0.0.1", True),
+        ("127.1", True),  # inet_aton form: the resolver connects to 127.0.0.1
+        ("0x7f.1", True),
+        ("10.1.2.3", True),
+        ("169.254.169.254", True),  # cloud metadata
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("fe80::1%eth0", True),
+        ("0.0.0.0", True),
+        ("8.8.8.8", False),
+        ("2001:4860:4860::8888", False),
+        ("auth.docker.io", False),
+        ("localhost", False),  # a name, not a literal: as go-containerregistry treats it
+    ],
+)
+def testis_private_ip_literals_for_token_realms(host: str, private: bool) -> None:
+    assert is_private_ip_literal(host) is private

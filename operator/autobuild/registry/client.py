@@ -138,7 +138,7 @@ def token_grants(token: str, repository: str) -> frozenset[str] | None:
     return frozenset(actions)
 
 
-def _private_ip_literal(host: str) -> bool:
+def is_private_ip_literal(host: str) -> bool:
     """Whether ``host`` is an IP literal (any form the resolver accepts) of a non-public range."""
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
@@ -261,7 +261,9 @@ class RegistryClient:
         parsed = urllib.parse.urlsplit(realm)
         if parsed.scheme not in {"http", "https"} or not parsed.netloc:
             raise RegistryAuthError(f"registry {self.registry} named no usable token realm")
-        if parsed.netloc != api_host(self.registry) and _private_ip_literal(parsed.hostname or ""):
+        if parsed.netloc != api_host(self.registry) and is_private_ip_literal(
+            parsed.hostname or ""
+        ):
             # As go-containerregistry (crane, Kaniko) does: a registry must not point clients
             # at internal addresses (cloud metadata, loopback) with credentials.
             raise RegistryAuthError(
