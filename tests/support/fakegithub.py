@@ -139,6 +139,9 @@ class FakeGitHub:
         self._remaining: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self.held = 0  # requests waiting while paused
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._routes = Map(
@@ -232,6 +235,14 @@ class FakeGitHub:
         with self._lock:
             self._failures += [(kind, wait)] * count
 
+    def pause(self) -> None:
+        """Hold every new request until :meth:`resume` (at most 60 s)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        """Answer the held requests and stop holding."""
+        self._open.set()
+
     def requests_to(self, method: str, path_suffix: str) -> list[RecordedRequest]:
         """Recorded requests with this method whose path ends with ``path_suffix``."""
         return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
@@ -284,6 +295,10 @@ class FakeGitHub:
         return response(environ, start_response)
 
     def _answer(self, request: Request) -> Response:
+        if not self._open.is_set():
+            with self._lock:
+                self.held += 1
+            self._open.wait(timeout=60)
         login: str | None = None
         body: Any = None
         status = 500
