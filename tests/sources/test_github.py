@@ -138,7 +138,8 @@ def test_hook_is_created_then_updated_and_other_hooks_are_untouched(
     first = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s3cret-1"))
     second = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s3cret-2"))
 
-    assert first.created and not second.created
+    assert first.created
+    assert not second.created
     assert first.id == second.id != other.id
     assert (second.url, second.active, second.last_response_status) == (HOOK, True, "unused")
     hook = repo.hooks[second.id]
@@ -237,7 +238,8 @@ def test_primary_rate_limit_far_away_is_not_slept_through(fake: FakeGitHub, repo
     error = failure(fake, lambda gh: gh.list_repositories(TOKEN))
     assert error.reason == REASON_RATE_LIMITED
     assert error.retryable
-    assert error.retry_after is not None and error.retry_after > 3000
+    assert error.retry_after is not None
+    assert error.retry_after > 3000
     assert len(fake.requests) == 1
 
 
