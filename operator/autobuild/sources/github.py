@@ -45,7 +45,15 @@ from github.Hook import Hook
 from github.Repository import Repository as PyGithubRepository
 
 from autobuild import API_GROUP, API_VERSION, KIND
-from autobuild.api.models import BuildPhase, BuildRecord, BuildRule, ImageSpec, SourceSpec
+from autobuild.api.models import (
+    AutomatedBuild,
+    BuildPhase,
+    BuildRecord,
+    BuildRule,
+    ImageSpec,
+    SourceSpec,
+    Visibility,
+)
 from autobuild.planning.job import LABEL_UID
 from autobuild.settings import DEFAULT_GITHUB_URL
 
@@ -74,6 +82,7 @@ __all__ = [
     "hook_secret_manifest",
     "hook_secret_name",
     "hook_url",
+    "manifest_for",
     "new_hook_secret",
     "repository_full_name",
     "status_context",
@@ -484,7 +493,9 @@ def _translate(exc: GithubException, what: str, not_found: str) -> GitHubError:
         detail = "the token was refused (expired or revoked?)"
     elif status == 404:
         reason = not_found
-        if not_found == REASON_WEBHOOK_FORBIDDEN:
+        if not_found == REASON_NOT_FOUND:
+            detail += " (or the linked account cannot see it)"
+        elif not_found == REASON_WEBHOOK_FORBIDDEN:
             detail = (
                 "GitHub hides the webhooks: the token needs admin rights on the repository "
                 "and the admin:repo_hook (or repo) scope"
@@ -680,3 +691,75 @@ def hook_secret_manifest(
         },
         "stringData": {HOOK_SECRET_KEY: secret},
     }
+
+
+def _image_component(text: str) -> str:
+    """``text`` as one lowercase image path component (``My_App.v2`` -> ``my_app.v2``)."""
+    component = re.sub(r"[^a-z0-9._-]+", "-", text.lower())
+    component = re.sub(r"[._-]*([._-])[._-]*", r"\1", component).strip("._-")
+    return component or "app"
+
+
+def _dns_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower())
+    return re.sub(r"-{2,}", "-", name).strip("-")[:63].strip("-") or "app"
+
+
+def manifest_for(
+    repo: Repository,
+    *,
+    credentials_secret: str,
+    namespace: str | None = None,
+    image_namespace: str | None = None,
+    image_name: str | None = None,
+    registry: str | None = None,
+    private: bool | None = None,
+) -> dict[str, Any]:
+    """A ready AutomatedBuild for ``repo``, as Docker Hub's "create automated build" fills it in.
+
+    Image namespace and name default to the repository's owner and name; visibility follows the
+    repository's privacy; the short description is its description cut to 100 characters; the
+    rules build the default branch as ``latest`` and version tags ``v1.2.3`` as ``1.2.3``.
+    Returns the document (validated with the API models: pydantic's ValidationError when an
+    explicit value is not valid).
+    """
+    owner, name = repo.full_name.split("/", 1)
+    on_github_com = repo.clone_url.startswith("https://github.com/")
+    source: dict[str, Any] = {
+        # github.com infers the provider; GitHub Enterprise is named by its clone URL.
+        "repo": f"github.com/{repo.full_name}" if on_github_com else repo.clone_url,
+        "credentialsSecret": credentials_secret,
+    }
+    if not on_github_com:
+        source["provider"] = "github"
+    image: dict[str, Any] = {
+        "namespace": image_namespace or _image_component(owner),
+        "name": image_name or _image_component(name),
+        "visibility": (
+            Visibility.PRIVATE
+            if (repo.private if private is None else private)
+            else Visibility.PUBLIC
+        ).value,
+        # One line, like Docker Hub's short description.
+        "shortDescription": (" ".join(repo.description.split()) or repo.full_name)[:100],
+    }
+    if registry:
+        image = {"registry": registry, **image}
+    metadata: dict[str, Any] = {"name": _dns_name(image_name or name)}
+    if namespace:
+        metadata["namespace"] = namespace
+    document = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "source": source,
+            "image": image,
+            "tags": [
+                {"sourceType": "Branch", "source": repo.default_branch, "dockerTag": "latest"},
+                {"sourceType": "Tag", "source": "/^v?([0-9.]+)$/", "dockerTag": "{\\1}"},
+            ],
+        },
+    }
+    AutomatedBuild.model_validate(document)
+    return document
