@@ -305,3 +305,17 @@ def test_one_client_per_token_is_reused(fake: FakeGitHub, repo: FakeRepo) -> Non
     finally:
         github.close()
     assert [r.login for r in fake.requests].count("octo") == 4
+
+
+def test_hook_created_concurrently_is_updated_not_duplicated(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    # Another replica creates the same hook between our listing and our POST.
+    fake.before_next("POST", "/hooks", lambda: repo.add_hook(900, HOOK, "theirs"))
+
+    state = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "mine"))
+
+    assert (state.id, state.created) == (900, False)
+    assert (state.last_response_code, state.last_response_status) == (200, "active")
+    assert repo.hook_secrets == {900: "mine"}
+    assert [r.status for r in fake.requests_to("POST", "/hooks")] == [422]

@@ -106,6 +106,20 @@ class FakeRepo:
         self.branches[branch or self.default_branch] = sha
         return sha
 
+    def add_hook(self, hook_id: int, url: str, secret: str = "") -> None:
+        """A hook created by someone else (the web UI, another operator replica)."""
+        self.hooks[hook_id] = {
+            "id": hook_id,
+            "name": "web",
+            "active": True,
+            "events": ["push"],
+            "config": {"url": url, "content_type": "json", "insecure_ssl": "0", "secret": secret},
+            "created_at": _now(),
+            "updated_at": _now(),
+            "last_response": {"code": 200, "status": "active", "message": "OK"},
+        }
+        self.hook_secrets[hook_id] = secret
+
     def role(self, login: str | None) -> str | None:
         """The caller's role; anonymous callers and strangers read public repos only."""
         if login is not None and login in self.roles:
@@ -142,6 +156,7 @@ class FakeGitHub:
         self._open = threading.Event()
         self._open.set()
         self.held = 0  # requests waiting while paused
+        self._before: list[tuple[str, str, Callable[[], None]]] = []
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._routes = Map(
@@ -243,6 +258,12 @@ class FakeGitHub:
         """Answer the held requests and stop holding."""
         self._open.set()
 
+    def before_next(self, method: str, path_suffix: str, action: Callable[[], None]) -> None:
+        """Run ``action`` once, just before answering the next matching request (a concurrent
+        writer racing the client)."""
+        with self._lock:
+            self._before.append((method, path_suffix, action))
+
     def requests_to(self, method: str, path_suffix: str) -> list[RecordedRequest]:
         """Recorded requests with this method whose path ends with ``path_suffix``."""
         return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
@@ -299,6 +320,15 @@ class FakeGitHub:
             with self._lock:
                 self.held += 1
             self._open.wait(timeout=60)
+        with self._lock:
+            due = next(
+                (b for b in self._before if b[0] == request.method and request.path.endswith(b[1])),
+                None,
+            )
+            if due is not None:
+                self._before.remove(due)
+        if due is not None:
+            due[2]()
         login: str | None = None
         body: Any = None
         status = 500
