@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -319,3 +320,25 @@ def test_hook_created_concurrently_is_updated_not_duplicated(
     assert (state.last_response_code, state.last_response_status) == (200, "active")
     assert repo.hook_secrets == {900: "mine"}
     assert [r.status for r in fake.requests_to("POST", "/hooks")] == [422]
+
+
+def test_hook_secret_and_token_stay_out_of_debug_logs(
+    fake: FakeGitHub, repo: FakeRepo, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # As a verbose operator would: PyGithub's own logger at DEBUG logs request bodies.
+    caplog.set_level(logging.DEBUG, logger="github")
+    call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "hook-s3cret-value"))
+    assert "POST" in caplog.text
+    assert repo.hook_secrets
+    assert "hook-s3cret-value" not in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_secondary_limits_until_retries_run_out_are_rate_limited(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    fake.fail_next("too-many", count=2, wait=0)
+    error = failure(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(retries=1))
+    assert error.reason == REASON_RATE_LIMITED
+    assert error.retryable

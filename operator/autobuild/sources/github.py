@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import posixpath
 import re
 import secrets
@@ -91,6 +92,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# PyGithub logs each request's body at DEBUG, and a hook's body holds its secret: never DEBUG.
+logging.getLogger("github.Requester").setLevel(logging.INFO)
 
 # GitHubError.reason values: short CamelCase words for conditions and Events.
 REASON_AUTHENTICATION_FAILED: Final = "AuthenticationFailed"
@@ -395,6 +399,15 @@ class GitHub:
                 ) from None
             except GithubException as exc:
                 raise _translate(exc, what, not_found) from None
+            except requests.exceptions.RetryError as exc:
+                # Retries spent on rate-limit answers (403/429) that set no wait of their own.
+                limited = any(f"too many {code} " in str(exc) for code in (403, 429))
+                raise GitHubError(
+                    REASON_RATE_LIMITED if limited else REASON_UNREACHABLE,
+                    f"cannot {what}: {self.base_url} kept failing after "
+                    f"{self.options.retries} retries"
+                    + (" (rate limited)" if limited else " (server errors)"),
+                ) from None
             except requests.RequestException as exc:
                 raise GitHubError(
                     REASON_UNREACHABLE,
