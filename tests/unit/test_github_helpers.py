@@ -17,6 +17,7 @@ from autobuild.settings import GitHubSettings
 from autobuild.sources.github import (
     CommitState,
     GitHubError,
+    HookState,
     Repository,
     commit_state,
     commit_status,
@@ -31,6 +32,7 @@ from autobuild.sources.github import (
     status_context,
     status_description,
     target_url,
+    webhook_status,
 )
 from autobuild.yamlio import dump
 
@@ -298,3 +300,21 @@ def test_github_settings_from_env() -> None:
 def test_github_settings_refuse_bad_values(variable: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GitHubSettings.from_env({variable: value})
+
+
+def test_webhook_status_records_id_url_and_last_answer() -> None:
+    fresh = HookState(1, "https://a/hooks/github", True, True, None, "unused", None)
+    assert webhook_status(fresh) == {
+        "id": 1,
+        "url": "https://a/hooks/github",
+        "active": True,
+        "lastResponse": {"status": "unused"},
+    }
+    quiet = HookState(2, "https://a/hooks/github", False, False, None, None, None)
+    assert webhook_status(quiet) == {"id": 2, "url": "https://a/hooks/github", "active": False}
+    failed = HookState(3, "https://a", True, False, 502, "failed", "Bad Gateway")
+    assert webhook_status(failed)["lastResponse"] == {
+        "code": 502,
+        "status": "failed",
+        "message": "Bad Gateway",
+    }

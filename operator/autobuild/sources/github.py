@@ -89,6 +89,7 @@ __all__ = [
     "status_context",
     "status_description",
     "target_url",
+    "webhook_status",
 ]
 
 T = TypeVar("T")
@@ -637,6 +638,20 @@ def hook_url(public_url: str, namespace: str, name: str) -> str:
     receiving pushes. The receiver routes on the path; the query tells it which secret to try.
     """
     return f"{public_url.rstrip('/')}{HOOK_PATH}?automatedbuild={quote(namespace)}/{quote(name)}"
+
+
+def webhook_status(state: HookState) -> dict[str, Any]:
+    """``status.webhook`` of an AutomatedBuild (camelCase, no secret): id, url and GitHub's
+    answer to the last delivery when it reported one."""
+    status: dict[str, Any] = {"id": state.id, "url": state.url, "active": state.active}
+    last = {
+        "code": state.last_response_code,
+        "status": state.last_response_status,
+        "message": state.last_response_message,
+    }
+    if any(value is not None for value in last.values()):
+        status["lastResponse"] = {k: v for k, v in last.items() if v is not None}
+    return status
 
 
 def repository_full_name(source: SourceSpec) -> str:
