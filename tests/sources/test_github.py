@@ -280,7 +280,7 @@ def test_calls_do_not_block_the_event_loop(fake: FakeGitHub, repo: FakeRepo) -> 
             pending = asyncio.ensure_future(github.list_repositories(TOKEN))
             ticks = 0
             # The loop keeps running while GitHub holds the request.
-            while fake.held == 0:
+            while not fake.held:
                 await asyncio.sleep(0.01)
                 ticks += 1
             assert not pending.done()
@@ -342,3 +342,31 @@ def test_secondary_limits_until_retries_run_out_are_rate_limited(
     error = failure(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(retries=1))
     assert error.reason == REASON_RATE_LIMITED
     assert error.retryable
+
+
+def test_a_busy_token_does_not_take_the_workers_of_others(fake: FakeGitHub, repo: FakeRepo) -> None:
+    async def run() -> None:
+        # Requests wait in the fake far longer than the test polls: no timeout, no retry.
+        options = ClientOptions(seconds_between_requests=0, timeout=300)
+        github = GitHub(fake.base_url, options, workers=2)
+        fake.pause()
+        try:
+            busy = [
+                asyncio.ensure_future(github.get_repository(TOKEN, "octo/app")) for _ in range(3)
+            ]
+            await asyncio.sleep(0)
+            other = asyncio.ensure_future(github.get_repository(WRITER_TOKEN, "octo/app"))
+            # The other token's call reaches GitHub while the busy token's calls queue.
+            for _ in range(6000):
+                if "writer" in fake.held:
+                    break
+                await asyncio.sleep(0.01)
+            assert sorted(fake.held, key=str) == ["octo", "writer"]
+            fake.resume()
+            await asyncio.gather(*busy, other)
+        finally:
+            fake.resume()
+            github.close()
+
+    asyncio.run(run())
+    assert [r.login for r in fake.requests].count("octo") == 3

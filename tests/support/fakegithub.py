@@ -155,7 +155,7 @@ class FakeGitHub:
         self._lock = threading.Lock()
         self._open = threading.Event()
         self._open.set()
-        self.held = 0  # requests waiting while paused
+        self.held: list[str | None] = []  # logins of the requests waiting while paused
         self._before: list[tuple[str, str, Callable[[], None]]] = []
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -317,8 +317,9 @@ class FakeGitHub:
 
     def _answer(self, request: Request) -> Response:
         if not self._open.is_set():
+            _, _, token = request.headers.get("Authorization", "").partition(" ")
             with self._lock:
-                self.held += 1
+                self.held.append(self._tokens.get(token.strip(), (None, None))[0])
             self._open.wait(timeout=60)
         with self._lock:
             due = next(

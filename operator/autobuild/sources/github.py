@@ -5,7 +5,8 @@ PyGithub is synchronous and its connection object is not safe to share between t
 * every call runs on this module's own small thread pool (never on the event loop, and a slow
   GitHub never starves the Kubernetes calls that use the loop's default pool);
 * there is one ``Github`` client per (base URL, token), kept in a small LRU so connections are
-  reused, and each client serves one call at a time (a lock per client);
+  reused, and each client serves one call at a time (calls of one token queue on the event
+  loop, not in a worker thread, so a busy token never takes the workers from the others);
 * clients are lazy (``Github(lazy=True)``): ``repo.get_commit(sha).create_status(...)`` is one
   POST, without fetching the repository and the commit first.
 
@@ -231,6 +232,7 @@ class GitHub:
         self._max_clients = max_clients
         self._clients: OrderedDict[str, tuple[Github, threading.Lock]] = OrderedDict()
         self._clients_lock = threading.Lock()
+        self._turns: dict[tuple[int, str], asyncio.Lock] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="github")
 
     def close(self) -> None:
@@ -378,9 +380,13 @@ class GitHub:
         not_found: str = REASON_NOT_FOUND,
     ) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._call_locked, token, what, call, not_found
-        )
+        # Calls of one token queue here, on the loop, so they never hold a worker thread
+        # while they wait: other tokens' calls keep every worker.
+        turn = self._turns.setdefault((id(loop), _token_key(token)), asyncio.Lock())
+        async with turn:
+            return await loop.run_in_executor(
+                self._executor, self._call_locked, token, what, call, not_found
+            )
 
     def _call_locked(
         self, token: str | None, what: str, call: Callable[[Github], T], not_found: str
@@ -416,8 +422,7 @@ class GitHub:
                 ) from None
 
     def _client(self, token: str | None) -> tuple[Github, threading.Lock]:
-        # Keyed by a digest so that no token sits in a dict key that a debugger might print.
-        key = hashlib.sha256((token or "").encode()).hexdigest()
+        key = _token_key(token)
         with self._clients_lock:
             found = self._clients.get(key)
             if found is not None:
@@ -449,6 +454,11 @@ class GitHub:
                 # the client is collected.
                 self._clients.popitem(last=False)
             return entry
+
+
+def _token_key(token: str | None) -> str:
+    """A digest that names a token's client, so that no token sits in a dict key."""
+    return hashlib.sha256((token or "").encode()).hexdigest()
 
 
 def _complete(repo: PyGithubRepository) -> PyGithubRepository:
