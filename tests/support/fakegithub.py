@@ -359,10 +359,13 @@ class FakeGitHub:
             status, payload = 404, {"message": "Not Found", "documentation_url": DOCS}
         except HTTPException as exc:
             status, payload = exc.code or 500, {"message": exc.description}
+        response = self._respond(request, status, payload, headers)
         self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.args), login, body, status)
+            RecordedRequest(
+                request.method, request.path, dict(request.args), login, body, response.status_code
+            )
         )
-        return self._respond(request, status, payload, headers)
+        return response
 
     def _respond(
         self, request: Request, status: int, payload: Any, headers: dict[str, str]
