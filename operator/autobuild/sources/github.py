@@ -312,7 +312,7 @@ class GitHub:
                     created = repo.create_hook("web", config, list(HOOK_EVENTS), active=True)
                 except GithubException as exc:
                     # A concurrent writer (or a retried POST) created it first: update that one.
-                    if attempt == 0 and _error_text(exc).find("already exists") >= 0:
+                    if attempt == 0 and "already exists" in _error_text(exc):
                         continue
                     raise
                 return _hook_state(created, created=True)
