@@ -4,27 +4,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
 from autobuild import API_GROUP, KIND, yamlio
 from autobuild.api import checks
-from autobuild.api.models import AutomatedBuild, Trigger
+from autobuild.api.models import AutomatedBuild, BuildRecord, Provider, Trigger
 from autobuild.planning import status as build_status
 from autobuild.planning.credentials import git_credentials_problem
 from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
 from autobuild.planning.planner import PushEvent, check_commit, full_ref, parse_ref, plan_builds
 from autobuild.planning.triggers import TriggerRequest, request_id
-from autobuild.settings import BuildSettings
+from autobuild.settings import BuildSettings, GitHubSettings, check_http_url
+from autobuild.sources.github import (
+    ClientOptions,
+    GitHub,
+    GitHubError,
+    dockerfile_path,
+    manifest_for,
+    repository_full_name,
+)
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -268,6 +280,167 @@ def logs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _github(args: argparse.Namespace) -> GitHub:
+    """A GitHub client for ``--github-url``, else ``AUTOBUILD_GITHUB_URL``."""
+    if args.github_url:
+        url = args.github_url
+    else:
+        try:
+            url = GitHubSettings.from_env().github_url
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    try:
+        check_http_url(url, "--github-url")
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    # One call at a time: GitHub's write throttle is irrelevant, its read throttle kept.
+    return GitHub(url, ClientOptions(seconds_between_writes=0), workers=1)
+
+
+def _secret_token(namespace: str, secret_name: str) -> str:
+    """The ``token`` key of a Secret (the linked account), read through the Kubernetes API."""
+    from autobuild.controller import kube
+
+    data = asyncio.run(kube.read_secret(namespace, secret_name))
+    if data is None:
+        raise CliError(f"Secret {namespace}/{secret_name} not found")
+    if "token" not in data:
+        raise CliError(f"Secret {namespace}/{secret_name} has no key 'token'")
+    try:
+        return base64.b64decode(data["token"], validate=True).decode().strip()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise CliError(f"Secret {namespace}/{secret_name}: key 'token' is not valid") from exc
+
+
+def _linked_token(args: argparse.Namespace) -> str:
+    """The token from ``--token-file`` or from the Secret named by ``--secret``."""
+    if args.token_file:
+        token = _read(args.token_file).strip()
+        if not token:
+            raise CliError(f"{args.token_file}: empty token")
+        return token
+    if not args.secret:
+        raise CliError("give --secret NAME (a Secret with key 'token') or --token-file FILE")
+    from autobuild.controller import kube
+
+    kube.load_config()
+    return _secret_token(args.namespace or _current_namespace(), args.secret)
+
+
+def _on_github(args: argparse.Namespace, call: Callable[[GitHub], Awaitable[T]]) -> T:
+    github = _github(args)
+
+    async def run() -> T:
+        return await call(github)
+
+    try:
+        return asyncio.run(run())
+    except GitHubError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        github.close()
+
+
+def repos(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild repos``: the repositories the linked account can build (the picker)."""
+    token = _linked_token(args)
+    found = _on_github(args, lambda github: github.list_repositories(token))
+    if not found:
+        err.write("autobuild: the linked account sees no repository\n")
+        return 0
+    rows = [("REPOSITORY", "VISIBILITY", "DEFAULT BRANCH", "WEBHOOK")]
+    rows += [
+        (
+            repo.full_name,
+            "private" if repo.private else "public",
+            repo.default_branch,
+            "automatic" if repo.admin else "manual (no admin rights)",
+        )
+        for repo in found
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        out.write("   ".join(cells).rstrip() + "\n")
+    return 0
+
+
+def new(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild new``: print a ready AutomatedBuild for one repository."""
+    token = _linked_token(args)
+    repository = _on_github(args, lambda github: github.get_repository(token, args.repo))
+    try:
+        document = manifest_for(
+            repository,
+            credentials_secret=args.secret or "github-link",
+            namespace=args.namespace,
+            image_namespace=args.image_namespace,
+            image_name=args.image_name,
+            registry=args.registry,
+            private=True if args.private else None,
+        )
+    except ValidationError as exc:
+        raise CliError("\n".join(checks.describe_validation_error(exc))) from exc
+    if not args.secret:
+        err.write("autobuild: credentialsSecret set to 'github-link': create that Secret\n")
+    out.write(yamlio.dump(document))
+    return 0
+
+
+def dockerfile_location(
+    automated_build: AutomatedBuild, build_id: str | None
+) -> tuple[BuildRecord, str]:
+    """The build (by id, else the newest) and the repository path of its rule's Dockerfile."""
+    builds = automated_build.status.builds
+    name = automated_build.metadata.name
+    if build_id is not None:
+        record = next((b for b in builds if b.id == build_id), None)
+        if record is None:
+            raise CliError(f"AutomatedBuild {name} has no build {build_id!r} in its status")
+    elif builds:
+        record = builds[0]
+    else:
+        raise CliError(f"AutomatedBuild {name} has no builds yet")
+    rules = automated_build.spec.tags
+    if record.rule >= len(rules):
+        raise CliError(f"build {record.id}: its build rule {record.rule} no longer exists")
+    return record, dockerfile_path(rules[record.rule])
+
+
+def dockerfile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild dockerfile``: the Dockerfile as it was at a build's commit (GitHub only)."""
+    namespace, body = _cluster_target(args)
+    try:
+        automated_build = AutomatedBuild.model_validate(body)
+    except ValidationError as exc:
+        raise CliError("\n".join(checks.describe_validation_error(exc))) from exc
+    spec = automated_build.spec
+    if spec.provider != Provider.GITHUB:
+        raise CliError(
+            f"AutomatedBuild {args.name} builds from {spec.provider.value} ({spec.source.repo}): "
+            "autobuild dockerfile reads files through the GitHub API and supports GitHub "
+            "repositories only for now"
+        )
+    record, path = dockerfile_location(automated_build, args.build)
+    if args.token_file:
+        token: str | None = _linked_token(args)
+    elif spec.source.credentials_secret:
+        token = _secret_token(namespace, spec.source.credentials_secret)
+    else:
+        token = None  # a public repository
+    full_name = repository_full_name(spec.source)
+    found = _on_github(args, lambda github: github.read_file(token, full_name, path, record.commit))
+    err.write(f"# {full_name}: {found.path} at {found.commit} (build {record.id})\n")
+    out.flush()
+    binary = getattr(out, "buffer", None)
+    if binary is not None:  # the bytes exactly as committed
+        binary.write(found.content)
+        binary.flush()
+    else:
+        out.write(found.content.decode(errors="replace"))
+    return 0
+
+
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``autobuild run``: the operator."""
     import kopf
@@ -345,7 +518,56 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--build", help="the build id (default: all / the newest)")
         if name == "logs":
             cmd.add_argument("-f", "--follow", action="store_true", help="stream the log")
+    _add_github_commands(commands)
     return parser
+
+
+def _add_github_commands(commands: Any) -> None:
+    """``repos``, ``new`` and ``dockerfile``: the linked GitHub account."""
+    github_url = {
+        "help": "the GitHub API (default: AUTOBUILD_GITHUB_URL, else https://api.github.com; "
+        "GitHub Enterprise: https://HOST/api/v3)",
+    }
+    repos_cmd = commands.add_parser(
+        "repos",
+        help="list the repositories a linked GitHub account can build",
+        description="The repositories the linked account's token can see (Docker Hub's "
+        "'select the repository'); WEBHOOK says whether the operator can register the push "
+        "webhook itself (admin rights).",
+    )
+    new_cmd = commands.add_parser(
+        "new",
+        help="print a ready AutomatedBuild for a GitHub repository",
+        description="Print an AutomatedBuild for OWNER/REPO: image namespace and name from "
+        "the repository, visibility from its privacy, description from its description, rules "
+        "default branch -> latest and tags v1.2.3 -> 1.2.3. Pipe it to kubectl apply -f -.",
+    )
+    new_cmd.add_argument("repo", metavar="OWNER/REPO")
+    new_cmd.add_argument("--image-namespace", help="image namespace (default: the owner)")
+    new_cmd.add_argument("--name", dest="image_name", help="image name (default: the repo's)")
+    new_cmd.add_argument("--registry", help="registry host (default: docker.io)")
+    new_cmd.add_argument(
+        "--private", action="store_true", help="a private image even for a public repository"
+    )
+    for cmd in (repos_cmd, new_cmd):
+        cmd.add_argument("--secret", help="the linked account: a Secret with key 'token'")
+        cmd.add_argument("-n", "--namespace", help="the Secret's namespace (default: context's)")
+    dockerfile_cmd = commands.add_parser(
+        "dockerfile",
+        help="print the Dockerfile as it was at a build's commit (GitHub)",
+        description="Print the Dockerfile of a build (the newest by default) exactly as it was "
+        "at its commit, read through the GitHub API with the AutomatedBuild's linked account. "
+        "The path and commit go to stderr.",
+    )
+    dockerfile_cmd.add_argument("name", help="the AutomatedBuild")
+    dockerfile_cmd.add_argument("-n", "--namespace", help="its namespace (default: context's)")
+    dockerfile_cmd.add_argument("--build", help="the build id (default: the newest)")
+    for cmd, handler in ((repos_cmd, repos), (new_cmd, new), (dockerfile_cmd, dockerfile)):
+        cmd.add_argument("--github-url", **github_url)
+        cmd.add_argument(
+            "--token-file", help="read the token from this file ('-': stdin) instead of a Secret"
+        )
+        cmd.set_defaults(handler=handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

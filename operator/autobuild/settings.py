@@ -1,11 +1,13 @@
-"""Operator-wide settings for build Jobs, read from the environment (``AUTOBUILD_*``)."""
+"""Operator-wide settings, read from the environment (``AUTOBUILD_*``): build Jobs, GitHub."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from string import Formatter
 from typing import Final
+from urllib.parse import urlsplit
 
 # Maintained Kaniko fork (upstream GoogleContainerTools/kaniko was archived in 2025).
 # Pin a digest in production: AUTOBUILD_EXECUTOR_IMAGE=ghcr.io/...:v1.28.3@sha256:...
@@ -60,3 +62,65 @@ class BuildSettings:
             else:
                 values[spec.name] = raw
         return cls(**values)  # type: ignore[arg-type]
+
+
+DEFAULT_GITHUB_URL: Final = "https://api.github.com"
+# Placeholders AUTOBUILD_BUILD_URL_TEMPLATE may use, e.g.
+# https://dash.example.com/{namespace}/{name}/builds/{build}?commit={commit}
+BUILD_URL_FIELDS: Final = ("namespace", "name", "build", "commit")
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    """Where the GitHub API is and where GitHub reaches the operator (``AUTOBUILD_<FIELD>``)."""
+
+    # https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.
+    github_url: str = DEFAULT_GITHUB_URL
+    # Where git hosts reach the webhook server; empty: no webhook auto-registration.
+    public_url: str = ""
+    # Link of each commit status (placeholders: BUILD_URL_FIELDS); empty: no link.
+    build_url_template: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GitHubSettings:
+        """Settings with ``AUTOBUILD_*`` overrides from ``env``; bad values raise ValueError."""
+        source = os.environ if env is None else env
+        values: dict[str, str] = {}
+        for spec in fields(cls):
+            variable = f"AUTOBUILD_{spec.name.upper()}"
+            raw = source.get(variable, "").strip()
+            if not raw:
+                continue
+            if spec.name == "build_url_template":
+                check_build_url_template(raw, variable)
+                values[spec.name] = raw
+            else:
+                values[spec.name] = check_http_url(raw, variable).rstrip("/")
+        return cls(**values)
+
+
+def check_http_url(url: str, what: str) -> str:
+    """``url`` if it is an ``http(s)://host...`` URL without credentials, else ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what}: expected an http:// or https:// URL, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{what}: credentials do not belong in the URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{what}: expected no query or fragment in {url!r}")
+    return url
+
+
+def check_build_url_template(template: str, what: str) -> str:
+    """``template`` if it is an http(s) URL whose ``{placeholders}`` are all known."""
+    try:
+        names = {name for _, name, _, _ in Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc} in {template!r}") from exc
+    unknown = sorted(names - set(BUILD_URL_FIELDS))
+    if unknown:
+        known = ", ".join("{" + name + "}" for name in BUILD_URL_FIELDS)
+        raise ValueError(f"{what}: unknown placeholder(s) {unknown}; known: {known}")
+    if not template.startswith(("http://", "https://")):
+        raise ValueError(f"{what}: expected an http:// or https:// URL, got {template!r}")
+    return template

@@ -1,0 +1,803 @@
+"""GitHub through PyGithub: the repository picker, files at a commit, push webhooks, statuses.
+
+PyGithub is synchronous and its connection object is not safe to share between threads, so:
+
+* every call runs on this module's own small thread pool (never on the event loop, and a slow
+  GitHub never starves the Kubernetes calls that use the loop's default pool);
+* there is one ``Github`` client per (base URL, token), kept in a small LRU so connections are
+  reused, and each client serves one call at a time (calls of one token queue on the event
+  loop, not in a worker thread, so a busy token never takes the workers from the others);
+* clients are lazy (``Github(lazy=True)``): ``repo.get_commit(sha).create_status(...)`` is one
+  POST, without fetching the repository and the commit first.
+
+Rate limits, deliberately: PyGithub's throttle keeps 0.25 s between requests and 1 s between
+writes per token (GitHub's advice for integrations); :class:`github.GithubRetry` retries 5xx,
+429 and rate-limited 403 answers, sleeping ``Retry-After`` or until ``X-RateLimit-Reset`` — but
+never longer than :attr:`ClientOptions.max_wait` inside one call. A longer wait ends the call
+with :class:`GitHubError` ``RateLimited`` and ``retry_after``, so the caller requeues instead of
+holding a thread for an hour. Nothing here fails a build: callers decide what an error means.
+
+Tokens never appear in messages, logs or exceptions raised from here. The pure helpers at the
+end build what the reconcile posts: status context, description, state and link, the hook URL
+and the Secret that holds a generated hook secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import posixpath
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, TypeVar
+from urllib.parse import quote, urlsplit
+
+import requests
+from github import Auth, Github, GithubException, GithubRetry
+from github.GithubException import RateLimitExceededExceedsMaxWait
+from github.GithubObject import NotSet
+from github.Hook import Hook
+from github.Repository import Repository as PyGithubRepository
+
+from autobuild import API_GROUP, API_VERSION, KIND
+from autobuild.api.models import (
+    AutomatedBuild,
+    BuildPhase,
+    BuildRecord,
+    BuildRule,
+    ImageSpec,
+    SourceSpec,
+    Visibility,
+)
+from autobuild.planning.job import LABEL_UID
+from autobuild.settings import DEFAULT_GITHUB_URL
+
+__all__ = [
+    "REASON_AUTHENTICATION_FAILED",
+    "REASON_NOT_A_FILE",
+    "REASON_NOT_FOUND",
+    "REASON_RATE_LIMITED",
+    "REASON_REJECTED",
+    "REASON_STATUS_FORBIDDEN",
+    "REASON_UNREACHABLE",
+    "REASON_WEBHOOK_FORBIDDEN",
+    "REASON_WEBHOOK_LIMIT_REACHED",
+    "ClientOptions",
+    "CommitState",
+    "CommitStatus",
+    "FileAtCommit",
+    "GitHub",
+    "GitHubError",
+    "HookState",
+    "Repository",
+    "commit_state",
+    "commit_status",
+    "dockerfile_path",
+    "format_duration",
+    "hook_secret_manifest",
+    "hook_secret_name",
+    "hook_url",
+    "manifest_for",
+    "new_hook_secret",
+    "repository_full_name",
+    "status_context",
+    "status_description",
+    "target_url",
+    "webhook_status",
+]
+
+T = TypeVar("T")
+
+# PyGithub logs each request's body at DEBUG, and a hook's body holds its secret: never DEBUG.
+logging.getLogger("github.Requester").setLevel(logging.INFO)
+
+# GitHubError.reason values: short CamelCase words for conditions and Events.
+REASON_AUTHENTICATION_FAILED: Final = "AuthenticationFailed"
+REASON_NOT_FOUND: Final = "NotFound"
+REASON_NOT_A_FILE: Final = "NotAFile"
+REASON_WEBHOOK_FORBIDDEN: Final = "WebhookForbidden"
+REASON_WEBHOOK_LIMIT_REACHED: Final = "WebhookLimitReached"
+REASON_STATUS_FORBIDDEN: Final = "StatusForbidden"
+REASON_RATE_LIMITED: Final = "RateLimited"
+REASON_UNREACHABLE: Final = "Unreachable"
+REASON_REJECTED: Final = "Rejected"
+_RETRYABLE: Final = frozenset({REASON_RATE_LIMITED, REASON_UNREACHABLE})
+
+HOOK_PATH: Final = "/hooks/github"
+HOOK_EVENTS: Final = ("push",)
+HOOK_SECRET_KEY: Final = "secret"  # noqa: S105 (a key name: webhookSecret Secrets use it too)
+STATUS_DESCRIPTION_MAX: Final = 140  # GitHub answers 422 beyond this
+_MAX_DETAIL: Final = 300
+_SHA: Final = re.compile(r"[0-9a-f]{40}")
+
+
+class GitHubError(Exception):
+    """A GitHub call failed. The message is safe to show (no token, no hook secret).
+
+    ``reason`` is one of the ``REASON_*`` constants; ``status`` the HTTP status if GitHub
+    answered; ``retry_after`` how long to wait before trying again, when GitHub said so.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """True when the same call may succeed later without anyone changing anything."""
+        return self.reason in _RETRYABLE
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How each ``Github`` client talks to the API (the defaults suit the operator)."""
+
+    timeout: int = 15  # seconds per HTTP request
+    retries: int = 3  # per call, for 5xx, 429, rate-limited 403 and connection errors
+    max_wait: int = 30  # longest rate-limit sleep inside one call; longer: RateLimited
+    seconds_between_requests: float = 0.25
+    seconds_between_writes: float = 1.0
+    per_page: int = 100
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A repository as the picker shows it."""
+
+    full_name: str
+    clone_url: str
+    html_url: str
+    private: bool
+    default_branch: str
+    description: str
+    admin: bool  # the token may manage its webhooks
+
+
+@dataclass(frozen=True)
+class FileAtCommit:
+    """A file's bytes as they were at one commit."""
+
+    path: str
+    commit: str
+    content: bytes
+    html_url: str
+
+
+@dataclass(frozen=True)
+class HookState:
+    """The operator's push webhook on one repository, after :meth:`GitHub.ensure_hook`."""
+
+    id: int
+    url: str
+    active: bool
+    created: bool  # False: an existing hook with this URL was updated
+    # GitHub's answer to the last delivery ("unused" before the first), if it reported one.
+    last_response_code: int | None
+    last_response_status: str | None
+    last_response_message: str | None
+
+
+class CommitState(StrEnum):
+    """The four states of a GitHub commit status."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """What to post for one build on its commit (see :func:`commit_status`)."""
+
+    state: CommitState
+    context: str
+    description: str
+    target_url: str | None
+
+
+class GitHub:
+    """Typed, asynchronous access to one GitHub API (github.com or a GitHub Enterprise server).
+
+    Every method takes the linked account's token (``None``: anonymous, public data only) and
+    raises :class:`GitHubError`. Call :meth:`close` when done.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_GITHUB_URL,
+        options: ClientOptions | None = None,
+        *,
+        max_clients: int = 64,
+        workers: int = 4,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.options = options or ClientOptions()
+        self._max_clients = max_clients
+        self._clients: OrderedDict[str, tuple[Github, threading.Lock]] = OrderedDict()
+        self._clients_lock = threading.Lock()
+        self._turns: dict[tuple[int, str], asyncio.Lock] = {}
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="github")
+
+    def close(self) -> None:
+        """Close every client's connections and stop the worker threads."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._clients_lock:
+            for client, _ in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    async def list_repositories(self, token: str) -> list[Repository]:
+        """Every repository the token's account can see (owned, collaborator, organisation),
+        sorted by full name: Docker Hub's "select the repository" list."""
+
+        def call(client: Github) -> list[Repository]:
+            listing = client.get_user().get_repos(sort="full_name")
+            return [_repository(repo) for repo in listing]
+
+        return await self._run(token, "list the repositories", call)
+
+    async def get_repository(self, token: str | None, full_name: str) -> Repository:
+        """One repository (``owner/name``)."""
+        _check_full_name(full_name)
+        return await self._run(
+            token,
+            f"read repository {full_name}",
+            lambda client: _repository(_complete(client.get_repo(full_name))),
+        )
+
+    async def read_file(
+        self, token: str | None, full_name: str, path: str, commit: str
+    ) -> FileAtCommit:
+        """The file at ``path`` (relative to the repository root) as it was at ``commit``."""
+        _check_full_name(full_name)
+        what = f"read {path} at {commit[:12]} in {full_name}"
+
+        def call(client: Github) -> FileAtCommit:
+            found = client.get_repo(full_name).get_contents(path, ref=commit)
+            if isinstance(found, list) or found.type != "file":
+                raise GitHubError(REASON_NOT_A_FILE, f"cannot {what}: it is not a file")
+            if found.encoding != "base64":
+                # The contents API leaves files over 1 MB out ("encoding": "none").
+                raise GitHubError(
+                    REASON_NOT_A_FILE, f"cannot {what}: {found.size} bytes is too large"
+                )
+            return FileAtCommit(found.path, commit, found.decoded_content, found.html_url)
+
+        return await self._run(token, what, call, not_found=REASON_NOT_FOUND)
+
+    async def ensure_hook(self, token: str, full_name: str, url: str, secret: str) -> HookState:
+        """Make the repository's push webhook to ``url`` exist with ``secret``; idempotent.
+
+        The hook is found by its exact URL and updated (GitHub never returns a secret, so the
+        secret is always sent again) or created; other hooks are never touched. Raises
+        ``WebhookForbidden`` without admin rights (or without the ``admin:repo_hook`` scope)
+        and ``WebhookLimitReached`` when GitHub's 20 push hooks per repository are taken.
+        """
+        _check_full_name(full_name)
+        config = {"url": url, "content_type": "json", "insecure_ssl": "0", "secret": secret}
+        what = f"register the push webhook on {full_name}"
+
+        def call(client: Github) -> HookState:
+            repo = _complete(client.get_repo(full_name))
+            if not repo.permissions.admin:
+                raise GitHubError(
+                    REASON_WEBHOOK_FORBIDDEN,
+                    f"cannot {what}: the linked account has no admin rights on the repository",
+                )
+            for attempt in range(2):
+                hook = _own_hook(repo, url)
+                if hook is not None:
+                    hook.edit("web", config, events=list(HOOK_EVENTS), active=True)
+                    return _hook_state(hook, created=False)
+                try:
+                    created = repo.create_hook("web", config, list(HOOK_EVENTS), active=True)
+                except GithubException as exc:
+                    # A concurrent writer (or a retried POST) created it first: update that one.
+                    if attempt == 0 and "already exists" in _error_text(exc):
+                        continue
+                    raise
+                return _hook_state(created, created=True)
+            raise GitHubError(REASON_REJECTED, f"cannot {what}: GitHub keeps refusing it")
+
+        return await self._run(token, what, call, not_found=REASON_WEBHOOK_FORBIDDEN)
+
+    async def delete_hook(self, token: str, full_name: str, hook_id: int, *, url: str) -> bool:
+        """Delete the hook ``hook_id`` if it is still the one pointing to ``url``.
+
+        Returns False when there was nothing to delete (already gone, or no longer visible to
+        the token); a hook with that id but another URL is left alone (also False).
+        """
+        _check_full_name(full_name)
+        what = f"delete webhook {hook_id} on {full_name}"
+
+        def call(client: Github) -> bool:
+            hook = client.get_repo(full_name).get_hook(hook_id)
+            if hook.config.get("url") != url:
+                return False
+            hook.delete()
+            return True
+
+        try:
+            return await self._run(token, what, call, not_found=REASON_NOT_FOUND)
+        except GitHubError as exc:
+            if exc.reason == REASON_NOT_FOUND:
+                return False
+            raise
+
+    async def post_status(
+        self,
+        token: str,
+        full_name: str,
+        sha: str,
+        state: CommitState,
+        context: str,
+        description: str,
+        target_url: str | None = None,
+    ) -> None:
+        """Post a commit status (one POST; the description is cut to GitHub's 140)."""
+        _check_full_name(full_name)
+        if not _SHA.fullmatch(sha):
+            raise GitHubError(REASON_REJECTED, f"not a full commit id: {sha[:64]!r}")
+        what = f"post status {context} ({state.value}) on {sha[:12]} in {full_name}"
+
+        def call(client: Github) -> None:
+            client.get_repo(full_name).get_commit(sha).create_status(
+                state.value,
+                target_url=target_url if target_url else NotSet,
+                description=_cut(description, STATUS_DESCRIPTION_MAX),
+                context=context,
+            )
+
+        await self._run(token, what, call, not_found=REASON_STATUS_FORBIDDEN)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        token: str | None,
+        what: str,
+        call: Callable[[Github], T],
+        *,
+        not_found: str = REASON_NOT_FOUND,
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        # Calls of one token queue here, on the loop, so they never hold a worker thread
+        # while they wait: other tokens' calls keep every worker.
+        turn = self._turns.setdefault((id(loop), _token_key(token)), asyncio.Lock())
+        async with turn:
+            return await loop.run_in_executor(
+                self._executor, self._call_locked, token, what, call, not_found
+            )
+
+    def _call_locked(
+        self, token: str | None, what: str, call: Callable[[Github], T], not_found: str
+    ) -> T:
+        client, lock = self._client(token)
+        with lock:
+            try:
+                return call(client)
+            except GitHubError:
+                raise
+            except RateLimitExceededExceedsMaxWait as exc:
+                raise GitHubError(
+                    REASON_RATE_LIMITED,
+                    f"cannot {what}: GitHub's rate limit resets in {exc.wait:.0f}s",
+                    status=exc.status,
+                    retry_after=exc.wait,
+                ) from None
+            except GithubException as exc:
+                raise _translate(exc, what, not_found) from None
+            except requests.exceptions.RetryError as exc:
+                # Retries spent on rate-limit answers (403/429) that set no wait of their own.
+                limited = any(f"too many {code} " in str(exc) for code in (403, 429))
+                raise GitHubError(
+                    REASON_RATE_LIMITED if limited else REASON_UNREACHABLE,
+                    f"cannot {what}: {self.base_url} kept failing after "
+                    f"{self.options.retries} retries"
+                    + (" (rate limited)" if limited else " (server errors)"),
+                ) from None
+            except requests.RequestException as exc:
+                raise GitHubError(
+                    REASON_UNREACHABLE,
+                    f"cannot {what}: {self.base_url} did not answer ({type(exc).__name__})",
+                ) from None
+
+    def _client(self, token: str | None) -> tuple[Github, threading.Lock]:
+        key = _token_key(token)
+        with self._clients_lock:
+            found = self._clients.get(key)
+            if found is not None:
+                self._clients.move_to_end(key)
+                return found
+            options = self.options
+            retry = GithubRetry(
+                total=options.retries,
+                backoff_factor=0.5,
+                status_forcelist=[*range(500, 600), 429],
+                secondary_rate_wait=min(60, options.max_wait),
+                max_rate_limit_wait=options.max_wait,
+                retry_after_max=options.max_wait,
+            )
+            client = Github(
+                auth=Auth.Token(token) if token else None,
+                base_url=self.base_url,
+                timeout=options.timeout,
+                per_page=options.per_page,
+                retry=retry,
+                seconds_between_requests=options.seconds_between_requests,
+                seconds_between_writes=options.seconds_between_writes,
+                lazy=True,
+            )
+            entry = (client, threading.Lock())
+            self._clients[key] = entry
+            while len(self._clients) > self._max_clients:
+                # Not closed here: another thread may be using it; its session closes when
+                # the client is collected.
+                self._clients.popitem(last=False)
+            return entry
+
+
+def _token_key(token: str | None) -> str:
+    """A digest that names a token's client, so that no token sits in a dict key."""
+    return hashlib.sha256((token or "").encode()).hexdigest()
+
+
+def _complete(repo: PyGithubRepository) -> PyGithubRepository:
+    """Fetch a lazy repository now, so a 404 means "no such repository" here."""
+    repo.complete()
+    return repo
+
+
+def _repository(repo: PyGithubRepository) -> Repository:
+    permissions = repo.permissions
+    return Repository(
+        full_name=repo.full_name,
+        clone_url=repo.clone_url,
+        html_url=repo.html_url,
+        private=bool(repo.private),
+        default_branch=repo.default_branch or "main",
+        description=repo.description or "",
+        admin=bool(permissions.admin) if permissions is not None else False,
+    )
+
+
+def _own_hook(repo: PyGithubRepository, url: str) -> Hook | None:
+    return next((hook for hook in repo.get_hooks() if hook.config.get("url") == url), None)
+
+
+def _hook_state(hook: Hook, *, created: bool) -> HookState:
+    last = hook.last_response
+    return HookState(
+        id=hook.id,
+        url=str(hook.config.get("url", "")),
+        active=bool(hook.active),
+        created=created,
+        last_response_code=last.code if last is not None else None,
+        last_response_status=last.status if last is not None else None,
+        last_response_message=last.message if last is not None else None,
+    )
+
+
+def _error_text(exc: GithubException) -> str:
+    """GitHub's message and its ``errors[].message`` details, lowercased."""
+    data = exc.data if isinstance(exc.data, Mapping) else {}
+    parts = [str(data.get("message") or "")]
+    for error in data.get("errors") or []:
+        if isinstance(error, Mapping):
+            parts.append(str(error.get("message") or error.get("code") or ""))
+        else:
+            parts.append(str(error))
+    return "; ".join(p for p in parts if p).lower()
+
+
+def _translate(exc: GithubException, what: str, not_found: str) -> GitHubError:
+    detail = _cut(_error_text(exc) or f"HTTP {exc.status}", _MAX_DETAIL)
+    status = exc.status
+    if status == 401:
+        reason = REASON_AUTHENTICATION_FAILED
+        detail = "the token was refused (expired or revoked?)"
+    elif status == 404:
+        reason = not_found
+        if not_found == REASON_NOT_FOUND:
+            detail += " (or the linked account cannot see it)"
+        elif not_found == REASON_WEBHOOK_FORBIDDEN:
+            detail = (
+                "GitHub hides the webhooks: the token needs admin rights on the repository "
+                "and the admin:repo_hook (or repo) scope"
+            )
+        elif not_found == REASON_STATUS_FORBIDDEN:
+            detail = "GitHub hides the repository: the token needs push rights (repo scope)"
+    elif status == 403 and "rate limit" in detail:
+        reason = REASON_RATE_LIMITED
+    elif status == 403 and not_found in (REASON_WEBHOOK_FORBIDDEN, REASON_STATUS_FORBIDDEN):
+        reason = not_found
+    elif status == 422 and "cannot have more than" in detail:
+        reason = REASON_WEBHOOK_LIMIT_REACHED
+        detail = f"GitHub allows 20 push webhooks per repository and they are taken ({detail})"
+    elif status in (429,) or status >= 500:
+        reason = REASON_UNREACHABLE
+    else:
+        reason = REASON_REJECTED
+    return GitHubError(reason, f"cannot {what}: {detail}", status=status)
+
+
+def _check_full_name(full_name: str) -> None:
+    owner, _, name = full_name.partition("/")
+    if not owner or not name or "/" in name or full_name.strip() != full_name:
+        raise GitHubError(REASON_REJECTED, f"expected OWNER/NAME, got {full_name[:100]!r}")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+# -- pure helpers for the reconcile and the CLI -----------------------------------------------
+
+_PHASE_STATES: Final = {
+    BuildPhase.PENDING: CommitState.PENDING,
+    BuildPhase.QUEUED: CommitState.PENDING,
+    BuildPhase.RUNNING: CommitState.PENDING,
+    BuildPhase.SUCCEEDED: CommitState.SUCCESS,
+    BuildPhase.FAILED: CommitState.FAILURE,
+    # The build did not run to its end: "error" (GitHub: the check could not complete).
+    BuildPhase.TIMED_OUT: CommitState.ERROR,
+    BuildPhase.CANCELLED: CommitState.ERROR,
+}
+
+
+def commit_state(phase: BuildPhase) -> CommitState:
+    """The GitHub commit state of a build phase."""
+    return _PHASE_STATES[phase]
+
+
+def status_context(image: ImageSpec, tags: Sequence[str]) -> str:
+    """``autobuild/<image>:<first tag>``; Docker Hub images without ``docker.io/``."""
+    repository = image.repository.removeprefix("docker.io/")
+    return f"autobuild/{repository}:{tags[0]}" if tags else f"autobuild/{repository}"
+
+
+def format_duration(seconds: int) -> str:
+    """``45s``, ``2m 5s``, ``1h 0m 3s``."""
+    hours, rest = divmod(max(seconds, 0), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m {secs}s"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+_PHASE_WORDS: Final = {
+    BuildPhase.PENDING: "Build pending",
+    BuildPhase.QUEUED: "Build queued",
+    BuildPhase.RUNNING: "Building",
+    BuildPhase.SUCCEEDED: "Build succeeded",
+    BuildPhase.FAILED: "Build failed",
+    BuildPhase.TIMED_OUT: "Build timed out",
+    BuildPhase.CANCELLED: "Build cancelled",
+}
+
+
+def status_description(
+    phase: BuildPhase, duration_seconds: int | None = None, reason: str | None = None
+) -> str:
+    """``Build succeeded in 2m 5s``, ``Build failed after 40s: PushDenied``; at most 140."""
+    text = _PHASE_WORDS[phase]
+    if duration_seconds is not None and phase not in (BuildPhase.PENDING, BuildPhase.QUEUED):
+        joiner = (
+            "in"
+            if phase == BuildPhase.SUCCEEDED
+            else "for"
+            if phase == BuildPhase.RUNNING
+            else "after"
+        )
+        text += f" {joiner} {format_duration(duration_seconds)}"
+    if reason and phase in (BuildPhase.FAILED, BuildPhase.TIMED_OUT, BuildPhase.CANCELLED):
+        text += f": {reason}"
+    return _cut(text, STATUS_DESCRIPTION_MAX)
+
+
+def target_url(template: str, *, namespace: str, name: str, build: str, commit: str) -> str | None:
+    """The status link from ``AUTOBUILD_BUILD_URL_TEMPLATE`` (None when it is unset).
+
+    Values are percent-encoded; the template was checked by the settings.
+    """
+    if not template:
+        return None
+    values = {"namespace": namespace, "name": name, "build": build, "commit": commit}
+    return template.format_map({k: quote(v, safe="") for k, v in values.items()})
+
+
+def commit_status(
+    image: ImageSpec, namespace: str, name: str, record: BuildRecord, url_template: str = ""
+) -> CommitStatus:
+    """The commit status one build should show now (post it when state or text changes)."""
+    return CommitStatus(
+        state=commit_state(record.phase),
+        context=status_context(image, record.tags),
+        description=status_description(record.phase, record.duration_seconds, record.reason),
+        target_url=target_url(
+            url_template, namespace=namespace, name=name, build=record.id, commit=record.commit
+        ),
+    )
+
+
+def hook_url(public_url: str, namespace: str, name: str) -> str:
+    """The push webhook URL of one AutomatedBuild: ``{public_url}/hooks/github?automatedbuild=
+    NAMESPACE/NAME``.
+
+    One hook per AutomatedBuild (not per repository): each has its own secret, and deleting one
+    AutomatedBuild removes only its hook while another one building the same repository keeps
+    receiving pushes. The receiver routes on the path; the query tells it which secret to try.
+    """
+    return f"{public_url.rstrip('/')}{HOOK_PATH}?automatedbuild={quote(namespace)}/{quote(name)}"
+
+
+def webhook_status(state: HookState) -> dict[str, Any]:
+    """``status.webhook`` of an AutomatedBuild (camelCase, no secret): id, url and GitHub's
+    answer to the last delivery when it reported one."""
+    status: dict[str, Any] = {"id": state.id, "url": state.url, "active": state.active}
+    last = {
+        "code": state.last_response_code,
+        "status": state.last_response_status,
+        "message": state.last_response_message,
+    }
+    if any(value is not None for value in last.values()):
+        status["lastResponse"] = {k: v for k, v in last.items() if v is not None}
+    return status
+
+
+def repository_full_name(source: SourceSpec) -> str:
+    """``owner/name`` of ``spec.source.repo`` (``github.com/acme/app``, ``https://.../app.git``)."""
+    path = urlsplit(source.repo if "://" in source.repo else f"https://{source.repo}").path
+    parts = [part for part in path.strip("/").split("/") if part]
+    if len(parts) != 2:
+        raise GitHubError(REASON_REJECTED, f"{source.repo!r} is not a GitHub OWNER/NAME repository")
+    return f"{parts[0]}/{parts[1].removesuffix('.git')}"
+
+
+def dockerfile_path(rule: BuildRule) -> str:
+    """The rule's Dockerfile relative to the repository root (context joined with dockerfile)."""
+    return posixpath.normpath(posixpath.join(rule.context_sub_path, rule.dockerfile))
+
+
+def hook_secret_name(automated_build_name: str) -> str:
+    """Name of the Secret holding the generated hook secret: ``<name>-github-hook``.
+
+    Names too long for the suffix keep a hash of the full name, so two never collide.
+    """
+    suffix = "-github-hook"
+    if len(automated_build_name) + len(suffix) <= 253:
+        return automated_build_name + suffix
+    digest = hashlib.sha256(automated_build_name.encode()).hexdigest()[:10]
+    return f"{automated_build_name[: 253 - len(suffix) - 11].rstrip('.-')}-{digest}{suffix}"
+
+
+def new_hook_secret() -> str:
+    """A fresh random webhook secret (256 bits, hex)."""
+    return secrets.token_hex(32)
+
+
+def hook_secret_manifest(
+    namespace: str, automated_build_name: str, uid: str, secret: str
+) -> dict[str, Any]:
+    """The Secret the operator creates (and owns) to keep a generated hook secret.
+
+    Key ``secret`` as in ``webhookSecret`` Secrets; owned by the AutomatedBuild, so the garbage
+    collector removes it with it; labelled with its uid like the build Jobs.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": hook_secret_name(automated_build_name),
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": "autobuild",
+                "app.kubernetes.io/component": "github-webhook",
+                "app.kubernetes.io/managed-by": "autobuild",
+                LABEL_UID: uid,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": KIND,
+                    "name": automated_build_name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "stringData": {HOOK_SECRET_KEY: secret},
+    }
+
+
+def _image_component(text: str) -> str:
+    """``text`` as one lowercase image path component (``My_App.v2`` -> ``my_app.v2``)."""
+    component = re.sub(r"[^a-z0-9._-]+", "-", text.lower())
+    component = re.sub(r"[._-]*([._-])[._-]*", r"\1", component).strip("._-")
+    return component or "app"
+
+
+def _dns_name(text: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower())
+    return re.sub(r"-{2,}", "-", name).strip("-")[:63].strip("-") or "app"
+
+
+def manifest_for(
+    repo: Repository,
+    *,
+    credentials_secret: str,
+    namespace: str | None = None,
+    image_namespace: str | None = None,
+    image_name: str | None = None,
+    registry: str | None = None,
+    private: bool | None = None,
+) -> dict[str, Any]:
+    """A ready AutomatedBuild for ``repo``, as Docker Hub's "create automated build" fills it in.
+
+    Image namespace and name default to the repository's owner and name; visibility follows the
+    repository's privacy; the short description is its description cut to 100 characters; the
+    rules build the default branch as ``latest`` and version tags ``v1.2.3`` as ``1.2.3``.
+    Returns the document (validated with the API models: pydantic's ValidationError when an
+    explicit value is not valid).
+    """
+    owner, name = repo.full_name.split("/", 1)
+    on_github_com = repo.clone_url.startswith("https://github.com/")
+    source: dict[str, Any] = {
+        # github.com infers the provider; GitHub Enterprise is named by its clone URL.
+        "repo": f"github.com/{repo.full_name}" if on_github_com else repo.clone_url,
+        "credentialsSecret": credentials_secret,
+    }
+    if not on_github_com:
+        source["provider"] = "github"
+    image: dict[str, Any] = {
+        "namespace": image_namespace or _image_component(owner),
+        "name": image_name or _image_component(name),
+        "visibility": (
+            Visibility.PRIVATE
+            if (repo.private if private is None else private)
+            else Visibility.PUBLIC
+        ).value,
+        # One line, like Docker Hub's short description.
+        "shortDescription": (" ".join(repo.description.split()) or repo.full_name)[:100],
+    }
+    if registry:
+        image = {"registry": registry, **image}
+    metadata: dict[str, Any] = {"name": _dns_name(image_name or name)}
+    if namespace:
+        metadata["namespace"] = namespace
+    document = {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "source": source,
+            "image": image,
+            "tags": [
+                {"sourceType": "Branch", "source": repo.default_branch, "dockerTag": "latest"},
+                {"sourceType": "Tag", "source": "/^v?([0-9.]+)$/", "dockerTag": "{\\1}"},
+            ],
+        },
+    }
+    AutomatedBuild.model_validate(document)
+    return document

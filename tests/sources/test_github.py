@@ -1,0 +1,372 @@
+"""``autobuild.sources.github.GitHub`` against the fake GitHub API (real HTTP, real PyGithub)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from autobuild.sources.github import (
+    REASON_AUTHENTICATION_FAILED,
+    REASON_NOT_A_FILE,
+    REASON_NOT_FOUND,
+    REASON_RATE_LIMITED,
+    REASON_REJECTED,
+    REASON_STATUS_FORBIDDEN,
+    REASON_UNREACHABLE,
+    REASON_WEBHOOK_FORBIDDEN,
+    REASON_WEBHOOK_LIMIT_REACHED,
+    ClientOptions,
+    CommitState,
+    GitHub,
+    GitHubError,
+)
+from support.fakegithub import HOOK_LIMIT, FakeGitHub, FakeRepo
+
+TOKEN = "ghp_0wnerT0kenValue0123456789abcdefABCD"
+WRITER_TOKEN = "ghp_wr1terT0kenValue0123456789abcdefABC"
+HOOK = "https://autobuild.example.com/hooks/github?automatedbuild=ci/app"
+# No throttle in tests: the throttle is PyGithub's own (seconds between requests and writes).
+FAST = ClientOptions(seconds_between_requests=0, seconds_between_writes=0, max_wait=5)
+
+
+@pytest.fixture(params=["", "/api/v3"], ids=["github.com", "enterprise"])
+def fake(request: pytest.FixtureRequest) -> Iterator[FakeGitHub]:
+    with FakeGitHub(prefix=request.param) as server:
+        server.add_user("octo", token=TOKEN)
+        server.add_user("writer", token=WRITER_TOKEN)
+        yield server
+
+
+@pytest.fixture
+def repo(fake: FakeGitHub) -> FakeRepo:
+    return fake.add_repo("octo/app", description="The app", writers={"writer"})
+
+
+def call(fake: FakeGitHub, coroutine: Any, options: ClientOptions = FAST) -> Any:
+    """Run one call of a fresh client (the coroutine factory takes the client)."""
+
+    async def run() -> Any:
+        github = GitHub(fake.base_url, options)
+        try:
+            return await coroutine(github)
+        finally:
+            github.close()
+
+    return asyncio.run(run())
+
+
+def failure(fake: FakeGitHub, coroutine: Any, options: ClientOptions = FAST) -> GitHubError:
+    with pytest.raises(GitHubError) as caught:
+        call(fake, coroutine, options)
+    for token in (TOKEN, WRITER_TOKEN):
+        assert token not in str(caught.value)
+    return caught.value
+
+
+def test_repositories_are_listed_across_pages(fake: FakeGitHub) -> None:
+    for number in range(5):
+        fake.add_repo(f"octo/r{number}", private=number % 2 == 1, description=f"repo {number}")
+    fake.add_repo("other/hidden", private=True)
+    fake.add_repo("other/shared", readers={"octo"}, default_branch="trunk")
+
+    found = call(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(per_page=2))
+
+    assert [r.full_name for r in found] == [f"octo/r{n}" for n in range(5)] + ["other/shared"]
+    assert [r.private for r in found[:5]] == [False, True, False, True, False]
+    shared = found[-1]
+    assert (shared.admin, shared.default_branch) == (False, "trunk")
+    assert found[0].admin is True
+    assert found[0].description == "repo 0"
+    assert found[0].clone_url.endswith("/octo/r0.git")
+    # Three pages of two, following the Link header; no extra request per repository.
+    listed = fake.requests_to("GET", "/user/repos")
+    assert [r.query.get("page", "1") for r in listed] == ["1", "2", "3"]
+    assert all(r.query["per_page"] == "2" for r in listed)
+    assert len(fake.requests) == 3
+
+
+def test_a_refused_token_is_authentication_failed(fake: FakeGitHub) -> None:
+    error = failure(fake, lambda gh: gh.list_repositories("ghp_revoked"))
+    assert error.reason == REASON_AUTHENTICATION_FAILED
+    assert error.status == 401
+    assert not error.retryable
+
+
+def test_a_private_repository_is_invisible_to_others(fake: FakeGitHub) -> None:
+    fake.add_repo("other/secret", private=True)
+    error = failure(fake, lambda gh: gh.get_repository(TOKEN, "other/secret"))
+    assert error.reason == REASON_NOT_FOUND
+
+
+def test_public_repository_without_token(fake: FakeGitHub, repo: FakeRepo) -> None:
+    found = call(fake, lambda gh: gh.get_repository(None, "octo/app"))
+    assert (found.full_name, found.description, found.admin) == ("octo/app", "The app", False)
+    assert fake.requests[-1].login is None
+
+
+def test_files_are_read_as_they_were_at_the_commit(fake: FakeGitHub, repo: FakeRepo) -> None:
+    old = repo.add_commit({"Dockerfile": b"FROM scratch\n", "docker/Dockerfile": b"old\r\n"})
+    content = bytes(range(256)) * 10  # not text, longer than one base64 line
+    new = repo.add_commit({"Dockerfile": b"FROM alpine\n", "docker/Dockerfile": content})
+
+    at_old = call(fake, lambda gh: gh.read_file(TOKEN, "octo/app", "docker/Dockerfile", old))
+    at_new = call(fake, lambda gh: gh.read_file(TOKEN, "octo/app", "docker/Dockerfile", new))
+
+    assert (at_old.content, at_old.path, at_old.commit) == (b"old\r\n", "docker/Dockerfile", old)
+    assert at_new.content == content
+    assert fake.requests_to("GET", "/contents/docker/Dockerfile")[0].query == {"ref": old}
+
+
+def test_missing_file_and_directory(fake: FakeGitHub, repo: FakeRepo) -> None:
+    sha = repo.add_commit({"docker/Dockerfile": b"FROM scratch\n"})
+    missing = failure(fake, lambda gh: gh.read_file(TOKEN, "octo/app", "Dockerfile", sha))
+    assert missing.reason == REASON_NOT_FOUND
+    assert "Dockerfile" in str(missing)
+    directory = failure(fake, lambda gh: gh.read_file(TOKEN, "octo/app", "docker", sha))
+    assert directory.reason == REASON_NOT_A_FILE
+
+
+def test_hook_is_created_then_updated_and_other_hooks_are_untouched(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    other = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", "https://ci.example/x", "o"))
+
+    first = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s3cret-1"))
+    second = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s3cret-2"))
+
+    assert first.created
+    assert not second.created
+    assert first.id == second.id != other.id
+    assert (second.url, second.active, second.last_response_status) == (HOOK, True, "unused")
+    hook = repo.hooks[second.id]
+    assert hook["events"] == ["push"]
+    assert hook["config"]["content_type"] == "json"
+    assert repo.hook_secrets == {other.id: "o", second.id: "s3cret-2"}
+    assert repo.hooks[other.id]["config"]["url"] == "https://ci.example/x"
+    assert len(fake.requests_to("PATCH", f"/hooks/{other.id}")) == 0
+
+
+def test_hook_needs_admin_rights(fake: FakeGitHub, repo: FakeRepo) -> None:
+    error = failure(fake, lambda gh: gh.ensure_hook(WRITER_TOKEN, "octo/app", HOOK, "s"))
+    assert error.reason == REASON_WEBHOOK_FORBIDDEN
+    assert "admin" in str(error)
+    assert not fake.requests_to("GET", "/hooks")
+    assert repo.hooks == {}
+
+
+def test_hook_limit_is_a_clear_error(fake: FakeGitHub, repo: FakeRepo) -> None:
+    for number in range(HOOK_LIMIT):
+        call(fake, lambda gh, n=number: gh.ensure_hook(TOKEN, "octo/app", f"https://h{n}", "s"))
+    error = failure(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"))
+    assert error.reason == REASON_WEBHOOK_LIMIT_REACHED
+    assert error.status == 422
+    assert "20 push webhooks" in str(error)
+    assert len(repo.hooks) == HOOK_LIMIT
+
+
+def test_delete_removes_exactly_that_hook(fake: FakeGitHub, repo: FakeRepo) -> None:
+    mine = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"))
+    theirs = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", "https://ci.example/", "t"))
+
+    wrong_url = call(fake, lambda gh: gh.delete_hook(TOKEN, "octo/app", theirs.id, url=HOOK))
+    deleted = call(fake, lambda gh: gh.delete_hook(TOKEN, "octo/app", mine.id, url=HOOK))
+    again = call(fake, lambda gh: gh.delete_hook(TOKEN, "octo/app", mine.id, url=HOOK))
+
+    assert (wrong_url, deleted, again) == (False, True, False)
+    assert list(repo.hooks) == [theirs.id]
+
+
+def test_status_is_one_post(fake: FakeGitHub, repo: FakeRepo) -> None:
+    sha = repo.add_commit({"Dockerfile": b"FROM scratch\n"})
+    long_text = "Build failed after 1m 2s: " + "x" * 200
+
+    call(
+        fake,
+        lambda gh: gh.post_status(
+            WRITER_TOKEN,
+            "octo/app",
+            sha,
+            CommitState.FAILURE,
+            "autobuild/acme/app:latest",
+            long_text,
+            "https://dash.example/ci/app/b1",
+        ),
+    )
+
+    assert [(r.method, r.status) for r in fake.requests] == [("POST", 201)]
+    (status,) = repo.statuses
+    assert status["state"] == "failure"
+    assert status["context"] == "autobuild/acme/app:latest"
+    assert status["target_url"] == "https://dash.example/ci/app/b1"
+    assert len(status["description"]) == 140
+    assert status["description"].startswith("Build failed after 1m 2s: xxx")
+
+
+def test_status_errors(fake: FakeGitHub, repo: FakeRepo) -> None:
+    sha = repo.add_commit({"Dockerfile": b"FROM scratch\n"})
+    fake.add_user("reader", token="ghp_reader")
+    repo.roles["reader"] = "read"
+
+    def post(token: str, commit: str) -> Any:
+        return lambda gh: gh.post_status(token, "octo/app", commit, CommitState.PENDING, "c", "d")
+
+    assert failure(fake, post("ghp_reader", sha)).reason == REASON_STATUS_FORBIDDEN
+    unknown = failure(fake, post(TOKEN, "f" * 40))
+    assert (unknown.reason, unknown.status) == (REASON_REJECTED, 422)
+    assert failure(fake, post(TOKEN, "main")).reason == REASON_REJECTED
+    assert repo.statuses == []
+
+
+def test_secondary_rate_limit_and_429_are_waited_out(fake: FakeGitHub, repo: FakeRepo) -> None:
+    sha = repo.add_commit({"Dockerfile": b"FROM scratch\n"})
+    fake.fail_next("secondary", wait=1)
+    fake.fail_next("too-many", wait=1)
+    fake.fail_next("server-error")
+
+    call(fake, lambda gh: gh.post_status(TOKEN, "octo/app", sha, CommitState.PENDING, "c", "d"))
+
+    assert [r.status for r in fake.requests] == [403, 429, 502, 201]
+    assert len(repo.statuses) == 1
+
+
+def test_primary_rate_limit_far_away_is_not_slept_through(fake: FakeGitHub, repo: FakeRepo) -> None:
+    fake.fail_next("primary", wait=3600)
+    error = failure(fake, lambda gh: gh.list_repositories(TOKEN))
+    assert error.reason == REASON_RATE_LIMITED
+    assert error.retryable
+    assert error.retry_after is not None
+    assert error.retry_after > 3000
+    assert len(fake.requests) == 1
+
+
+def test_server_errors_until_retries_run_out_are_unreachable(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    fake.fail_next("server-error", count=3)
+    error = failure(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(retries=2))
+    assert error.reason == REASON_UNREACHABLE
+    assert error.retryable
+    assert len(fake.requests) == 3
+
+
+def test_a_closed_port_is_unreachable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def run() -> None:
+        github = GitHub(f"http://127.0.0.1:{port}", ClientOptions(retries=0, timeout=5))
+        try:
+            await github.list_repositories(TOKEN)
+        finally:
+            github.close()
+
+    with pytest.raises(GitHubError) as caught:
+        asyncio.run(run())
+    assert caught.value.reason == REASON_UNREACHABLE
+    assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+def test_calls_do_not_block_the_event_loop(fake: FakeGitHub, repo: FakeRepo) -> None:
+    async def run() -> int:
+        github = GitHub(fake.base_url, FAST)
+        fake.pause()
+        try:
+            pending = asyncio.ensure_future(github.list_repositories(TOKEN))
+            ticks = 0
+            # The loop keeps running while GitHub holds the request.
+            while not fake.held:
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not pending.done()
+            fake.resume()
+            await pending
+            return ticks
+        finally:
+            fake.resume()
+            github.close()
+
+    assert asyncio.run(run()) >= 1
+
+
+def test_one_client_per_token_is_reused(fake: FakeGitHub, repo: FakeRepo) -> None:
+    async def run(github: GitHub) -> None:
+        await asyncio.gather(*(github.get_repository(TOKEN, "octo/app") for _ in range(4)))
+        await github.get_repository(WRITER_TOKEN, "octo/app")
+
+    github = GitHub(fake.base_url, FAST)
+    try:
+        asyncio.run(run(github))
+        assert len(github._clients) == 2
+    finally:
+        github.close()
+    assert [r.login for r in fake.requests].count("octo") == 4
+
+
+def test_hook_created_concurrently_is_updated_not_duplicated(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    # Another replica creates the same hook between our listing and our POST.
+    fake.before_next("POST", "/hooks", lambda: repo.add_hook(900, HOOK, "theirs"))
+
+    state = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "mine"))
+
+    assert (state.id, state.created) == (900, False)
+    assert (state.last_response_code, state.last_response_status) == (200, "active")
+    assert repo.hook_secrets == {900: "mine"}
+    assert [r.status for r in fake.requests_to("POST", "/hooks")] == [422]
+
+
+def test_hook_secret_and_token_stay_out_of_debug_logs(
+    fake: FakeGitHub, repo: FakeRepo, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # As a verbose operator would: PyGithub's own logger at DEBUG logs request bodies.
+    caplog.set_level(logging.DEBUG, logger="github")
+    call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "hook-s3cret-value"))
+    assert "POST" in caplog.text
+    assert repo.hook_secrets
+    assert "hook-s3cret-value" not in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_secondary_limits_until_retries_run_out_are_rate_limited(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    fake.fail_next("too-many", count=2, wait=0)
+    error = failure(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(retries=1))
+    assert error.reason == REASON_RATE_LIMITED
+    assert error.retryable
+
+
+def test_a_busy_token_does_not_take_the_workers_of_others(fake: FakeGitHub, repo: FakeRepo) -> None:
+    async def run() -> None:
+        # Requests wait in the fake far longer than the test polls: no timeout, no retry.
+        options = ClientOptions(seconds_between_requests=0, timeout=300)
+        github = GitHub(fake.base_url, options, workers=2)
+        fake.pause()
+        try:
+            busy = [
+                asyncio.ensure_future(github.get_repository(TOKEN, "octo/app")) for _ in range(3)
+            ]
+            await asyncio.sleep(0)
+            other = asyncio.ensure_future(github.get_repository(WRITER_TOKEN, "octo/app"))
+            # The other token's call reaches GitHub while the busy token's calls queue.
+            for _ in range(6000):
+                if "writer" in fake.held:
+                    break
+                await asyncio.sleep(0.01)
+            assert sorted(fake.held, key=str) == ["octo", "writer"]
+            fake.resume()
+            await asyncio.gather(*busy, other)
+        finally:
+            fake.resume()
+            github.close()
+
+    asyncio.run(run())
+    assert [r.login for r in fake.requests].count("octo") == 3
