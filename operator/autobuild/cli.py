@@ -35,6 +35,7 @@ from autobuild.sources.github import (
     manifest_for,
     repository_full_name,
 )
+from autobuild.webhooks.receiver import DEFAULT_ADDRESS
 
 T = TypeVar("T")
 
@@ -446,12 +447,18 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import kopf
 
     from autobuild.controller.handlers import PROBES, RUNTIME  # importing registers handlers
+    from autobuild.webhooks.receiver import parse_address
 
     host, _, port = args.probes.rpartition(":")
     if not host or not port.isdigit():
         raise CliError(f"--probes: expected HOST:PORT, got {args.probes!r}")
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     RUNTIME.namespaces = list(args.namespace or [])
+    try:
+        parse_address(args.webhook_address)
+    except ValueError as exc:
+        raise CliError(f"--webhook-address: {exc}") from exc
+    RUNTIME.webhook_address = args.webhook_address
     server = PROBES.serve(host.strip("[]"), int(port))
     err.write(f"autobuild: probes on http://{args.probes}/healthz and /readyz\n")
     try:
@@ -495,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--probes",
         default="127.0.0.1:8081",
         help="HOST:PORT serving /healthz and /readyz (use 0.0.0.0:8081 in a Pod)",
+    )
+    run_cmd.add_argument(
+        "--webhook-address",
+        default=DEFAULT_ADDRESS,
+        help="HOST:PORT of the webhook receiver (/hooks/github, /hooks/bitbucket, /hooks/gitlab, "
+        "/hooks/trigger/NS/NAME/TOKEN)",
     )
     run_cmd.add_argument(
         "--log-format", choices=["full", "plain", "json"], default="full", help="log lines"

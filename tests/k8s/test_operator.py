@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support import webhook_payloads as hooks
 from support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
@@ -58,9 +60,11 @@ class Operator:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.webhook_port = 0
 
     def start(self) -> None:
         port = free_port()
+        webhook_port = free_port()
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         env["AUTOBUILD_NODE_SELECTOR"] = "=".join(BUILDER_LABEL)
         # The loopback git server speaks plain HTTP: tokens may go there, and only there.
@@ -74,6 +78,8 @@ class Operator:
                     "run",
                     "--probes",
                     f"127.0.0.1:{port}",
+                    "--webhook-address",
+                    f"127.0.0.1:{webhook_port}",
                     "--log-format",
                     "json",
                 ],
@@ -97,6 +103,18 @@ class Operator:
             self.stop()  # a fixture that fails to start never reaches its teardown
             raise
         self.port = port
+        self.webhook_port = webhook_port
+
+    def deliver(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """POST a webhook delivery; the HTTP status and body of the answer."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.webhook_port}{path}", data=body, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status), answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read().decode()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -1060,3 +1078,102 @@ def test_a_build_that_cannot_be_scheduled_says_so(world: World, repo: Repo) -> N
     )
     assert build["phase"] == "Pending"
     assert "node" in build["message"]
+
+
+def hook_secret(
+    world: World, name: str = "hook", key: str = "secret", value: str = "s3cret"
+) -> bytes:
+    world.core.create_namespaced_secret(
+        world.namespace, {"metadata": {"name": name}, "stringData": {key: value}}
+    )
+    return value.encode()
+
+
+def test_a_signed_push_builds_once_and_two_tags_at_one_commit_build_twice(
+    world: World, repo: Repo, operator: Operator
+) -> None:
+    secret = hook_secret(world)
+    tags = [{"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}"}]
+    body = manifest(world.namespace, repo, tags=tags, runPolicy="Parallel")
+    body["spec"]["source"]["webhookSecret"] = "hook"
+    world.create(body)
+    eventually(lambda: ready_condition(world), 30, "first visit")
+    commit = repo.commit("main", {"v.txt": "1"}, "Release 1.4.2")
+    host, _, path = repo.clone_url.removeprefix("http://").partition("/")
+    full_name = path.removesuffix(".git")
+
+    def push(ref: str, signed_with: bytes | None, delivery: str = "") -> tuple[int, str]:
+        payload = hooks.encode(
+            hooks.github_push(ref, commit, message="Release 1.4.2", full_name=full_name, host=host)
+        )
+        headers = hooks.github_headers("push", payload, signed_with, delivery)
+        return operator.deliver("/hooks/github", payload, headers)
+
+    assert push("refs/tags/v1.4.2", b"wrong")[0] == 401
+    assert push("refs/tags/v1.4.2", None)[0] == 401
+    time.sleep(1)
+    assert world.jobs() == []  # nothing built for an unverified delivery
+    assert push("refs/tags/v1.4.2", secret, "delivery-1")[0] == 202
+    assert push("refs/tags/v1.4.2", secret, "delivery-1")[0] == 202  # a redelivery
+    assert push("refs/tags/v1.4.2", secret, "delivery-2")[0] == 202  # the same push again
+    assert push("refs/tags/v1.4", secret, "delivery-3")[0] == 202  # another tag, same commit
+    eventually(lambda: len(world.jobs()) == 2, 30, "one Job per tag")
+    time.sleep(2)
+    assert len(world.jobs()) == 2
+    destinations = sorted(
+        a
+        for j in world.jobs()
+        for a in j.spec.template.spec.containers[0].args
+        if a.startswith("--destination=")
+    )
+    assert destinations == [
+        "--destination=127.0.0.1:5000/acme/app:1.4",
+        "--destination=127.0.0.1:5000/acme/app:1.4.2",
+    ]
+    args = world.jobs()[0].spec.template.spec.containers[0].args
+    assert "--build-arg=COMMIT_MSG=Release 1.4.2" in args
+    eventually(
+        lambda: sorted(b["trigger"] for b in world.builds()) == ["Push", "Push"], 30, "recorded"
+    )
+    unknown = hooks.encode(hooks.github_push("refs/heads/main", commit, full_name="acme/other"))
+    status, _ = operator.deliver(
+        "/hooks/github", unknown, hooks.github_headers("push", unknown, secret)
+    )
+    assert status == 404
+
+
+def test_the_trigger_url_builds_the_asked_branch(
+    world: World, repo: Repo, operator: Operator
+) -> None:
+    token = hook_secret(world, "trigger", "trigger-token", "t0ken-for-the-url").decode()
+    body = manifest(world.namespace, repo, tags=[{"source": "main", "autobuild": False}])
+    body["spec"]["triggerSecret"] = "trigger"
+    world.create(body)
+    eventually(lambda: ready_condition(world), 30, "first visit")
+    request = json.dumps({"source_type": "Branch", "source_name": "main"}).encode()
+    headers = {"Content-Type": "application/json"}
+    path = f"/hooks/trigger/{world.namespace}/app"
+    assert operator.deliver(f"{path}/wrong-token", request, headers)[0] == 404
+    status, _ = operator.deliver(f"{path}/{token}", request, headers)
+    assert status == 202
+    (job,) = eventually(world.jobs, 30, "the triggered build")
+    head = repo.heads()["refs/heads/main"]
+    assert job.spec.template.spec.containers[0].args[0].endswith(f"#refs/heads/main#{head}")
+    eventually(lambda: [b["trigger"] for b in world.builds()] == ["TriggerURL"], 30, "recorded")
+
+
+def test_polling_builds_a_push_no_webhook_announced(world: World, repo: Repo) -> None:
+    """pollInterval (1m at least): the first poll records the heads, the next one builds what
+    moved since."""
+    body = manifest(world.namespace, repo, pollInterval="1m")
+    world.create(body)
+    (first,) = eventually(world.jobs, 30, "creation build")
+    time.sleep(5)  # let the first poll record its baseline
+    moved = repo.commit("main", {"p.txt": "1"}, "pushed, no webhook")
+    job = eventually(
+        lambda: next((j for j in world.jobs() if j.metadata.name != first.metadata.name), None),
+        120,
+        "a build found by polling",
+    )
+    assert job.spec.template.spec.containers[0].args[0].endswith(f"#refs/heads/main#{moved}")
+    eventually(lambda: "Poll" in [b["trigger"] for b in world.builds()], 30, "recorded as Poll")

@@ -397,10 +397,14 @@ class AutomatedBuildSpec(_Model):
             ]
         },
     )
+    trigger_secret: str | None = _secret_ref(
+        "Name of a Secret in the same namespace whose key `trigger-token` enables Docker Hub's "
+        "build trigger URL: POST /hooks/trigger/NAMESPACE/NAME/TOKEN.",
+    )
     run_policy: RunPolicy = Field(
         default=RunPolicy.SERIAL,
-        description="Serial queues builds one at a time; SerialLatestOnly keeps the running "
-        "build and only the newest queued one; Parallel runs all.",
+        description="Per (rule, ref) queue: Serial runs one build at a time; SerialLatestOnly "
+        "also lets a newer commit of the ref supersede the one waiting; Parallel runs all.",
     )
     timeout: str = Field(
         default="1h",
@@ -446,6 +450,12 @@ class AutomatedBuildSpec(_Model):
     def timeout_seconds(self) -> int:
         """``timeout`` in seconds."""
         return checks.parse_duration(self.timeout, "")
+
+    @property
+    def poll_seconds(self) -> int | None:
+        """``source.pollInterval`` in seconds (None: no polling)."""
+        interval = self.source.poll_interval
+        return None if interval is None else checks.parse_duration(interval, "")
 
     @property
     def provider(self) -> Provider:

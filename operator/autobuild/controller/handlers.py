@@ -31,6 +31,7 @@ class Runtime:
     """What ``autobuild run`` configures before kopf starts, and what start-up creates."""
 
     namespaces: list[str] = field(default_factory=list)
+    webhook_address: str | None = None
     controller: Controller | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -42,7 +43,12 @@ RUNTIME = Runtime()
 async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Start the controller and the heartbeat; readiness follows the controller's first sync."""
     settings.posting.level = logging.WARNING
-    controller = Controller(KubeApi(), BuildSettings.from_env(), RUNTIME.namespaces)
+    controller = Controller(
+        KubeApi(),
+        BuildSettings.from_env(),
+        RUNTIME.namespaces,
+        webhook_address=RUNTIME.webhook_address,
+    )
     RUNTIME.controller = controller
 
     async def ready_when_synced() -> None:

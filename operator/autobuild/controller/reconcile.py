@@ -25,12 +25,16 @@ from autobuild.planning.decide import (
     HeadsResult,
     JobWrite,
     decide,
+    git_access,
 )
-from autobuild.planning.job import LABEL_UID
+from autobuild.planning.job import LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.reasons import Reason
 from autobuild.settings import BuildSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
+from autobuild.webhooks.poller import PollTarget, run_poller
+from autobuild.webhooks.receiver import WebhookServer, create_app, start_server
+from autobuild.webhooks.trigger import TriggerURLRequest, trigger_events
 
 log = logging.getLogger("autobuild.reconcile")
 
@@ -63,8 +67,11 @@ class Controller:
         settings: BuildSettings,
         namespaces: Sequence[str] = (),
         workers: int = 8,
+        webhook_address: str | None = None,
     ) -> None:
         self.api = api
+        self.webhook_address = webhook_address
+        self.webhooks: WebhookServer | None = None
         self.settings = settings
         self.queue: WorkQueue[Key] = WorkQueue(self.process, workers)
         self.store = Store(self.queue.add)
@@ -129,18 +136,66 @@ class Controller:
         """List and watch, then reconcile until cancelled."""
         try:
             await start_in_order(self._informers, self._spawn)
-            self.synced.set()
             log.info("watching %d AutomatedBuilds", len(self.store.keys()))
+            if self.webhook_address is not None:
+                # Only now: before the store is complete a delivery could miss its object.
+                app = create_app(self.store, self.submit_push, self.submit_trigger)
+                self.webhooks = await start_server(app, self.webhook_address)
+                log.info("webhooks on %s:%d", self.webhooks.host, self.webhooks.port)
+            self._spawn(run_poller(self.store.poll_targets, self._poll, self.submit_push))
+            self.synced.set()
             await self.queue.run()
         finally:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.webhooks is not None:
+                await self.webhooks.stop()
 
     def submit_push(self, namespace: str, name: str, events: Sequence[PushEvent]) -> bool:
         """The entry point for pushes (webhooks, polling): queue them for the AutomatedBuild;
         the reconcile plans and creates their builds. False when it is unknown."""
         return self.store.add_pushes((namespace, name), events)
+
+    def submit_trigger(self, namespace: str, name: str, request: TriggerURLRequest) -> None:
+        """Docker Hub's trigger URL: resolve the heads it asks for (off the receiver), then
+        build them as pushes (trigger ``TriggerURL``)."""
+        self._spawn(self._trigger_url((namespace, name), request))
+
+    async def _trigger_url(self, key: Key, request: TriggerURLRequest) -> None:
+        automated_build = self.store.parsed(key)
+        body = self.store.automated_builds.get(key)
+        if automated_build is None or body is None:
+            return
+        try:
+            heads = await self._heads(key)
+        except SourceUnreachable as exc:
+            await self._post_event(body, EventNote("Warning", exc.reason, f"trigger URL: {exc}"))
+            return
+        plan = trigger_events(automated_build.spec, request, heads)
+        if plan.events:
+            self.submit_push(key[0], key[1], plan.events)
+        else:
+            note = "; ".join(plan.notes) or "nothing to build"
+            await self._post_event(
+                body, EventNote("Warning", Reason.NOTHING_TO_BUILD, f"trigger URL: {note}")
+            )
+
+    async def _poll(self, target: PollTarget) -> Mapping[str, str]:
+        return await self._heads(target.key)
+
+    async def _heads(self, key: Key) -> Mapping[str, str]:
+        """The repository's heads, with the linked token only where its Secret allows it."""
+        automated_build = self.store.parsed(key)
+        snapshot = self.store.snapshot(key, _now())
+        if automated_build is None or snapshot is None:
+            raise SourceUnreachable("the AutomatedBuild is gone or invalid", url="")
+        url = clone_url(automated_build.spec)
+        problem, username, password = git_access(automated_build, snapshot.secrets, self.settings)
+        if problem is not None:
+            raise SourceUnreachable(problem.message, url=url, reason=problem.reason)
+        async with self._git:
+            return await ls_remote(url, token=password, username=username)
 
     # observe -> decide -> act ---------------------------------------------------------------
     async def process(self, key: Key) -> float | None:

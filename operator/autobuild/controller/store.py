@@ -17,10 +17,16 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from pydantic import ValidationError
+
+from autobuild.api.models import AutomatedBuild
 from autobuild.controller.kubeapi import ApiError, GoneError, KubeApi, sleep_backoff
 from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, referenced_secrets
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
+from autobuild.webhooks.poller import PollTarget
+from autobuild.webhooks.receiver import HookTarget
+from autobuild.webhooks.repokey import repo_key
 
 Key = tuple[str, str]
 log = logging.getLogger("autobuild.store")
@@ -112,6 +118,10 @@ class Store:
         self._heads: dict[Key, HeadsResult] = {}
         self._pushes: dict[Key, deque[PushEvent]] = {}
         self._own_writes: dict[Key, int] = {}
+        # For deliveries: AutomatedBuilds by repository, and their parsed specs.
+        self._repo_of: dict[Key, str] = {}
+        self._by_repo: defaultdict[str, set[Key]] = defaultdict(set)
+        self._parsed: dict[Key, AutomatedBuild | None] = {}
         self.deleted: Callable[[Key], None] = lambda key: None
 
     # AutomatedBuilds ------------------------------------------------------------------------
@@ -138,6 +148,7 @@ class Store:
         if uid:
             self._keys_by_uid[uid] = key
         self._track_secrets(key, referenced_secrets(body.get("spec") or {}))
+        self._index_repo(key, body)
         if self._own_writes.get(key) == _version(obj):
             return  # the watch event of our own status write: nothing new to look at
         self._enqueue(key)
@@ -155,9 +166,74 @@ class Store:
         if self._keys_by_uid.get(uid) == key:
             del self._keys_by_uid[uid]
         self._track_secrets(key, [])
+        self._index_repo(key, None)
         for memory in (self._heads, self._pushes, self._own_writes):
             memory.pop(key, None)
         self.deleted(key)
+
+    # Repositories (webhook deliveries, polling) ------------------------------------------------
+    def _index_repo(self, key: Key, body: Mapping[str, Any] | None) -> None:
+        self._parsed.pop(key, None)
+        old = self._repo_of.pop(key, None)
+        if old is not None:
+            self._by_repo[old].discard(key)
+            if not self._by_repo[old]:
+                del self._by_repo[old]
+        repo = ((body or {}).get("spec") or {}).get("source", {}).get("repo")
+        if not isinstance(repo, str):
+            return
+        try:
+            found = repo_key(repo)
+        except ValueError:
+            return  # an invalid spec: Stalled, and no delivery can reach it
+        self._repo_of[key] = found
+        self._by_repo[found].add(key)
+
+    def parsed(self, key: Key) -> AutomatedBuild | None:
+        """The AutomatedBuild as the models read it (None: gone or invalid); cached."""
+        if key not in self._parsed:
+            body = self.automated_builds.get(key)
+            try:
+                self._parsed[key] = None if body is None else AutomatedBuild.model_validate(body)
+            except ValidationError:
+                self._parsed[key] = None
+        return self._parsed[key]
+
+    def _secret_value(self, namespace: str, name: str | None, item: str) -> bytes | None:
+        view = self._secrets.get((namespace, name)) if name else None
+        value = view.data.get(item) if view is not None else None
+        return value.encode() if value else None
+
+    def targets(self, repo: str) -> list[HookTarget]:
+        """The AutomatedBuilds of a repository, with their webhook secrets (the receiver's
+        index: memory only, no API call)."""
+        found = []
+        for key in sorted(self._by_repo.get(repo, ())):
+            automated_build = self.parsed(key)
+            if automated_build is None:
+                continue
+            secret = self._secret_value(
+                key[0], automated_build.spec.source.webhook_secret, "secret"
+            )
+            found.append(HookTarget(key[0], key[1], automated_build.spec.provider, secret))
+        return found
+
+    def trigger_token(self, namespace: str, name: str) -> bytes | None:
+        """The ``trigger-token`` of an AutomatedBuild's ``spec.triggerSecret``."""
+        automated_build = self.parsed((namespace, name))
+        if automated_build is None:
+            return None
+        return self._secret_value(namespace, automated_build.spec.trigger_secret, "trigger-token")
+
+    def poll_targets(self) -> list[PollTarget]:
+        """The AutomatedBuilds that poll their repository."""
+        found = []
+        for key in self.automated_builds:
+            automated_build = self.parsed(key)
+            seconds = automated_build.spec.poll_seconds if automated_build else None
+            if automated_build is not None and seconds is not None:
+                found.append(PollTarget(key[0], key[1], automated_build.spec.source.repo, seconds))
+        return found
 
     # Secrets --------------------------------------------------------------------------------
     def _track_secrets(self, key: Key, names: Sequence[str]) -> None:

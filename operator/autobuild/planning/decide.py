@@ -192,7 +192,7 @@ def _secret_problem(spec: Obj, secrets: Mapping[str, SecretView | None]) -> trac
     return None
 
 
-def _credentials(
+def git_access(
     automated_build: AutomatedBuild,
     secrets: Mapping[str, SecretView | None],
     settings: BuildSettings,
@@ -525,7 +525,7 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
         work.problem = _secret_problem(snapshot.body.get("spec") or {}, snapshot.secrets)
         if work.problem is None:
             # Never a Job or an ls-remote with a token its Secret does not allow for the host.
-            work.problem, username, password = _credentials(
+            work.problem, username, password = git_access(
                 automated_build, snapshot.secrets, settings
             )
         if work.problem is None:
