@@ -226,13 +226,18 @@ class Store:
         return self._secret_value(namespace, automated_build.spec.trigger_secret, "trigger-token")
 
     def poll_targets(self) -> list[PollTarget]:
-        """The AutomatedBuilds that poll their repository."""
+        """The AutomatedBuilds that poll their repository (re-read by the poller every 10 s)."""
         found = []
         for key in self.automated_builds:
             automated_build = self.parsed(key)
             seconds = automated_build.spec.poll_seconds if automated_build else None
             if automated_build is not None and seconds is not None:
-                found.append(PollTarget(key[0], key[1], automated_build.spec.source.repo, seconds))
+                # The heads the reconcile last read are the baseline: a push between creation
+                # and the first poll still builds.
+                known = self._heads.get(key)
+                baseline = known.heads if known is not None else None
+                repo = automated_build.spec.source.repo
+                found.append(PollTarget(key[0], key[1], repo, seconds, baseline))
         return found
 
     # Secrets --------------------------------------------------------------------------------
