@@ -25,6 +25,8 @@ import yaml
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import localcluster
+
 from support import webhook_payloads as hooks
 from support.crane import Crane
 from support.gitserver import GitServer, Repo
@@ -140,8 +142,8 @@ class Operator:
 @pytest.fixture(scope="module")
 def crd(k8s_cluster: Any) -> None:
     k8s_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
-    k8s_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/automatedbuilds.autobuild.dev", "--timeout=60s"
+    localcluster.wait_crd_established(
+        k8s_cluster.kubectl_path, k8s_cluster.kubeconfig, "automatedbuilds.autobuild.dev"
     )
 
 
