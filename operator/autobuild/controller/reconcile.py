@@ -389,10 +389,22 @@ class Controller:
                 heads = await ls_remote(
                     request.url, token=request.password, username=request.username
                 )
-            result = HeadsResult(request.generation, request.request_id, _now(), heads=heads)
+            result = HeadsResult(
+                request.generation,
+                request.request_id,
+                _now(),
+                heads=heads,
+                credentials_version=request.credentials_version,
+            )
         except (SourceUnreachable, ValueError) as exc:
             problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, str(exc))
-            result = HeadsResult(request.generation, request.request_id, _now(), problem=problem)
+            result = HeadsResult(
+                request.generation,
+                request.request_id,
+                _now(),
+                problem=problem,
+                credentials_version=request.credentials_version,
+            )
         finally:
             self._resolving.discard(key)
         self.store.set_heads(key, result)
