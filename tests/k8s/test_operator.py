@@ -1298,3 +1298,25 @@ def test_digests_are_checked_against_the_registry(
     assert mismatch["digests"] == {"latest": pushed}
     events = world.core.list_namespaced_event(world.namespace).items
     assert any(e.reason == "DigestMismatch" for e in events)
+
+
+def test_a_build_whose_pod_cannot_be_created_says_so(world: World, repo: Repo) -> None:
+    """A quota that allows Jobs but no Pods: the Job controller cannot create the build's Pod,
+    and status says so within a minute, not at the build's deadline."""
+    world.core.create_namespaced_resource_quota(
+        world.namespace, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    )
+    eventually(
+        lambda: world.core.read_namespaced_resource_quota("no-pods", world.namespace).status.hard,
+        30,
+        "quota in force",
+    )
+    world.create(manifest(world.namespace, repo))
+    eventually(world.jobs, 30, "Job")
+    build = eventually(
+        lambda: (b := world.builds()) and b[0].get("reason") == "PodNotCreated" and b[0],
+        90,
+        "PodNotCreated",
+    )
+    assert build["phase"] == "Pending"
+    assert "ResourceQuota" in build["message"]
