@@ -1191,10 +1191,10 @@ def test_polling_builds_a_push_no_webhook_announced(
     """pollInterval (1m at least): polls start from the heads read on creation, so a push
     before the first poll builds too. The first poll comes within one interval, the next one
     interval later: up to two intervals and a rescan."""
-    body = manifest(world.namespace, repo, pollInterval="1m")
+    body = manifest(world.namespace, repo)
+    body["spec"]["source"]["pollInterval"] = "1m"
     world.create(body)
     (first,) = eventually(world.jobs, 30, "creation build")
-    time.sleep(5)  # let the first poll record its baseline
     moved = repo.commit("main", {"p.txt": "1"}, "pushed, no webhook")
     polls = [line for line in operator.log.read_text().splitlines() if world.namespace in line]
     job = eventually(
