@@ -175,7 +175,7 @@ def load_kube_config(args: argparse.Namespace) -> None:
     (``kubectl autobuild ... --context NAME``), else in-cluster, KUBECONFIG or ~/.kube/config."""
     from autobuild.controller import kube
 
-    kubeconfig, context = getattr(args, "kubeconfig", None), getattr(args, "context", None)
+    kubeconfig, context = args.kubeconfig, args.context
     if kubeconfig is None and context is None:
         kube.load_config()
         return
@@ -195,13 +195,12 @@ def _current_namespace(args: argparse.Namespace) -> str:
 
     try:
         contexts, current = config.list_kube_config_contexts(
-            config_file=getattr(args, "kubeconfig", None) or os.environ.get("KUBECONFIG")
+            config_file=args.kubeconfig or os.environ.get("KUBECONFIG")
         )
     except (config.ConfigException, OSError):
         return "default"
-    wanted = getattr(args, "context", None)
-    if wanted is not None:
-        current = next((c for c in contexts if c.get("name") == wanted), None)
+    if args.context is not None:
+        current = next((c for c in contexts if c.get("name") == args.context), None)
     return str((current or {}).get("context", {}).get("namespace") or "default")
 
 
