@@ -164,7 +164,8 @@ class Release:
             check=check,
         )
 
-    def install(self) -> None:
+    def install(self) -> str:
+        """Install and wait for the Deployment to be available; the NOTES helm printed."""
         result = self.run(
             "install",
             self.name,
@@ -180,6 +181,7 @@ class Release:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.partition("NOTES:")[2]
 
     def uninstall(self) -> None:
         self.run("uninstall", self.name, "--namespace", self.namespace, "--wait", check=False)
@@ -221,7 +223,9 @@ def crd(k8s_cluster: Any) -> None:
 def install(helm: Path, k8s_cluster: Any, values: dict[str, Any]) -> Iterator[Release]:
     release = Release(helm, k8s_cluster, values)
     try:
-        release.install()
+        notes = release.install()
+        assert f"rollout status deployment/{release.name}" in notes
+        assert "Helm never upgrades or deletes CRDs" in notes
         yield release
     finally:
         release.uninstall()

@@ -5,7 +5,7 @@ Helm is ``helm.sh/helm/v3`` (command ``cmd/helm``). ``make helm`` (and the tests
 :func:`ensure_helm`) build the pinned version once with ``go install`` and cache it, keyed by
 the version, under::
 
-    ${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/helm/<version>/bin/helm
+    ${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/helm/<version>-<recipe>/bin/helm
 
 A second call is a no-op without any ``go`` invocation. The build goes to a temporary
 directory renamed into place under a lock, so a crash or a concurrent run never leaves a
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,8 @@ from typing import Final
 HELM_MODULE: Final = "helm.sh/helm/v3"
 # Pinned: bump deliberately (the cache key is the version; `go list -m -versions` lists them).
 HELM_VERSION: Final = "v3.22.0"
+# Bump when the way helm is built changes (flags): it is part of the cache key.
+BUILD_RECIPE: Final = "2"
 
 
 class HelmBuildError(RuntimeError):
@@ -42,7 +46,7 @@ def cache_root() -> Path:
 
 def helm_path(version: str = HELM_VERSION) -> Path:
     """The cached binary of ``version`` (which may not be built yet)."""
-    return cache_root() / version / "bin" / "helm"
+    return cache_root() / f"{version}-{BUILD_RECIPE}" / "bin" / "helm"
 
 
 def _go_env() -> dict[str, str]:
@@ -52,26 +56,57 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def build(version: str, target: Path) -> float:
-    """``go install`` helm ``version`` into ``target`` (a bin directory); the seconds it took."""
-    if shutil.which("go") is None:
-        raise HelmBuildError("`go` is not on PATH: helm is built from its Go module")
-    # `helm version` reports what the release build stamps in.
-    ldflags = f"-s -w -X {HELM_MODULE}/internal/version.version={version}"
-    started = time.monotonic()
+def _go(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(
-        ["go", "install", "-trimpath", "-ldflags", ldflags, f"{HELM_MODULE}/cmd/helm@{version}"],
-        cwd=target.parent,
-        env={**_go_env(), "GOBIN": str(target)},
+        ["go", *args],
+        cwd=cwd,
+        env=env or _go_env(),
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
         raise HelmBuildError(
-            f"go install {HELM_MODULE}/cmd/helm@{version} failed (exit {proc.returncode}):\n"
-            f"{proc.stderr[-6000:]}"
+            f"go {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}"
         )
+    return proc.stdout
+
+
+def _release_stamps(version: str, scratch: Path) -> list[str]:
+    """The ``-X`` flags helm's own Makefile sets: its version, and the Kubernetes version that
+    ``helm template`` and ``helm lint`` assume without a cluster (client-go v0.X.Y -> 1.X;
+    unstamped, helm assumes 1.20 and refuses charts that need newer)."""
+    info = json.loads(_go("mod", "download", "-json", f"{HELM_MODULE}@{version}", cwd=scratch))
+    found = re.search(
+        r"^\s*k8s\.io/client-go v(\d+)\.(\d+)\.", Path(info["GoMod"]).read_text(), re.M
+    )
+    if found is None:
+        raise HelmBuildError(f"{HELM_MODULE}@{version}: no k8s.io/client-go in its go.mod")
+    major, minor = str(int(found[1]) + 1), found[2]
+    stamps = [f"{HELM_MODULE}/internal/version.version={version}"]
+    for package in ("pkg/lint/rules", "pkg/chartutil"):
+        stamps += [
+            f"{HELM_MODULE}/{package}.k8sVersionMajor={major}",
+            f"{HELM_MODULE}/{package}.k8sVersionMinor={minor}",
+        ]
+    return [f"-X {stamp}" for stamp in stamps]
+
+
+def build(version: str, target: Path) -> float:
+    """``go install`` helm ``version`` into ``target`` (a bin directory); the seconds it took."""
+    if shutil.which("go") is None:
+        raise HelmBuildError("`go` is not on PATH: helm is built from its Go module")
+    started = time.monotonic()
+    ldflags = " ".join(["-s", "-w", *_release_stamps(version, target.parent)])
+    _go(
+        "install",
+        "-trimpath",
+        "-ldflags",
+        ldflags,
+        f"{HELM_MODULE}/cmd/helm@{version}",
+        cwd=target.parent,
+        env={**_go_env(), "GOBIN": str(target)},
+    )
     return time.monotonic() - started
 
 

@@ -291,25 +291,3 @@ def test_the_schema_rejects_bad_values(helm: Path, values: dict[str, Any], compl
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert complaint in result.stderr
-
-
-def test_notes_tell_how_to_reach_the_operator(helm: Path) -> None:
-    result = subprocess.run(
-        [
-            str(helm),
-            "install",
-            RELEASE,
-            str(CHART),
-            "--namespace",
-            NAMESPACE,
-            "--dry-run=client",
-        ],
-        capture_output=True,
-        text=True,
-        env=helm_env(),
-        check=True,
-    )
-    notes = result.stdout.split("NOTES:", 1)[1]
-    assert f"rollout status deployment/{RELEASE}" in notes
-    assert "Helm never upgrades or deletes CRDs" in notes
-    assert "It watches all namespaces." in notes
