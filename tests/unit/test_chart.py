@@ -6,6 +6,7 @@ reads the rendered environment, so a value the chart renders is a value the oper
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -291,3 +292,12 @@ def test_the_schema_rejects_bad_values(helm: Path, values: dict[str, Any], compl
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     assert complaint in result.stderr
+
+
+def test_the_values_example_of_the_install_guide_renders(helm: Path) -> None:
+    guide = (CHART.parents[1] / "docs" / "install.md").read_text()
+    (example,) = re.findall(r"```yaml\n(# my-values\.yaml.*?)```", guide, re.S)
+    docs = documents(helm_template(helm, values=yaml.safe_load(example)).stdout)
+    env = container_env(one(docs, "Deployment"))
+    assert GitHubSettings.from_env(env).public_url == "https://autobuild.example.com"
+    assert one(docs, "Ingress")["spec"]["rules"][0]["host"] == "autobuild.example.com"
