@@ -9,11 +9,16 @@ scheduled and "run" to completion, but no image is really built or pushed here.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +62,44 @@ def show() -> None:
     print(kubectl("get", "autobuilds", "-n", NAMESPACE, "-o", "wide"), flush=True)
 
 
+WEBHOOK_PORT = 18080
+HOOK_SECRET = "demo-webhook-secret"  # noqa: S105 (a demo value, not a credential)
+
+
+def deliver_github_push(clone_url: str, ref: str, commit: str) -> str:
+    """Send a push delivery signed as GitHub signs it (X-Hub-Signature-256)."""
+    host, _, path = clone_url.removeprefix("http://").partition("/")
+    full_name = path.removesuffix(".git")
+    body = json.dumps(
+        {
+            "ref": ref,
+            "before": "0" * 40,
+            "after": commit,
+            "created": True,
+            "deleted": False,
+            "head_commit": {"id": commit, "message": "Release 1.0", "author": {"name": "Ada"}},
+            "repository": {
+                "full_name": full_name,
+                "clone_url": f"https://{host}/{full_name}.git",
+                "html_url": f"https://{host}/{full_name}",
+            },
+        }
+    ).encode()
+    signature = hmac.new(HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{WEBHOOK_PORT}/hooks/github",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-Hub-Signature-256": f"sha256={signature}",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (http on loopback)
+        return f"{answer.status} {answer.read().decode().strip()}"
+
+
 def main() -> int:
     env = dict(os.environ, KUBECONFIG=str(KUBECONFIG))
     with (
@@ -74,12 +117,7 @@ def main() -> int:
 
         step("Install the CRD (generated from the pydantic models)")
         print(kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml")), end="")
-        kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd/automatedbuilds.autobuild.dev",
-            "--timeout=60s",
-        )
+        localcluster.wait_crd_established(KUBECTL, KUBECONFIG, "automatedbuilds.autobuild.dev")
         kubectl("create", "namespace", NAMESPACE, check=False)
         # A rerun starts over: the old AutomatedBuild's Jobs go with it (owner references).
         kubectl("delete", "ab", "cavityflow", "-n", NAMESPACE, "--ignore-not-found", "--wait")
@@ -94,6 +132,8 @@ def main() -> int:
                 "run",
                 "--probes",
                 "127.0.0.1:18081",
+                "--webhook-address",
+                f"127.0.0.1:{WEBHOOK_PORT}",
             ],
             env=env,
             stdout=log,
@@ -105,7 +145,7 @@ apiVersion: autobuild.dev/v1alpha1
 kind: AutomatedBuild
 metadata: {{name: cavityflow, namespace: {NAMESPACE}}}
 spec:
-  source: {{repo: "{repo.clone_url}"}}
+  source: {{repo: "{repo.clone_url}", webhookSecret: cavityflow-hook}}
   image:
     registry: 127.0.0.1:5000
     namespace: acme
@@ -118,6 +158,16 @@ spec:
   runPolicy: Serial
 """
             step("Apply an AutomatedBuild: it builds main on creation ('save and build')")
+            kubectl(
+                "create",
+                "secret",
+                "generic",
+                "cavityflow-hook",
+                "-n",
+                NAMESPACE,
+                f"--from-literal=secret={HOOK_SECRET}",
+                check=False,
+            )
             print(manifest)
             print(kubectl("apply", "-f", "-", stdin=manifest), end="")
             wait_for_phase("Succeeded", 1)
@@ -132,6 +182,13 @@ spec:
                 check=True,
             )
             wait_for_phase("Succeeded", 2)
+            show()
+
+            step("Tag v1.0 and deliver GitHub's signed push webhook to /hooks/github")
+            repo.tag("v1.0", second)
+            answer = deliver_github_push(repo.clone_url, "refs/tags/v1.0", second)
+            print(f"POST /hooks/github -> {answer}")
+            wait_for_phase("Succeeded", 3)
             show()
 
             step("The Kaniko Job the operator created")

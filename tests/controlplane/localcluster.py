@@ -611,6 +611,20 @@ def run_kubectl(
     return proc
 
 
+def wait_crd_established(kubectl: Path, kubeconfig: Path, crd: str, timeout: float = 60) -> None:
+    """Wait until a CRD is Established. ``kubectl wait`` fails at once (rather than waiting)
+    while a just-created CRD has no status yet, which a loaded machine makes likely."""
+    deadline = time.monotonic() + timeout
+    jsonpath = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    while True:
+        found = run_kubectl(kubectl, kubeconfig, "get", f"crd/{crd}", "-o", jsonpath, check=False)
+        if found.returncode == 0 and found.stdout.strip() == "True":
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"CRD {crd} not Established after {timeout:g}s: {found.stderr}")
+        time.sleep(0.2)
+
+
 def cluster_env(kubeconfig: Path, bin_dir: Path) -> dict[str, str]:
     """``os.environ`` with KUBECONFIG set and the built binaries first on PATH."""
     env = dict(os.environ)

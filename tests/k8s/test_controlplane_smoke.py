@@ -85,7 +85,7 @@ def test_crd_applied_with_kubectl_becomes_served(
     applied = k8s_cluster.kubectl("apply", "-f", "-", input=CRD_TEMPLATE.format(group=group))
     assert f"customresourcedefinition.apiextensions.k8s.io/{crd} created" in applied.stdout
     try:
-        k8s_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        localcluster.wait_crd_established(k8s_cluster.kubectl_path, k8s_cluster.kubeconfig, crd)
         custom = client.CustomObjectsApi(k8s_api)
         body = {
             "apiVersion": f"{group}/v1",

@@ -16,6 +16,8 @@ import pytest
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import localcluster
+
 from support.fakegithub import FakeGitHub, FakeRepo
 
 pytestmark = pytest.mark.k8s
@@ -30,8 +32,8 @@ NEW_DOCKERFILE = "FROM alpine:3.20\n# caf\u00e9 \u2615\nRUN true\n".encode()
 @pytest.fixture(scope="module")
 def crd(k8s_cluster: Any) -> None:
     k8s_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
-    k8s_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/automatedbuilds.autobuild.dev", "--timeout=60s"
+    localcluster.wait_crd_established(
+        k8s_cluster.kubectl_path, k8s_cluster.kubeconfig, "automatedbuilds.autobuild.dev"
     )
 
 

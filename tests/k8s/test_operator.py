@@ -7,6 +7,7 @@ failures. The one end-to-end test labels kwok's node so kwok runs the pod to com
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -24,14 +25,20 @@ import yaml
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import localcluster
+
 from support import webhook_payloads as hooks
+from support.crane import Crane
 from support.gitserver import GitServer, Repo
+from support.registry import Registry
 
 pytestmark = pytest.mark.k8s
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDER_LABEL = ("autobuild.dev/test-builder", "kwok")
 DIGEST = "sha256:" + "c" * 64
+# A push Secret for the (unused) registry the builds of these tests name.
+DEFAULT_REGISTRY_AUTH = json.dumps({"auths": {"127.0.0.1:5000": {"auth": "dTpw"}}})
 GROUP, VERSION, PLURAL = "autobuild.dev", "v1alpha1", "automatedbuilds"
 
 
@@ -55,9 +62,12 @@ def free_port() -> int:
 class Operator:
     """``autobuild run`` as a real subprocess."""
 
-    def __init__(self, kubeconfig: Path, log: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, registry: str = "", args: Sequence[str] = ()
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
+        self.registry = registry
         self.args = list(args)  # more `autobuild run` options, e.g. ["-n", "ns"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
@@ -70,6 +80,10 @@ class Operator:
         env["AUTOBUILD_NODE_SELECTOR"] = "=".join(BUILDER_LABEL)
         # The loopback git server speaks plain HTTP: tokens may go there, and only there.
         env["AUTOBUILD_INSECURE_GIT_HOSTS"] = "127.0.0.1"
+        # Plain-HTTP registries: the unused default of these tests, and the real one.
+        env["AUTOBUILD_INSECURE_REGISTRIES"] = ",".join(
+            filter(None, ["127.0.0.1:5000", self.registry])
+        )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -132,16 +146,27 @@ class Operator:
 @pytest.fixture(scope="module")
 def crd(k8s_cluster: Any) -> None:
     k8s_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
-    k8s_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/automatedbuilds.autobuild.dev", "--timeout=60s"
+    localcluster.wait_crd_established(
+        k8s_cluster.kubectl_path, k8s_cluster.kubeconfig, "automatedbuilds.autobuild.dev"
     )
 
 
 @pytest.fixture(scope="module")
+def registry() -> Iterator[Registry]:
+    """A real registry on loopback whose one user may push."""
+    with Registry(users={"pusher": "right-password"}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def operator(
-    k8s_cluster: Any, crd: None, tmp_path_factory: pytest.TempPathFactory
+    k8s_cluster: Any, crd: None, registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
-    op = Operator(k8s_cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    op = Operator(
+        k8s_cluster.kubeconfig,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        registry.host,
+    )
     op.start()
     try:
         yield op
@@ -525,7 +550,7 @@ def test_missing_secret_is_stalled_then_recovers(world: World, repo: Repo) -> No
         {
             "metadata": {"name": "regcred"},
             "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {".dockerconfigjson": '{"auths": {}}'},
+            "stringData": {".dockerconfigjson": DEFAULT_REGISTRY_AUTH},
         },
     )
     eventually(world.jobs, 60, "build after the Secret appeared")
@@ -798,7 +823,7 @@ def test_the_shipped_rbac_is_enough(
     limited = tmp_path / "operator-kubeconfig"
     limited.write_text(yaml.safe_dump(config))
     operator.stop()
-    restricted = Operator(limited, tmp_path / "restricted.log")
+    restricted = Operator(limited, tmp_path / "restricted.log", operator.registry)
     try:
         restricted.start()
         world.core.create_namespaced_secret(
@@ -806,7 +831,7 @@ def test_the_shipped_rbac_is_enough(
             {
                 "metadata": {"name": "regcred"},
                 "type": "kubernetes.io/dockerconfigjson",
-                "stringData": {".dockerconfigjson": '{"auths": {}}'},
+                "stringData": {".dockerconfigjson": DEFAULT_REGISTRY_AUTH},
             },
         )
         body = manifest(
@@ -1179,3 +1204,97 @@ def test_polling_builds_a_push_no_webhook_announced(world: World, repo: Repo) ->
     )
     assert job.spec.template.spec.containers[0].args[0].endswith(f"#refs/heads/main#{moved}")
     eventually(lambda: "Poll" in [b["trigger"] for b in world.builds()], 30, "recorded as Poll")
+
+
+def docker_config(host: str, user: str, password: str) -> str:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return json.dumps({"auths": {host: {"auth": auth}}})
+
+
+def registry_manifest(world: World, repo: Repo, registry: Registry, **spec: Any) -> dict[str, Any]:
+    body = manifest(world.namespace, repo, **spec)
+    body["spec"]["image"]["registry"] = registry.host
+    body["spec"]["image"]["pushSecret"] = "regcred"
+    return body
+
+
+def test_push_preflight_refuses_credentials_that_cannot_push(
+    world: World, repo: Repo, registry: Registry
+) -> None:
+    world.core.create_namespaced_secret(
+        world.namespace,
+        {
+            "metadata": {"name": "regcred"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": docker_config(registry.host, "pusher", "wrong")},
+        },
+    )
+    world.create(registry_manifest(world, repo, registry))
+    stalled = eventually(
+        lambda: next(
+            (
+                c
+                for c in world.status().get("conditions") or []
+                if c["type"] == "Stalled" and c["status"] == "True"
+            ),
+            None,
+        ),
+        60,
+        "Stalled",
+    )
+    assert stalled["reason"] == "PushUnauthorized"
+    assert registry.host in stalled["message"]
+    assert "wrong" not in json.dumps(world.status())
+    assert world.jobs() == []
+    visibility = next(c for c in world.status()["conditions"] if c["type"] == "VisibilityApplied")
+    assert visibility["reason"] == "VisibilityUnsupported"
+    world.core.patch_namespaced_secret(
+        "regcred",
+        world.namespace,
+        {
+            "stringData": {
+                ".dockerconfigjson": docker_config(registry.host, "pusher", "right-password")
+            }
+        },
+    )
+    eventually(world.jobs, 90, "the build once the Secret can push")
+
+
+def test_digests_are_checked_against_the_registry(
+    world: World, repo: Repo, registry: Registry, k8s_cluster: Any, tmp_path: Path
+) -> None:
+    crane = Crane(tmp_path, {registry.host: ("pusher", "right-password")})
+    pushed = crane.push_random_image(f"{registry.host}/acme/app:latest")
+    world.core.create_namespaced_secret(
+        world.namespace,
+        {
+            "metadata": {"name": "regcred"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {
+                ".dockerconfigjson": docker_config(registry.host, "pusher", "right-password")
+            },
+        },
+    )
+    world.create(registry_manifest(world, repo, registry, runPolicy="Parallel"))
+    (job,) = eventually(world.jobs, 60, "creation build")
+    world.finish_pod(job.metadata.name, 0, pushed)  # Kaniko's digest file says what it pushed
+    build = eventually(
+        lambda: (b := world.builds()) and b[0]["phase"] == "Succeeded" and b[0], 60, "Succeeded"
+    )
+    assert build["digests"] == {"latest": pushed}
+    assert build.get("reason") is None
+    trigger(k8s_cluster, world)
+    second = eventually(
+        lambda: next((j for j in world.jobs() if j.metadata.name != job.metadata.name), None),
+        30,
+        "second build",
+    )
+    world.finish_pod(second.metadata.name, 0, DIGEST)  # not what the registry holds
+    mismatch = eventually(
+        lambda: (b := world.builds()) and b[0].get("reason") == "DigestMismatch" and b[0],
+        60,
+        "DigestMismatch",
+    )
+    assert mismatch["digests"] == {"latest": pushed}
+    events = world.core.list_namespaced_event(world.namespace).items
+    assert any(e.reason == "DigestMismatch" for e in events)

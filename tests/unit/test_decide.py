@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from factories import COMMIT, OTHER_COMMIT, automated_build, document
 
-from autobuild.api.models import Trigger
+from autobuild.api.models import AutomatedBuild, Trigger
+from autobuild.planning import registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.decide import (
     Decision,
@@ -25,6 +26,7 @@ from autobuild.planning.decide import (
 from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER, render_job
 from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.reasons import Reason
+from autobuild.planning.registry_gate import RegistryResult
 from autobuild.planning.triggers import ANNOTATION_TRIGGER, TriggerRequest, append_request
 from autobuild.settings import BuildSettings
 
@@ -51,8 +53,35 @@ def heads(
     return HeadsResult(generation, request_id, NOW, heads=refs)
 
 
+def registry_answers(b: dict[str, Any], version: str = "") -> dict[str, RegistryResult]:
+    """A registry that lets the push Secret push and has no visibility notion."""
+    ab = AutomatedBuild.model_validate(b)
+    preflight = registry_gate.push_preflight(ab, version, {}, NOW).request
+    settings = registry_gate.repository_settings(
+        registry_gate.image_fingerprint(ab, version), None, {}, NOW
+    ).request
+    assert preflight is not None
+    assert settings is not None
+    unsupported = {"name": "acme/x", "kind": "Registry", "reason": "VisibilityUnsupported"}
+    return {
+        preflight.id: RegistryResult(NOW, True),
+        settings.id: RegistryResult(NOW, True, status=unsupported),
+    }
+
+
 def world(b: dict[str, Any], **changes: Any) -> Snapshot:
-    return replace(Snapshot(body=b, jobs=(), pods=(), secrets={}, now=NOW), **changes)
+    base = Snapshot(body=b, jobs=(), pods=(), secrets={}, now=NOW, registry=registry_answers(b))
+    return replace(base, **changes)
+
+
+def verified(snapshot: Snapshot, decision: Decision) -> dict[str, RegistryResult]:
+    """The registry's answers to the digest checks a decision asked for: all as Kaniko said."""
+    answers = dict(snapshot.registry)
+    for request in decision.registry:
+        if request.kind == registry_gate.VERIFY:
+            digests = dict.fromkeys(request.tags, request.digest)
+            answers[request.id] = RegistryResult(NOW, True, digests=digests)
+    return answers
 
 
 def act(
@@ -87,6 +116,7 @@ def act(
         jobs=tuple(jobs.values()),
         pushes=tuple(snapshot.pushes[decision.pushes_done :]),
         now=snapshot.now + later,
+        registry=verified(snapshot, decision),
     )
 
 
@@ -96,7 +126,7 @@ def settle(snapshot: Snapshot, rounds: int = 5) -> tuple[Snapshot, list[Decision
     for _ in range(rounds):
         decision = decide(snapshot, SETTINGS)
         decisions.append(decision)
-        if decision.writes == 0:
+        if decision.writes == 0 and not decision.registry:
             return snapshot, decisions
         snapshot = act(snapshot, decision)
     raise AssertionError(f"no fixed point: {decisions[-1]}")
@@ -472,3 +502,89 @@ def test_history_limit_prunes_the_oldest_finished_builds() -> None:
     assert decision.status is not None
     kept = [b["jobName"] for b in decision.status["builds"]]
     assert kept == ["job-20", "job-12", "job-3", "job-2"]
+
+
+def test_no_job_before_the_push_preflight_and_none_when_it_refuses() -> None:
+    snapshot = created(world(body()))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),), registry={})
+    asked = decide(push, SETTINGS)
+    assert asked.create == ()
+    assert asked.pushes_done == 0  # the push waits for the answer
+    assert asked.status is None
+    (preflight,) = [r for r in asked.registry if r.kind == registry_gate.PREFLIGHT]
+    refused = RegistryResult(NOW, False, "PushUnauthorized", "registry refused push to acme/x")
+    decision = decide(replace(push, registry={preflight.id: refused}), SETTINGS)
+    assert decision.create == ()
+    assert decision.pushes_done == 0
+    assert decision.status is not None
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "PushUnauthorized")
+    assert decision.requeue_after is not None
+    unreachable = RegistryResult(NOW, False, "RegistryUnreachable", "connection refused")
+    proceeds = decide(replace(push, registry={preflight.id: unreachable}), SETTINGS)
+    assert len(proceeds.create) == 1  # an unreachable registry does not hold builds back
+
+
+def test_repository_settings_are_applied_once_per_spec_and_shown() -> None:
+    b = body()
+    first = decide(world(b, registry={}), SETTINGS)
+    (settings,) = [r for r in first.registry if r.kind == registry_gate.SETTINGS]
+    applied = {
+        "name": "acme/dockertext-cavityflow",
+        "kind": "DockerHub",
+        "visibility": "Public",
+        "description": "Cavity flow solver",
+        "applied": ["created"],
+    }
+    answered = world(
+        b, registry={settings.id: RegistryResult(NOW, True, status=applied)}, heads=heads(b, {})
+    )
+    final, _ = settle(answered)
+    repository = final.body["status"]["repository"]
+    assert repository["applied"] == ["created"]
+    assert repository["observed"]
+    condition = next(
+        c for c in final.body["status"]["conditions"] if c["type"] == "VisibilityApplied"
+    )
+    assert (condition["status"], condition["reason"]) == ("True", "Applied")
+    assert not [r for r in decide(final, SETTINGS).registry if r.kind == registry_gate.SETTINGS]
+    unsupported = world(b, heads=heads(b, {}))
+    done, _ = settle(unsupported)
+    condition = next(
+        c for c in done.body["status"]["conditions"] if c["type"] == "VisibilityApplied"
+    )
+    assert (condition["status"], condition["reason"]) == ("False", "VisibilityUnsupported")
+
+
+def test_a_succeeded_build_is_reported_once_its_digests_are_checked() -> None:
+    snapshot = created(world(body()))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
+    running = act(push, decide(push, SETTINGS))
+    job = copy.deepcopy(dict(running.jobs[0]))
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    digest = "sha256:" + "a" * 64
+    pod = {
+        "metadata": {"name": "p", "labels": {"job-name": job["metadata"]["name"]}},
+        "status": {
+            "containerStatuses": [
+                {"name": "kaniko", "state": {"terminated": {"exitCode": 0, "message": digest}}}
+            ]
+        },
+    }
+    done = replace(running, jobs=(job,), pods=(pod,))
+    held = decide(done, SETTINGS)
+    assert held.status is None
+    (check,) = [r for r in held.registry if r.kind == registry_gate.VERIFY]
+    assert (check.tags, check.digest) == (("latest",), digest)
+    other = "sha256:" + "b" * 64
+    wrong = RegistryResult(
+        NOW, False, "DigestMismatch", f"the registry has latest: {other}", digests={"latest": other}
+    )
+    decision = decide(replace(done, registry={**done.registry, check.id: wrong}), SETTINGS)
+    assert decision.status is not None
+    build = decision.status["builds"][0]
+    assert (build["phase"], build["reason"]) == ("Succeeded", "DigestMismatch")
+    assert build["digests"] == {"latest": other}
+    assert ("Warning", "DigestMismatch") in [(e.type, e.reason) for e in decision.events]
+    after = act(replace(done, registry={**done.registry, check.id: wrong}), decision)
+    assert decide(replace(after, registry=dict(done.registry)), SETTINGS).registry == ()

@@ -500,6 +500,11 @@ class BuildRecord(_Model):
     completion_time: datetime | None = None
     duration_seconds: int | None = Field(default=None, ge=0)
     digest: str | None = None
+    digests: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Each pushed tag's manifest digest as the registry reports it after the "
+        "build (null: it could not be read); a mismatch with digest sets reason DigestMismatch.",
+    )
     reason: str | None = None
     message: str | None = None
 
@@ -519,6 +524,31 @@ class LatestBuild(_Model):
     reason: str = ""
     start_time: datetime | None = None
     completion_time: datetime | None = None
+
+
+class RepositoryState(_Model):
+    """What the operator applied to an image repository (visibility, short description)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = ""
+    kind: str = Field(default="", description="DockerHub, Harbor or Registry (no such notion).")
+    visibility: str | None = None
+    description: str | None = None
+    applied: list[str] = Field(default_factory=list, description="What was changed last time.")
+    reason: str = ""
+    message: str = ""
+
+
+class RepositoryStatus(RepositoryState):
+    """``status.repository``: the image repository and its build-cache repository."""
+
+    cache: RepositoryState | None = None
+    observed: str = Field(
+        default="",
+        description="Which spec.image and push Secret version these settings were applied for "
+        "(empty while they are to be applied again).",
+    )
 
 
 class LastTrigger(_Model):
@@ -547,6 +577,7 @@ class AutomatedBuildStatus(_Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     latest_build: LatestBuild | None = None
+    repository: RepositoryStatus | None = None
     builds: list[BuildRecord] = Field(default_factory=list, description="Newest first.")
     last_trigger: LastTrigger | None = Field(
         default=None,

@@ -17,6 +17,7 @@ from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
 from autobuild.controller.kubeapi import ApiError, KubeApi
 from autobuild.controller.queue import WorkQueue
 from autobuild.controller.store import Informer, Key, Store, start_in_order
+from autobuild.planning import registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.decide import (
     Decision,
@@ -30,6 +31,8 @@ from autobuild.planning.decide import (
 from autobuild.planning.job import LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.reasons import Reason
+from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
+from autobuild.registry.operations import apply_image_settings, preflight, verify_build
 from autobuild.settings import BuildSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
 from autobuild.webhooks.poller import PollTarget, run_poller
@@ -78,6 +81,7 @@ class Controller:
         self.store.deleted = self.queue.forget
         self.synced = asyncio.Event()
         self._resolving: set[Key] = set()
+        self._checking: set[tuple[Key, str]] = set()
         self._git = asyncio.Semaphore(_GIT_CONCURRENCY)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._instance = socket.gethostname()
@@ -238,6 +242,10 @@ class Controller:
         if decision.resolve is not None and key not in self._resolving:
             self._resolving.add(key)
             self._spawn(self._resolve(key, decision.resolve))
+        for request in decision.registry:
+            if (key, request.id) not in self._checking:
+                self._checking.add((key, request.id))
+                self._spawn(self._registry_check(key, request))
         if conflicts:
             return _CONFLICT_RETRY
         if decision.status is not None:
@@ -334,6 +342,45 @@ class Controller:
             )
         except (ApiError, OSError, TimeoutError) as exc:
             log.warning("could not post Event %s: %s", note.reason, exc)
+
+    async def _registry_check(self, key: Key, request: RegistryRequest) -> None:
+        """Run a registry check beside the queue; its answer goes to the store."""
+        try:
+            result = await self._run_registry_check(key, request)
+        except Exception as exc:  # an answer nobody expected: report it, try again later
+            log.exception("%s/%s: registry check %s failed", key[0], key[1], request.kind)
+            result = RegistryResult(_now(), False, Reason.REGISTRY_UNREACHABLE, str(exc)[:300])
+        finally:
+            self._checking.discard((key, request.id))
+        self.store.set_registry(key, request.id, result)
+
+    async def _run_registry_check(self, key: Key, request: RegistryRequest) -> RegistryResult:
+        automated_build = self.store.parsed(key)
+        snapshot = self.store.snapshot(key, _now())
+        if automated_build is None or snapshot is None:
+            return RegistryResult(_now(), False, Reason.ERROR, "the AutomatedBuild is gone")
+        spec = automated_build.spec
+        secret = snapshot.secrets.get(spec.image.push_secret) if spec.image.push_secret else None
+        if request.kind == registry_gate.SETTINGS:
+            applied = await apply_image_settings(spec, secret, self.settings)
+            state = applied.as_status()
+            reason = str(state.get("reason") or "")
+            return RegistryResult(
+                _now(), not reason, reason, str(state.get("message") or ""), state
+            )
+        if request.kind == registry_gate.PREFLIGHT:
+            check = await preflight(spec.image, secret, self.settings)
+            return RegistryResult(_now(), check.ok, check.reason or "", check.message or "")
+        verified = await verify_build(
+            spec.image, request.tags, request.digest, secret, self.settings
+        )
+        return RegistryResult(
+            _now(),
+            verified.ok,
+            verified.reason or "",
+            verified.message or "",
+            digests=verified.as_status(),
+        )
 
     async def _resolve(self, key: Key, request: HeadsRequest) -> None:
         """Ask the git host for heads, off the worker (a slow host never holds the queue)."""

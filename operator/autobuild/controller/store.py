@@ -24,6 +24,7 @@ from autobuild.controller.kubeapi import ApiError, GoneError, KubeApi, sleep_bac
 from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, referenced_secrets
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
+from autobuild.planning.registry_gate import RegistryResult
 from autobuild.webhooks.poller import PollTarget
 from autobuild.webhooks.receiver import HookTarget
 from autobuild.webhooks.repokey import repo_key
@@ -33,6 +34,8 @@ log = logging.getLogger("autobuild.store")
 
 # Pushes that wait for one AutomatedBuild (e.g. while its push Secret is missing): newest kept.
 MAX_PENDING_PUSHES: Final = 64
+# Registry answers kept per object (the newest ones).
+MAX_REGISTRY_ANSWERS: Final = 64
 _META_KEEP: Final = (
     "name",
     "namespace",
@@ -99,7 +102,12 @@ def secret_view(obj: Mapping[str, Any]) -> SecretView:
         except (binascii.Error, ValueError):
             data[key] = ""
     meta = obj.get("metadata") or {}
-    return SecretView(str(obj.get("type") or ""), dict(meta.get("annotations") or {}), data)
+    return SecretView(
+        str(obj.get("type") or ""),
+        dict(meta.get("annotations") or {}),
+        data,
+        str(meta.get("resourceVersion") or ""),
+    )
 
 
 class Store:
@@ -118,6 +126,7 @@ class Store:
         self._heads: dict[Key, HeadsResult] = {}
         self._pushes: dict[Key, deque[PushEvent]] = {}
         self._own_writes: dict[Key, int] = {}
+        self._registry: dict[Key, dict[str, RegistryResult]] = {}
         # For deliveries: AutomatedBuilds by repository, and their parsed specs.
         self._repo_of: dict[Key, str] = {}
         self._by_repo: defaultdict[str, set[Key]] = defaultdict(set)
@@ -167,7 +176,7 @@ class Store:
             del self._keys_by_uid[uid]
         self._track_secrets(key, [])
         self._index_repo(key, None)
-        for memory in (self._heads, self._pushes, self._own_writes):
+        for memory in (self._heads, self._pushes, self._own_writes, self._registry):
             memory.pop(key, None)
         self.deleted(key)
 
@@ -369,6 +378,17 @@ class Store:
             self._heads[key] = result
             self._enqueue(key)
 
+    def set_registry(self, key: Key, request_id: str, result: RegistryResult) -> None:
+        """The answer of a registry check (settings, preflight, digests) for an object."""
+        if key not in self.automated_builds:
+            return
+        answers = self._registry.setdefault(key, {})
+        answers[request_id] = result
+        if len(answers) > MAX_REGISTRY_ANSWERS:  # digest checks of long-gone builds
+            oldest = min(answers, key=lambda found: answers[found].at)
+            del answers[oldest]
+        self._enqueue(key)
+
     def snapshot(self, key: Key, now: datetime) -> Snapshot | None:
         """Everything the decision needs about one AutomatedBuild, from memory."""
         body = self.automated_builds.get(key)
@@ -384,6 +404,7 @@ class Store:
             now=now,
             heads=self._heads.get(key),
             pushes=tuple(self._pushes.get(key, ())),
+            registry=dict(self._registry.get(key, {})),
         )
 
     def keys(self) -> list[Key]:

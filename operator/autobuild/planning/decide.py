@@ -23,9 +23,11 @@ from autobuild.api.models import (
     BuildRecord,
     Condition,
     LastTrigger,
+    RepositoryStatus,
     RunPolicy,
     Trigger,
 )
+from autobuild.planning import registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.credentials import git_credentials_problem, git_username
 from autobuild.planning.job import (
@@ -44,6 +46,7 @@ from autobuild.planning.planner import (
     plan_builds,
 )
 from autobuild.planning.reasons import STALLED, Reason
+from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
 from autobuild.planning.triggers import (
     ANNOTATION_TRIGGER,
     CREATE_ID,
@@ -77,6 +80,7 @@ class SecretView:
     type: str
     annotations: Mapping[str, str]
     data: Mapping[str, str] = field(repr=False)
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class Snapshot:
     now: datetime
     heads: HeadsResult | None = None
     pushes: Sequence[PushEvent] = ()
+    registry: Mapping[str, RegistryResult] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class Decision:
     status: dict[str, Any] | None = None
     events: tuple[EventNote, ...] = ()
     resolve: HeadsRequest | None = None
+    registry: tuple[RegistryRequest, ...] = ()
     pushes_done: int = 0
     requeue_after: float | None = None
 
@@ -535,8 +541,13 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
                 work.builds += plan_builds(automated_build.spec, event).builds
             pushes_done = len(snapshot.pushes)
     jobs, pods_by_job = _current_jobs(snapshot)
+    checks_to_run: list[RegistryRequest] = []
+    hold_status = work.resolve is not None
     if automated_build is not None:
-        jobs += _new_jobs(automated_build, work.builds, jobs, snapshot, settings)
+        new = _new_jobs(automated_build, work.builds, jobs, snapshot, settings)
+        if new and not _may_create(automated_build, snapshot, work, checks_to_run):
+            new, pushes_done, hold_status = [], 0, hold_status or bool(checks_to_run)
+        jobs += new
     policy = automated_build.spec.run_policy if automated_build else RunPolicy.SERIAL
     release, cancel, dropped = _run_policy(policy, jobs, pods_by_job, snapshot.now)
     jobs = [j for j in jobs if j not in dropped]
@@ -546,13 +557,35 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
         cancelled = {j.record.job_name for j in cancel}
         delete = _history(jobs, limit.succeeded, limit.failed, cancelled)
     kept = [j for j in jobs if j not in delete]
-    records = [j.record for j in reversed(kept)]  # newest first
     for job in kept:
         _pod_grace(job, snapshot.now, work)
+    records, verify, mismatches = registry_gate.digest_checks(
+        [j.record for j in reversed(kept)],  # newest first
+        {b.id: b for b in previous.builds},
+        snapshot.registry,
+    )
+    checks_to_run += verify
+    # A build is reported Succeeded once its digests are checked (one status write, not two).
+    hold_status = hold_status or bool(verify)
+    work.events += [EventNote("Warning", reason, message) for reason, message in mismatches]
+    repository = previous.repository
+    if automated_build is not None:
+        outcome = registry_gate.repository_settings(
+            registry_gate.image_fingerprint(automated_build, _push_secret_version(snapshot)),
+            previous.repository,
+            snapshot.registry,
+            snapshot.now,
+        )
+        repository = outcome.repository or repository
+        checks_to_run += [outcome.request] if outcome.request else []
+        if outcome.requeue_after is not None:
+            work.requeue(outcome.requeue_after)
     status = None
     events = list(work.events)
-    if work.resolve is None:
-        status, status_events = _status(snapshot, automated_build, previous, records, work)
+    if not hold_status:
+        status, status_events = _status(
+            snapshot, automated_build, previous, records, repository, work
+        )
         events += status_events
     secrets = _secret_values(snapshot.secrets)
     return Decision(
@@ -563,9 +596,42 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
         status=redact(status, secrets),
         events=tuple(replace(e, message=redact(e.message, secrets)) for e in events),
         resolve=work.resolve,
+        registry=tuple(checks_to_run),
         pushes_done=pushes_done,
         requeue_after=work.requeue_after,
     )
+
+
+def _push_secret_version(snapshot: Snapshot) -> str:
+    name = ((snapshot.body.get("spec") or {}).get("image") or {}).get("pushSecret")
+    view = snapshot.secrets.get(name) if name else None
+    return view.version if view is not None else ""
+
+
+def _may_create(
+    automated_build: AutomatedBuild,
+    snapshot: Snapshot,
+    work: _Pass,
+    checks_to_run: list[RegistryRequest],
+) -> bool:
+    """The push preflight: no Kaniko Job before the push Secret is known to be able to push.
+    When it cannot, the builds wait (their pushes and trigger stay pending)."""
+    if work.problem is not None and work.problem.stalled:
+        return False
+    gate = registry_gate.push_preflight(
+        automated_build, _push_secret_version(snapshot), snapshot.registry, snapshot.now
+    )
+    if gate.proceed:
+        return True
+    work.last_trigger = None
+    work.events = []
+    if gate.request is not None:
+        checks_to_run.append(gate.request)
+    if gate.refusal is not None:
+        work.problem = tracking.Problem(Reason(gate.refusal[0]), gate.refusal[1])
+    if gate.requeue_after is not None:
+        work.requeue(gate.requeue_after)
+    return False
 
 
 def _current_jobs(snapshot: Snapshot) -> tuple[list[_Job], dict[str, list[Obj]]]:
@@ -626,6 +692,7 @@ def _status(
     automated_build: AutomatedBuild | None,
     previous: AutomatedBuildStatus,
     records: list[BuildRecord],
+    repository: RepositoryStatus | None,
     work: _Pass,
 ) -> tuple[dict[str, Any] | None, list[EventNote]]:
     """The new status, or None when it would not change; and the Events of the change."""
@@ -635,10 +702,20 @@ def _status(
     status = AutomatedBuildStatus(
         observed_generation=generation,
         image=image,
-        conditions=tracking.conditions(
-            generation, work.problem, records, previous.conditions, snapshot.now
-        ),
+        conditions=[
+            *tracking.conditions(
+                generation, work.problem, records, previous.conditions, snapshot.now
+            ),
+            tracking.condition(
+                "VisibilityApplied",
+                *registry_gate.visibility_condition(repository),
+                generation,
+                previous.conditions,
+                snapshot.now,
+            ),
+        ],
         latest_build=tracking.latest_build(records),
+        repository=repository,
         builds=records,
         last_trigger=work.last_trigger or previous.last_trigger,
     )

@@ -22,6 +22,12 @@ class Reason(StrEnum):
     SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105
     CREDENTIALS_NOT_ALLOWED = "CredentialsNotAllowed"
     SOURCE_UNREACHABLE = "SourceUnreachable"
+    PUSH_SECRET_INVALID = "PushSecretInvalid"  # noqa: S105
+    REGISTRY_UNREACHABLE = "RegistryUnreachable"
+    DIGEST_MISMATCH = "DigestMismatch"
+    # VisibilityApplied
+    APPLIED = "Applied"
+    APPLYING = "Applying"
     # Triggers (Events and status.lastTrigger)
     TRIGGERED = "Triggered"
     INVALID_TRIGGER = "InvalidTrigger"
@@ -50,5 +56,7 @@ STALLED: Final = frozenset(
         Reason.SECRET_NOT_FOUND,
         Reason.SECRET_KEY_MISSING,
         Reason.CREDENTIALS_NOT_ALLOWED,
+        Reason.PUSH_SECRET_INVALID,
+        Reason.PUSH_UNAUTHORIZED,
     }
 )

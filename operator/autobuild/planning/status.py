@@ -348,25 +348,33 @@ def conditions(
         stalled = ("True", problem.reason, problem.message)
     else:
         stalled = ("False", Reason.VALID, "the spec can be acted on")
-    old = {c.type: c for c in previous}
-    result = []
-    for kind, (state, reason, message) in (
-        ("Ready", ready),
-        ("Reconciling", reconciling),
-        ("Stalled", stalled),
-    ):
-        before = old.get(kind)
-        changed = before is None or before.status != state
-        result.append(
-            Condition(
-                type=kind,
-                status=state,
-                reason=str(reason),
-                message=message,
-                observed_generation=generation,
-                last_transition_time=now
-                if changed or before is None
-                else before.last_transition_time,
-            )
+    return [
+        condition(kind, state, reason, message, generation, previous, now)
+        for kind, (state, reason, message) in (
+            ("Ready", ready),
+            ("Reconciling", reconciling),
+            ("Stalled", stalled),
         )
-    return result
+    ]
+
+
+def condition(
+    kind: str,
+    state: str,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Sequence[Condition],
+    now: datetime,
+) -> Condition:
+    """One condition; its lastTransitionTime moves only when its status changes."""
+    before = next((c for c in previous if c.type == kind), None)
+    changed = before is None or before.status != state
+    return Condition(
+        type=kind,
+        status=state,
+        reason=str(reason),
+        message=message,
+        observed_generation=generation,
+        last_transition_time=now if changed or before is None else before.last_transition_time,
+    )

@@ -1,0 +1,196 @@
+"""The registry side of the decision: which registry checks a reconcile needs, and what their
+answers mean for Jobs and status. Pure; the controller runs the checks
+(:mod:`autobuild.registry.operations`) and hands their results back in the snapshot.
+
+- repository settings (visibility, short description): applied when spec.image or its push
+  Secret changes, independently of builds;
+- push preflight: before any Job is created, may the push Secret push to the repository?
+- digest verification: after a build succeeded, does every tag carry the digest Kaniko reported?
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from autobuild.api.models import AutomatedBuild, BuildPhase, BuildRecord, RepositoryStatus
+from autobuild.planning.reasons import Reason
+
+SETTINGS: Final = "settings"
+PREFLIGHT: Final = "preflight"
+VERIFY: Final = "verify"
+# How long an answer stands before it is asked again.
+_FRESH_OK: Final = timedelta(minutes=10)
+_FRESH_FAILED: Final = timedelta(seconds=30)
+RETRY_SECONDS: Final = 30.0
+# Settings outcomes that a later try may change (the registry was away, rate limits, Harbor's
+# repository that exists only after the first push).
+_SETTINGS_RETRY: Final = frozenset(
+    {Reason.REGISTRY_UNREACHABLE, "RateLimited", "RepositoryPending"}
+)
+# Preflight outcomes that mean "do not start Kaniko".
+_PUSH_REFUSED: Final = frozenset({Reason.PUSH_SECRET_INVALID, Reason.PUSH_UNAUTHORIZED})
+
+
+@dataclass(frozen=True)
+class RegistryRequest:
+    """A registry check to run: ``id`` names it (kind and what it is about)."""
+
+    id: str
+    kind: str
+    job_name: str = ""
+    tags: tuple[str, ...] = ()
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class RegistryResult:
+    """The answer to a :class:`RegistryRequest`."""
+
+    at: datetime
+    ok: bool
+    reason: str = ""
+    message: str = ""
+    status: Mapping[str, Any] | None = None
+    digests: Mapping[str, str | None] | None = None
+
+
+def _fingerprint(*parts: object) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def image_fingerprint(automated_build: AutomatedBuild, secret_version: str) -> str:
+    """What repository settings depend on: spec.image and the push Secret's version (never
+    its content)."""
+    image = automated_build.spec.image.model_dump(mode="json")
+    caches = [rule.build_cache for rule in automated_build.spec.tags]
+    return _fingerprint(image, caches, secret_version)
+
+
+def _fresh(result: RegistryResult | None, now: datetime) -> bool:
+    if result is None:
+        return False
+    return now - result.at < (_FRESH_OK if result.ok else _FRESH_FAILED)
+
+
+@dataclass(frozen=True)
+class SettingsOutcome:
+    """``status.repository`` to write (None: keep the old), and a request if one is needed."""
+
+    repository: RepositoryStatus | None
+    request: RegistryRequest | None
+    requeue_after: float | None = None
+
+
+def repository_settings(
+    fingerprint: str,
+    previous: RepositoryStatus | None,
+    results: Mapping[str, RegistryResult],
+    now: datetime,
+) -> SettingsOutcome:
+    """Apply the repository settings once per fingerprint; retry what may pass later."""
+    if previous is not None and previous.observed == fingerprint:
+        return SettingsOutcome(None, None)
+    request = RegistryRequest(f"{SETTINGS}:{fingerprint}", SETTINGS)
+    result = results.get(request.id)
+    if result is None or (result.reason in _SETTINGS_RETRY and not _fresh(result, now)):
+        return SettingsOutcome(None, request)
+    retry = result.reason in _SETTINGS_RETRY
+    state = RepositoryStatus.model_validate(
+        {**(result.status or {}), "observed": "" if retry else fingerprint}
+    )
+    return SettingsOutcome(state, None, RETRY_SECONDS if retry else None)
+
+
+def visibility_condition(repository: RepositoryStatus | None) -> tuple[str, str, str]:
+    """The VisibilityApplied condition: (status, reason, message)."""
+    if repository is None:
+        return ("Unknown", Reason.APPLYING, "visibility and description not applied yet")
+    if not repository.reason:
+        what = ", ".join(repository.applied) or "nothing to change"
+        return ("True", Reason.APPLIED, f"{repository.name}: {what}")
+    return ("False", repository.reason, repository.message)
+
+
+@dataclass(frozen=True)
+class PreflightOutcome:
+    """Whether new Jobs may be created now; a request or a refusal otherwise."""
+
+    proceed: bool
+    request: RegistryRequest | None = None
+    refusal: tuple[str, str] | None = None
+    requeue_after: float | None = None
+
+
+def push_preflight(
+    automated_build: AutomatedBuild,
+    secret_version: str,
+    results: Mapping[str, RegistryResult],
+    now: datetime,
+) -> PreflightOutcome:
+    """Before Kaniko runs: the push Secret must be able to push (checked at most every ten
+    minutes per Secret version). An unreachable registry does not hold builds back."""
+    image = automated_build.spec.image
+    request = RegistryRequest(
+        f"{PREFLIGHT}:{_fingerprint(image.repository, image.push_secret, secret_version)}",
+        PREFLIGHT,
+    )
+    result = results.get(request.id)
+    if not _fresh(result, now):
+        return PreflightOutcome(False, request)
+    assert result is not None
+    if result.reason in _PUSH_REFUSED:
+        return PreflightOutcome(False, None, (result.reason, result.message), RETRY_SECONDS)
+    return PreflightOutcome(True)
+
+
+def digest_checks(
+    records: Sequence[BuildRecord],
+    previous: Mapping[str, BuildRecord],
+    results: Mapping[str, RegistryResult],
+) -> tuple[list[BuildRecord], list[RegistryRequest], list[tuple[str, str]]]:
+    """Per-tag digests of succeeded builds: carried over once checked, else asked for.
+    Returns the records, the checks to run, and (reason, message) of new mismatches."""
+    out: list[BuildRecord] = []
+    requests: list[RegistryRequest] = []
+    mismatches: list[tuple[str, str]] = []
+    for record in records:
+        if record.phase is not BuildPhase.SUCCEEDED or not record.digest:
+            out.append(record)
+            continue
+        before = previous.get(record.id)
+        if before is not None and (before.digests or before.reason == Reason.DIGEST_MISMATCH):
+            out.append(
+                record.model_copy(
+                    update={
+                        "digests": before.digests,
+                        "reason": before.reason,
+                        "message": before.message,
+                    }
+                )
+            )
+            continue
+        request = RegistryRequest(
+            f"{VERIFY}:{record.job_name}",
+            VERIFY,
+            record.job_name,
+            tuple(record.tags),
+            record.digest,
+        )
+        result = results.get(request.id)
+        if result is None:
+            requests.append(request)
+            out.append(record)
+            continue
+        digests = dict(result.digests or {tag: None for tag in record.tags})
+        update: dict[str, Any] = {"digests": digests}
+        if result.reason == Reason.DIGEST_MISMATCH:
+            update |= {"reason": result.reason, "message": result.message}
+            mismatches.append((result.reason, f"build {record.id}: {result.message}"))
+        out.append(record.model_copy(update=update))
+    return out, requests, mismatches
