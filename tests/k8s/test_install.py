@@ -274,7 +274,13 @@ def test_the_charts_rbac_runs_a_build(
             assert container["args"][-2:] == args
         else:
             assert "--namespace" not in container["args"]
-        operator = Operator(release.kubeconfig(tmp_path / "sa"), tmp_path / "op.log", args)
+        # Watching a list of namespaces, the operator can read no Secret outside it.
+        account = f"system:serviceaccount:{release.namespace}:{release.name}"
+        can_i = release.cluster.kubectl(
+            "auth", "can-i", "list", "secrets", "-n", "kube-system", "--as", account, check=False
+        )
+        assert can_i.stdout.strip() == ("no" if args else "yes")
+        operator = Operator(release.kubeconfig(tmp_path / "sa"), tmp_path / "op.log", args=args)
         operator.start()
         try:
             build_lifecycle(World(k8s_api, k8s_namespace), repo)
