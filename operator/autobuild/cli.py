@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+import urllib3
 import yaml
 from pydantic import ValidationError
 
@@ -623,6 +624,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "autobuild") -> int:
         code: int = args.handler(args, sys.stdout, sys.stderr)
     except CliError as exc:
         sys.stderr.write(f"autobuild: {exc}\n")
+        return 1
+    except urllib3.exceptions.MaxRetryError as exc:
+        # The Kubernetes client gave up connecting: wrong context, or the cluster is down.
+        sys.stderr.write(f"autobuild: cannot reach the Kubernetes API server: {exc.reason}\n")
         return 1
     return code
 

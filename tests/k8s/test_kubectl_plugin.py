@@ -133,7 +133,9 @@ def test_context_and_kubeconfig_pick_the_cluster_and_namespace(
         "--kubeconfig",
         str(kubeconfig),
     )
-    assert failed.returncode != 0
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("autobuild: cannot reach the Kubernetes API server: ")
+    assert "Traceback" not in failed.stderr
     assert trigger_annotation(k8s_api, k8s_namespace) == ""
     # --context good: its namespace is the default, as with kubectl.
     done = kubectl(
