@@ -348,7 +348,7 @@ def test_failing_pod_is_classified_and_its_log_never_reaches_status_or_events(
             "type": "kubernetes.io/dockerconfigjson",
             "stringData": {
                 ".dockerconfigjson": json.dumps(
-                    {"auths": {"127.0.0.1:5000": {"auth": "c2VjcmV0LXB1c2gtcGFzc3dvcmQ="}}}
+                    {"auths": {"127.0.0.1:5000": {"auth": "dTpzZWNyZXQtcHVzaC1wYXNzd29yZA=="}}}
                 )
             },
         },
@@ -359,7 +359,7 @@ def test_failing_pod_is_classified_and_its_log_never_reaches_status_or_events(
     (job,) = eventually(world.jobs, 30, "Job")
     # Kaniko's log tail, as FallbackToLogsOnError puts it in the termination message.
     tail = (
-        "error checking push permissions -- UNAUTHORIZED: c2VjcmV0LXB1c2gtcGFzc3dvcmQ= was refused"
+        "error checking push permissions -- UNAUTHORIZED: dTpzZWNyZXQtcHVzaC1wYXNzd29yZA== refused"
     )
     world.finish_pod(job.metadata.name, 1, tail)
     eventually(build_phase(world, "Failed"), 60, "Failed")
@@ -372,7 +372,7 @@ def test_failing_pod_is_classified_and_its_log_never_reaches_status_or_events(
     failed = [e for e in events if e.reason == "BuildFailed"]
     assert failed
     written = json.dumps(world.status()) + " ".join(e.message for e in events)
-    assert "c2VjcmV0LXB1c2gtcGFzc3dvcmQ=" not in written
+    assert "dTpzZWNyZXQtcHVzaC1wYXNzd29yZA==" not in written
     assert "UNAUTHORIZED" not in written
 
 
@@ -1189,18 +1189,22 @@ def test_the_trigger_url_builds_the_asked_branch(
     eventually(lambda: [b["trigger"] for b in world.builds()] == ["TriggerURL"], 30, "recorded")
 
 
-def test_polling_builds_a_push_no_webhook_announced(world: World, repo: Repo) -> None:
-    """pollInterval (1m at least): the first poll records the heads, the next one builds what
-    moved since."""
+def test_polling_builds_a_push_no_webhook_announced(
+    world: World, repo: Repo, operator: Operator
+) -> None:
+    """pollInterval (1m at least): polls start from the heads read on creation, so a push
+    before the first poll builds too. The first poll comes within one interval, the next one
+    interval later: up to two intervals and a rescan."""
     body = manifest(world.namespace, repo, pollInterval="1m")
     world.create(body)
     (first,) = eventually(world.jobs, 30, "creation build")
     time.sleep(5)  # let the first poll record its baseline
     moved = repo.commit("main", {"p.txt": "1"}, "pushed, no webhook")
+    polls = [line for line in operator.log.read_text().splitlines() if world.namespace in line]
     job = eventually(
         lambda: next((j for j in world.jobs() if j.metadata.name != first.metadata.name), None),
-        120,
-        "a build found by polling",
+        180,
+        f"a build found by polling; operator log: {polls[-5:]}",
     )
     assert job.spec.template.spec.containers[0].args[0].endswith(f"#refs/heads/main#{moved}")
     eventually(lambda: "Poll" in [b["trigger"] for b in world.builds()], 30, "recorded as Poll")
@@ -1298,3 +1302,25 @@ def test_digests_are_checked_against_the_registry(
     assert mismatch["digests"] == {"latest": pushed}
     events = world.core.list_namespaced_event(world.namespace).items
     assert any(e.reason == "DigestMismatch" for e in events)
+
+
+def test_a_build_whose_pod_cannot_be_created_says_so(world: World, repo: Repo) -> None:
+    """A quota that allows Jobs but no Pods: the Job controller cannot create the build's Pod,
+    and status says so within a minute, not at the build's deadline."""
+    world.core.create_namespaced_resource_quota(
+        world.namespace, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    )
+    eventually(
+        lambda: world.core.read_namespaced_resource_quota("no-pods", world.namespace).status.hard,
+        30,
+        "quota in force",
+    )
+    world.create(manifest(world.namespace, repo))
+    eventually(world.jobs, 30, "Job")
+    build = eventually(
+        lambda: (b := world.builds()) and b[0].get("reason") == "PodNotCreated" and b[0],
+        90,
+        "PodNotCreated",
+    )
+    assert build["phase"] == "Pending"
+    assert "ResourceQuota" in build["message"]

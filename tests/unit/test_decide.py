@@ -588,3 +588,19 @@ def test_a_succeeded_build_is_reported_once_its_digests_are_checked() -> None:
     assert ("Warning", "DigestMismatch") in [(e.type, e.reason) for e in decision.events]
     after = act(replace(done, registry={**done.registry, check.id: wrong}), decision)
     assert decide(replace(after, registry=dict(done.registry)), SETTINGS).registry == ()
+
+
+def test_a_changed_token_is_tried_at_once() -> None:
+    b = body(source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    allowed = {"autobuild.dev/git-hosts": "github.com"}
+    old = SecretView("Opaque", allowed, {"token": "old-token"}, version="1")
+    problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, "authentication failed")
+    failed = HeadsResult(1, "create", NOW, problem=problem, credentials_version="1")
+    waiting = decide(world(b, secrets={"link": old}, heads=failed), SETTINGS)
+    assert waiting.resolve is None
+    assert waiting.requeue_after is not None
+    assert waiting.requeue_after <= 31
+    new = SecretView("Opaque", allowed, {"token": "new-token"}, version="2")
+    asked = decide(world(b, secrets={"link": new}, heads=failed), SETTINGS)
+    assert asked.resolve is not None
+    assert asked.resolve.password == "new-token"

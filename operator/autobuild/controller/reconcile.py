@@ -384,17 +384,25 @@ class Controller:
 
     async def _resolve(self, key: Key, request: HeadsRequest) -> None:
         """Ask the git host for heads, off the worker (a slow host never holds the queue)."""
+        heads: Mapping[str, str] | None = None
+        problem: tracking.Problem | None = None
         try:
             async with self._git:
                 heads = await ls_remote(
                     request.url, token=request.password, username=request.username
                 )
-            result = HeadsResult(request.generation, request.request_id, _now(), heads=heads)
         except (SourceUnreachable, ValueError) as exc:
             problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, str(exc))
-            result = HeadsResult(request.generation, request.request_id, _now(), problem=problem)
         finally:
             self._resolving.discard(key)
+        result = HeadsResult(
+            request.generation,
+            request.request_id,
+            _now(),
+            heads,
+            problem,
+            request.credentials_version,
+        )
         self.store.set_heads(key, result)
 
 

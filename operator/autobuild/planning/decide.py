@@ -93,6 +93,7 @@ class HeadsRequest:
     url: str
     username: str
     password: str | None = field(repr=False)
+    credentials_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class HeadsResult:
     at: datetime
     heads: Mapping[str, str] | None = None
     problem: tracking.Problem | None = None
+    credentials_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -273,10 +275,19 @@ def _source_needs_check(automated_build: AutomatedBuild, previous: AutomatedBuil
     return previous.observed_generation != automated_build.metadata.generation or had_problem
 
 
-def _fresh(result: HeadsResult | None, generation: int, request_id: str, now: datetime) -> bool:
-    if result is None or (result.generation, result.request_id) != (generation, request_id):
+def _retry_in(result: HeadsResult, now: datetime) -> float:
+    """Seconds until a failed answer is stale (0: it is)."""
+    return max(0.0, RETRY_SECONDS - (now - result.at).total_seconds())
+
+
+def _fresh(result: HeadsResult | None, want: tuple[int, str, str], now: datetime) -> bool:
+    """An answer for this generation, request and linked-token version (a changed token is
+    tried at once); a failure stands for RETRY_SECONDS."""
+    if result is None:
         return False
-    return result.problem is None or (now - result.at).total_seconds() < RETRY_SECONDS
+    if (result.generation, result.request_id, result.credentials_version) != want:
+        return False
+    return result.problem is None or _retry_in(result, now) > 0
 
 
 @dataclass
@@ -365,18 +376,25 @@ def _plan_requests(
     if request is None and not _source_needs_check(automated_build, previous):
         return
     request_id = request.id if request is not None else ""
-    if not _fresh(snapshot.heads, generation, request_id, snapshot.now):
+    version = _credentials_version(automated_build, snapshot)
+    if not _fresh(snapshot.heads, (generation, request_id, version), snapshot.now):
         username, password = credentials
         url = clone_url(automated_build.spec)
-        work.resolve = HeadsRequest(generation, request_id, url, username, password)
+        work.resolve = HeadsRequest(generation, request_id, url, username, password, version)
         return
     assert snapshot.heads is not None
     if snapshot.heads.problem is not None:
         work.problem = snapshot.heads.problem
-        work.requeue(RETRY_SECONDS)
+        work.requeue(_retry_in(snapshot.heads, snapshot.now) + 0.5)
         return
     if request is not None:
         _handle_request(automated_build, snapshot, request, snapshot.heads.heads, work)
+
+
+def _credentials_version(automated_build: AutomatedBuild, snapshot: Snapshot) -> str:
+    name = automated_build.spec.source.credentials_secret
+    view = snapshot.secrets.get(name) if name else None
+    return view.version if view is not None else ""
 
 
 @dataclass
