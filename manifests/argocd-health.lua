@@ -1,5 +1,14 @@
--- Argo CD health check for AutomatedBuild (kstatus conditions). Install it as
--- resource.customizations.health.autobuild.dev_AutomatedBuild in argocd-cm.
+-- Argo CD health check for AutomatedBuild (the kstatus conditions of DESIGN.md §6). Install it
+-- as resource.customizations.health.autobuild.dev_AutomatedBuild in argocd-cm (docs/install.md).
+-- Ready=True -> Healthy; Stalled=True or a failed latest build -> Degraded; else Progressing.
+local function describe(condition)
+  local reason, message = condition.reason or "", condition.message or ""
+  if reason ~= "" and message ~= "" then
+    return reason .. ": " .. message
+  end
+  return reason .. message
+end
+
 local hs = {status = "Progressing", message = "waiting for the operator"}
 if obj.status == nil or obj.status.conditions == nil then
   return hs
@@ -14,18 +23,18 @@ for _, condition in ipairs(obj.status.conditions) do
 end
 local stalled, ready, reconciling = by_type["Stalled"], by_type["Ready"], by_type["Reconciling"]
 if stalled ~= nil and stalled.status == "True" then
-  return {status = "Degraded", message = stalled.reason .. ": " .. stalled.message}
+  return {status = "Degraded", message = describe(stalled)}
 end
 if ready ~= nil and ready.status == "False" and ready.reason == "BuildFailed" then
-  return {status = "Degraded", message = ready.message}
+  return {status = "Degraded", message = describe(ready)}
 end
 if reconciling ~= nil and reconciling.status == "True" then
-  return {status = "Progressing", message = reconciling.message}
+  return {status = "Progressing", message = describe(reconciling)}
 end
 if ready ~= nil and ready.status == "True" then
-  return {status = "Healthy", message = ready.message}
+  return {status = "Healthy", message = describe(ready)}
 end
 if ready ~= nil then
-  return {status = "Progressing", message = ready.reason .. ": " .. ready.message}
+  return {status = "Progressing", message = describe(ready)}
 end
 return hs

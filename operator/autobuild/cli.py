@@ -7,6 +7,7 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+import urllib3
 import yaml
 from pydantic import ValidationError
 
@@ -161,22 +163,46 @@ def _cluster_target(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """Load client config; return the namespace and the AutomatedBuild named on the command line."""
     from autobuild.controller import kube
 
-    kube.load_config()
-    namespace = args.namespace or _current_namespace()
+    load_kube_config(args)
+    namespace = args.namespace or _current_namespace(args)
     body = asyncio.run(kube.get_automated_build(namespace, args.name))
     if body is None:
         raise CliError(f"AutomatedBuild {namespace}/{args.name} not found")
     return namespace, body
 
 
-def _current_namespace() -> str:
+def load_kube_config(args: argparse.Namespace) -> None:
+    """Client config as kubectl would pick it: ``--kubeconfig`` and ``--context`` when given
+    (``kubectl autobuild ... --context NAME``), else in-cluster, KUBECONFIG or ~/.kube/config."""
+    from autobuild.controller import kube
+
+    kubeconfig, context = args.kubeconfig, args.context
+    if kubeconfig is None and context is None:
+        kube.load_config()
+        return
     from kubernetes import config
 
     try:
-        _, context = config.list_kube_config_contexts()
-    except config.ConfigException:
+        config.load_kube_config(
+            config_file=kubeconfig or os.environ.get("KUBECONFIG"), context=context
+        )
+    except (config.ConfigException, OSError) as exc:
+        raise CliError(f"kubeconfig: {exc}") from exc
+
+
+def _current_namespace(args: argparse.Namespace) -> str:
+    """The namespace of the kubeconfig context in use (``--context``, else the current one)."""
+    from kubernetes import config
+
+    try:
+        contexts, current = config.list_kube_config_contexts(
+            config_file=args.kubeconfig or os.environ.get("KUBECONFIG")
+        )
+    except (config.ConfigException, OSError):
         return "default"
-    return str((context or {}).get("context", {}).get("namespace") or "default")
+    if args.context is not None:
+        current = next((c for c in contexts if c.get("name") == args.context), None)
+    return str((current or {}).get("context", {}).get("namespace") or "default")
 
 
 def trigger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -322,10 +348,8 @@ def _linked_token(args: argparse.Namespace) -> str:
         return token
     if not args.secret:
         raise CliError("give --secret NAME (a Secret with key 'token') or --token-file FILE")
-    from autobuild.controller import kube
-
-    kube.load_config()
-    return _secret_token(args.namespace or _current_namespace(), args.secret)
+    load_kube_config(args)
+    return _secret_token(args.namespace or _current_namespace(args), args.secret)
 
 
 def _on_github(args: argparse.Namespace, call: Callable[[GitHub], Awaitable[T]]) -> T:
@@ -468,10 +492,18 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``autobuild`` command."""
+def _add_kube_options(parser: argparse.ArgumentParser) -> None:
+    """kubectl's ``--kubeconfig`` and ``--context`` on a client command. kubectl never hands
+    its own flags to a plugin (it passes the arguments after the plugin's name), so
+    ``kubectl autobuild trigger app --context C`` must parse them itself."""
+    parser.add_argument("--kubeconfig", help="the kubeconfig file (as kubectl's)")
+    parser.add_argument("--context", help="the kubeconfig context (as kubectl's)")
+
+
+def build_parser(prog: str = "autobuild") -> argparse.ArgumentParser:
+    """The argument parser of the ``autobuild`` command (``kubectl autobuild`` as a plugin)."""
     parser = argparse.ArgumentParser(
-        prog="autobuild", description="Docker Hub-style Automated Builds for Kubernetes."
+        prog=prog, description="Docker Hub-style Automated Builds for Kubernetes."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render_cmd = commands.add_parser(
@@ -523,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("name", help="the AutomatedBuild")
         cmd.add_argument("-n", "--namespace", help="its namespace (default: the context's)")
+        _add_kube_options(cmd)
         cmd.set_defaults(handler=handler)
         if name == "trigger":
             cmd.add_argument("--ref", help="build this ref (default: every exact-name rule)")
@@ -576,6 +609,7 @@ def _add_github_commands(commands: Any) -> None:
     dockerfile_cmd.add_argument("-n", "--namespace", help="its namespace (default: context's)")
     dockerfile_cmd.add_argument("--build", help="the build id (default: the newest)")
     for cmd, handler in ((repos_cmd, repos), (new_cmd, new), (dockerfile_cmd, dockerfile)):
+        _add_kube_options(cmd)
         cmd.add_argument("--github-url", **github_url)
         cmd.add_argument(
             "--token-file", help="read the token from this file ('-': stdin) instead of a Secret"
@@ -583,15 +617,24 @@ def _add_github_commands(commands: Any) -> None:
         cmd.set_defaults(handler=handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "autobuild") -> int:
     """Entry point of the ``autobuild`` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         code: int = args.handler(args, sys.stdout, sys.stderr)
     except CliError as exc:
         sys.stderr.write(f"autobuild: {exc}\n")
         return 1
+    except urllib3.exceptions.MaxRetryError as exc:
+        # The Kubernetes client gave up connecting: wrong context, or the cluster is down.
+        sys.stderr.write(f"autobuild: cannot reach the Kubernetes API server: {exc.reason}\n")
+        return 1
     return code
+
+
+def kubectl_plugin() -> int:
+    """Entry point of ``kubectl-autobuild``: ``kubectl autobuild COMMAND ...``."""
+    return main(prog="kubectl autobuild")
 
 
 if __name__ == "__main__":

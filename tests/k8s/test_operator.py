@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,13 @@ def free_port() -> int:
 class Operator:
     """``autobuild run`` as a real subprocess."""
 
-    def __init__(self, kubeconfig: Path, log: Path, registry: str = "") -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, registry: str = "", args: Sequence[str] = ()
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
         self.registry = registry
+        self.args = list(args)  # more `autobuild run` options, e.g. ["-n", "ns"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.webhook_port = 0
@@ -94,6 +97,7 @@ class Operator:
                     f"127.0.0.1:{webhook_port}",
                     "--log-format",
                     "json",
+                    *self.args,
                 ],
                 env=env,
                 stdout=out,
@@ -809,8 +813,8 @@ def test_operator_survives_an_api_server_restart(
 def test_the_shipped_rbac_is_enough(
     world: World, repo: Repo, k8s_cluster: Any, operator: Operator, tmp_path: Path
 ) -> None:
-    """The operator runs with only manifests/rbac.yaml's ClusterRole, through a real token."""
-    k8s_cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "rbac.yaml"))
+    """The operator runs with only manifests/base/rbac.yaml's ClusterRole, through a real token."""
+    k8s_cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "rbac.yaml"))
     token = k8s_cluster.kubectl(
         "create", "token", "autobuild-operator", "-n", "autobuild-system", "--duration=1h"
     ).stdout.strip()

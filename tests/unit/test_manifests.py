@@ -11,7 +11,7 @@ MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 
 
 def _deployment() -> dict[str, Any]:
-    documents = list(yaml.safe_load_all((MANIFESTS / "operator.yaml").read_text()))
+    documents = list(yaml.safe_load_all((MANIFESTS / "base" / "operator.yaml").read_text()))
     (deployment,) = [d for d in documents if d and d.get("kind") == "Deployment"]
     return deployment
 

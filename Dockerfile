@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# The autobuild operator image: `make image` (docker, podman or buildah), tagged with the
+# package version. Multi-stage: the build stage installs the package into a virtualenv; the
+# runtime stage is the slim base plus git (the operator runs `git ls-remote`) and that venv.
+#
+# BASE_IMAGE: an exact tag (never latest); pin a digest too where you build:
+#   make image BASE_IMAGE=python:3.12.11-slim-bookworm@sha256:<digest>
+ARG BASE_IMAGE=python:3.12.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN python -m venv /opt/autobuild \
+ && /opt/autobuild/bin/pip install . \
+ && /opt/autobuild/bin/pip uninstall -y pip
+
+FROM ${BASE_IMAGE}
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/autobuild /opt/autobuild
+# The root filesystem is read-only in the Deployment: HOME and scratch space live on /tmp
+# (an emptyDir there).
+ENV PATH=/opt/autobuild/bin:$PATH \
+    HOME=/tmp \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# A numeric non-root user, so that runAsNonRoot can verify it without /etc/passwd.
+USER 65532:65532
+EXPOSE 8080 8081
+ENTRYPOINT ["autobuild"]
+CMD ["run", "--probes", "0.0.0.0:8081", "--webhook-address", "0.0.0.0:8080", "--log-format", "json"]

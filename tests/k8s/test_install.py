@@ -1,0 +1,322 @@
+"""The shipped installation on the real control plane: the kustomize manifests equal the chart's
+defaults and pass server-side validation; `helm install` of the chart runs (its Deployment is
+scheduled on kwok's node), and the operator, run locally under the chart's ServiceAccount
+(a TokenRequest token, not admin), takes a build through its lifecycle with exactly the chart's
+RBAC, in both watch scopes. Without one permission it visibly fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_operator import DIGEST, Operator, World, build_phase, eventually, manifest
+
+from autobuild.settings import BuildSettings, GitHubSettings
+from support.gitserver import GitServer, Repo
+from support.helmbin import ensure_helm
+from support.packaging import (
+    CHART,
+    MANIFESTS,
+    NAMESPACE,
+    by_kind,
+    container_env,
+    documents,
+    helm_env,
+    helm_template,
+    identities,
+    one,
+    package_version,
+)
+
+pytestmark = pytest.mark.k8s
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return ensure_helm()
+
+
+def kustomize(k8s_cluster: Any, directory: Path) -> list[dict[str, Any]]:
+    return documents(k8s_cluster.kubectl("kustomize", str(directory)).stdout)
+
+
+def images(docs: list[dict[str, Any]]) -> list[str]:
+    return [
+        c["image"]
+        for d in by_kind(docs, "Deployment")
+        for c in d["spec"]["template"]["spec"]["containers"]
+    ]
+
+
+def test_kustomize_base_is_the_charts_default_install(k8s_cluster: Any, helm: Path) -> None:
+    base = kustomize(k8s_cluster, MANIFESTS / "base")
+    chart = documents(helm_template(helm).stdout)
+    # Helm leaves the namespace to `--create-namespace`; the base creates it.
+    assert identities(base) - {("Namespace", "", NAMESPACE)} == identities(chart)
+    assert one(base, "CustomResourceDefinition") == one(chart, "CustomResourceDefinition")
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        assert {k: v for k, v in one(base, kind).items() if k != "metadata"} == {
+            k: v for k, v in one(chart, kind).items() if k != "metadata"
+        }, kind
+    ours, theirs = one(base, "Deployment")["spec"], one(chart, "Deployment")["spec"]
+    for field in ("replicas", "strategy", "selector"):
+        assert ours[field] == theirs[field], field
+    assert ours["template"]["spec"] == theirs["template"]["spec"]
+    assert ours["template"]["metadata"]["labels"].items() <= (
+        theirs["template"]["metadata"]["labels"].items()
+    )
+    assert one(base, "Service")["spec"] == one(chart, "Service")["spec"]
+
+
+def test_images_are_tagged_with_the_package_version(k8s_cluster: Any, helm: Path) -> None:
+    """Never `latest`: the operator and its CRD must be the same version."""
+    renders = {
+        "chart": documents(helm_template(helm).stdout),
+        "base": kustomize(k8s_cluster, MANIFESTS / "base"),
+        "overlay": kustomize(k8s_cluster, MANIFESTS / "overlays" / "example"),
+    }
+    for where, docs in renders.items():
+        (image,) = images(docs)
+        assert image.rpartition(":")[2] == package_version(), where
+    rejected = helm_template(helm, values={"image": {"tag": "latest"}}, check=False)
+    assert rejected.returncode != 0
+
+
+def test_the_example_overlay_configures_the_operator(k8s_cluster: Any) -> None:
+    docs = kustomize(k8s_cluster, MANIFESTS / "overlays" / "example")
+    env = container_env(one(docs, "Deployment"))
+    assert GitHubSettings.from_env(env).public_url == "https://autobuild.example.com"
+    settings = BuildSettings.from_env(env)
+    assert settings.node_selector == (("autobuild.dev/builder", "true"),)
+    assert settings.insecure_registries == ("registry.internal:5000",)
+    ingress = one(docs, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    service = one(docs, "Service")
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["number"] == service["spec"]["ports"][0]["port"]
+
+
+@pytest.mark.parametrize("render", ["chart", "kustomize"])
+def test_the_api_server_accepts_every_object(k8s_cluster: Any, helm: Path, render: str) -> None:
+    """Server-side dry run: schema, defaults and admission of the real API server. The
+    namespace and the CRD are applied for real first (a dry-run creates nothing that later
+    objects could live in)."""
+    if render == "chart":
+        docs = documents(helm_template(helm, "--set", "ingress.enabled=true").stdout)
+    else:
+        docs = kustomize(k8s_cluster, MANIFESTS / "overlays" / "example")
+    k8s_cluster.kubectl(
+        "apply",
+        "--server-side",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(
+            [
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+                *by_kind(docs, "CustomResourceDefinition"),
+            ]
+        ),
+    )
+    result = k8s_cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--field-manager=autobuild-test",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(docs),
+    )
+    applied = {line.split(" ")[0] for line in result.stdout.splitlines()}
+    assert len(applied) == len(docs), result.stdout
+
+
+class Release:
+    """A `helm install` of the chart into its own namespace; uninstalled afterwards."""
+
+    def __init__(self, helm: Path, k8s_cluster: Any, values: dict[str, Any]) -> None:
+        suffix = uuid.uuid4().hex[:6]
+        # The release name contains the chart's name, so it is every object's name too.
+        self.name = f"autobuild-{suffix}"
+        self.namespace = f"autobuild-system-{suffix}"
+        self.helm = helm
+        self.cluster = k8s_cluster
+        self.values = values
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.helm), *args, "--kubeconfig", str(self.cluster.kubeconfig)],
+            input=json.dumps(self.values),
+            capture_output=True,
+            text=True,
+            env=helm_env(),
+            timeout=300,
+            check=check,
+        )
+
+    def install(self) -> str:
+        """Install and wait for the Deployment to be available; the NOTES helm printed."""
+        result = self.run(
+            "install",
+            self.name,
+            str(CHART),
+            "--namespace",
+            self.namespace,
+            "--create-namespace",
+            "--values",
+            "-",
+            "--wait",
+            "--timeout",
+            "3m",
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.partition("NOTES:")[2]
+
+    def uninstall(self) -> None:
+        self.run("uninstall", self.name, "--namespace", self.namespace, "--wait", check=False)
+        self.cluster.kubectl("delete", "namespace", self.namespace, "--wait=false", check=False)
+
+    def kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig logged in as the release's ServiceAccount (TokenRequest API)."""
+        token = self.cluster.kubectl(
+            "create", "token", self.name, "-n", self.namespace, "--duration=1h"
+        ).stdout.strip()
+        config = yaml.safe_load(Path(self.cluster.kubeconfig).read_text())
+        config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+
+@pytest.fixture(scope="module")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    with GitServer(tmp_path_factory.mktemp("git")) as server:
+        yield server
+
+
+@pytest.fixture
+def repo(git_server: GitServer) -> Repo:
+    created = git_server.create_repo("acme", f"install-{uuid.uuid4().hex[:6]}")
+    created.commit("main", {"Dockerfile": "FROM scratch\n"}, "Initial commit")
+    return created
+
+
+@pytest.fixture
+def crd(k8s_cluster: Any) -> None:
+    k8s_cluster.kubectl("apply", "--server-side", "-f", str(CHART / "crds"))
+    k8s_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/automatedbuilds.autobuild.dev", "--timeout=60s"
+    )
+
+
+@contextlib.contextmanager
+def install(helm: Path, k8s_cluster: Any, values: dict[str, Any]) -> Iterator[Release]:
+    release = Release(helm, k8s_cluster, values)
+    try:
+        notes = release.install()
+        assert f"rollout status deployment/{release.name}" in notes
+        assert "Helm never upgrades or deletes CRDs" in notes
+        yield release
+    finally:
+        release.uninstall()
+
+
+def build_lifecycle(world: World, repo: Repo) -> None:
+    """Creation build: Job, Running, Succeeded, Events."""
+    world.create(manifest(world.namespace, repo))
+    (job,) = eventually(world.jobs, 60, "the creation build's Job")
+    world.run_pod(job.metadata.name)
+    eventually(build_phase(world, "Running"), 60, "Running")
+    world.finish_pod(job.metadata.name, 0, DIGEST)
+    eventually(build_phase(world, "Succeeded"), 60, "Succeeded")
+    assert world.status()["latestBuild"]["digest"] == DIGEST
+    events = world.core.list_namespaced_event(world.namespace).items
+    assert {"BuildStarted", "BuildSucceeded"} <= {e.reason for e in events}
+
+
+@pytest.mark.parametrize("scope", ["all-namespaces", "watch-namespaces"])
+def test_the_charts_rbac_runs_a_build(
+    helm: Path,
+    k8s_cluster: Any,
+    k8s_api: Any,
+    k8s_namespace: str,
+    crd: None,
+    repo: Repo,
+    tmp_path: Path,
+    scope: str,
+) -> None:
+    values: dict[str, Any] = {"tolerations": [{"operator": "Exists"}]}
+    args: list[str] = []
+    if scope == "watch-namespaces":
+        values["watchNamespaces"] = [k8s_namespace]
+        args = ["--namespace", k8s_namespace]
+    with install(helm, k8s_cluster, values) as release:
+        # kwok's node runs the chart's Deployment (kwok plays the kubelet; no image is pulled).
+        pods = World(k8s_api, release.namespace).core.list_namespaced_pod(release.namespace)
+        nodes = [p.spec.node_name or "" for p in pods.items]
+        assert nodes
+        assert all(n.startswith("kwok-node-") for n in nodes), nodes
+        deployment = release.cluster.kubectl(
+            "get", "deployment", release.name, "-n", release.namespace, "-o", "json"
+        ).stdout
+        container = json.loads(deployment)["spec"]["template"]["spec"]["containers"][0]
+        if args:
+            assert container["args"][-2:] == args
+        else:
+            assert "--namespace" not in container["args"]
+        # Watching a list of namespaces, the operator can read no Secret outside it.
+        account = f"system:serviceaccount:{release.namespace}:{release.name}"
+        can_i = release.cluster.kubectl(
+            "auth", "can-i", "list", "secrets", "-n", "kube-system", "--as", account, check=False
+        )
+        assert can_i.stdout.strip() == ("no" if args else "yes")
+        operator = Operator(release.kubeconfig(tmp_path / "sa"), tmp_path / "op.log", args=args)
+        operator.start()
+        try:
+            build_lifecycle(World(k8s_api, k8s_namespace), repo)
+        finally:
+            operator.stop()
+        # RBAC denials read 'User "system:serviceaccount:..." cannot VERB resource ...'.
+        assert "cannot " not in operator.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("resource", "verb"),
+    [("automatedbuilds", "list"), ("jobs", "watch")],
+)
+def test_a_missing_permission_shows(
+    helm: Path, k8s_cluster: Any, crd: None, tmp_path: Path, resource: str, verb: str
+) -> None:
+    """One verb taken from the chart's ClusterRole: the operator's log names the API server's
+    refusal; without the first list it never becomes ready (nothing would be reconciled)."""
+    with install(helm, k8s_cluster, {}) as release:
+        role = json.loads(
+            k8s_cluster.kubectl("get", "clusterrole", release.name, "-o", "json").stdout
+        )
+        (rule,) = [r for r in role["rules"] if r["resources"] == [resource]]
+        rule["verbs"].remove(verb)
+        k8s_cluster.kubectl("replace", "-f", "-", input=json.dumps(role))
+        operator = Operator(release.kubeconfig(tmp_path / "sa"), tmp_path / "op.log")
+        refusal = (
+            f'User \\"system:serviceaccount:{release.namespace}:{release.name}\\" '
+            f'cannot {verb} resource \\"{resource}\\"'
+        )
+        try:
+            if verb == "list":
+                with pytest.raises(AssertionError, match="operator readiness"):
+                    operator.start()
+            else:
+                operator.start()
+            eventually(lambda: refusal in operator.log.read_text(), 30, "the refusal logged")
+        finally:
+            operator.stop()

@@ -1,0 +1,303 @@
+"""The Helm chart (charts/autobuild), linted and rendered by the real helm (helmbin.py).
+
+What a render must hold is checked on the parsed objects; the operator's own settings parser
+reads the rendered environment, so a value the chart renders is a value the operator accepts.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from autobuild import __version__
+from autobuild.api.crd import render_crd
+from autobuild.settings import BuildSettings, GitHubSettings
+from support.helmbin import HELM_VERSION, ensure_helm
+from support.packaging import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    by_kind,
+    container_env,
+    documents,
+    helm_env,
+    helm_template,
+    identities,
+    one,
+    package_version,
+)
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return ensure_helm()
+
+
+@pytest.fixture(scope="module")
+def default_render(helm: Path) -> list[dict[str, Any]]:
+    return documents(helm_template(helm).stdout)
+
+
+# Every knob turned away from its default.
+CUSTOM: dict[str, Any] = {
+    "image": {
+        "repository": "registry.example.com/autobuild/operator",
+        "digest": "sha256:" + "a" * 64,
+    },
+    "watchNamespaces": ["team-a", "team-b"],
+    "logFormat": "plain",
+    "builds": {
+        "executorImage": "registry.example.com/kaniko:v1.28.3",
+        "cpuLimit": "4",
+        "ephemeralStorageLimit": "20Gi",
+        "nodeSelector": {"autobuild.dev/builder": "true", "kubernetes.io/arch": "amd64"},
+        "insecureRegistries": ["registry.internal:5000", "10.0.0.5:5000"],
+        "insecureGitHosts": ["git.internal"],
+    },
+    "github": {"url": "https://github.example.com/api/v3"},
+    "dockerHub": {"url": "https://hub.example.com"},
+    "webhook": {
+        "publicUrl": "https://autobuild.example.com",
+        "buildUrlTemplate": "https://dash.example.com/{namespace}/{name}/builds/{build}",
+    },
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "tls": [{"secretName": "autobuild-tls", "hosts": ["autobuild.example.com"]}],
+    },
+    "serviceAccount": {"annotations": {"example.com/role": "builder"}},
+    "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def test_helm_is_the_pinned_build(helm: Path) -> None:
+    out = subprocess.run(
+        [str(helm), "version", "--short"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=helm_env(),
+    ).stdout
+    assert out.startswith(HELM_VERSION)
+
+
+@pytest.mark.parametrize("values", [None, CUSTOM], ids=["defaults", "custom"])
+def test_helm_lint_strict_passes(helm: Path, values: dict[str, Any] | None, tmp_path: Path) -> None:
+    command = [str(helm), "lint", "--strict", str(CHART)]
+    if values is not None:
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        command += ["--values", str(values_file)]
+    result = subprocess.run(command, capture_output=True, text=True, env=helm_env(), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_the_charts_crd_is_the_generated_one() -> None:
+    """Helm installs CRDs only from the chart's crds/: `make crds` (or `make chart-crds`)."""
+    chart_crd = CHART / "crds" / "automatedbuild.yaml"
+    assert chart_crd.read_text() == render_crd(), (
+        "charts/autobuild/crds/ is stale: run `make crds` and commit it"
+    )
+
+
+def test_chart_and_package_versions_agree() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == package_version() == __version__
+
+
+def test_default_render_is_the_whole_installation(default_render: list[dict[str, Any]]) -> None:
+    assert identities(default_render) == {
+        ("CustomResourceDefinition", "", "automatedbuilds.autobuild.dev"),
+        ("ServiceAccount", NAMESPACE, RELEASE),
+        ("ClusterRole", "", RELEASE),
+        ("ClusterRoleBinding", "", RELEASE),
+        ("Service", NAMESPACE, RELEASE),
+        ("Deployment", NAMESPACE, RELEASE),
+    }
+    for doc in default_render:
+        if doc["kind"] == "CustomResourceDefinition":
+            continue
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == f"autobuild-{package_version()}"
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_default_deployment_runs_safely(default_render: list[dict[str, Any]]) -> None:
+    deployment = one(default_render, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == RELEASE
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    assert container["image"] == f"autobuild/operator:{package_version()}"
+    assert container["args"] == [
+        "run",
+        "--probes",
+        "0.0.0.0:8081",
+        "--webhook-address",
+        "0.0.0.0:8080",
+        "--log-format",
+        "json",
+    ]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == "/tmp"
+    assert not mount.get("readOnly")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mount["name"]]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"webhook": 8080, "probes": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    service = one(default_render, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 8080, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
+
+
+def test_default_settings_are_the_operators_defaults(default_render: list[dict[str, Any]]) -> None:
+    """The chart restates the operator's defaults; they must not drift apart."""
+    env = container_env(one(default_render, "Deployment"))
+    assert BuildSettings.from_env(env) == BuildSettings()
+    assert GitHubSettings.from_env(env) == GitHubSettings()
+    assert env["AUTOBUILD_EXECUTOR_IMAGE"] == BuildSettings().executor_image
+
+
+def test_default_rbac_is_one_cluster_role_for_all_namespaces(
+    default_render: list[dict[str, Any]],
+) -> None:
+    role = one(default_render, "ClusterRole")
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # Nothing broad: no wildcards, no writes to spec, no Secret writes.
+    assert not any("*" in part for part in (x for triple in granted for x in triple))
+    assert ("autobuild.dev", "automatedbuilds", "patch") not in granted
+    assert ("autobuild.dev", "automatedbuilds/status", "patch") in granted
+    assert not {("", "secrets", verb) for verb in ("create", "update", "patch", "delete")} & granted
+    binding = one(default_render, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+    ]
+
+
+def test_custom_values_reach_the_operator(helm: Path) -> None:
+    docs = documents(helm_template(helm, values=CUSTOM).stdout)
+    deployment = one(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == (
+        f"registry.example.com/autobuild/operator:{package_version()}@sha256:" + "a" * 64
+    )
+    assert container["args"] == [
+        "run",
+        "--probes",
+        "0.0.0.0:8081",
+        "--webhook-address",
+        "0.0.0.0:8080",
+        "--log-format",
+        "plain",
+        "--namespace",
+        "team-a",
+        "--namespace",
+        "team-b",
+    ]
+    env = container_env(deployment)
+    settings = BuildSettings.from_env(env)
+    assert settings.executor_image == "registry.example.com/kaniko:v1.28.3"
+    assert settings.cpu_limit == "4"
+    assert settings.ephemeral_storage_limit == "20Gi"
+    assert settings.node_selector == (
+        ("autobuild.dev/builder", "true"),
+        ("kubernetes.io/arch", "amd64"),
+    )
+    assert settings.insecure_registries == ("registry.internal:5000", "10.0.0.5:5000")
+    assert settings.insecure_git_hosts == ("git.internal",)
+    assert settings.dockerhub_url == "https://hub.example.com"
+    assert GitHubSettings.from_env(env) == GitHubSettings(
+        github_url="https://github.example.com/api/v3",
+        public_url="https://autobuild.example.com",
+        build_url_template="https://dash.example.com/{namespace}/{name}/builds/{build}",
+    )
+    assert deployment["spec"]["template"]["spec"]["tolerations"] == CUSTOM["tolerations"]
+    ingress = one(docs, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/hooks"
+    assert path["backend"]["service"] == {"name": RELEASE, "port": {"number": 8080}}
+    assert ingress["spec"]["tls"] == CUSTOM["ingress"]["tls"]
+    account = one(docs, "ServiceAccount")
+    assert account["metadata"]["annotations"] == {"example.com/role": "builder"}
+
+
+def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_access(helm: Path) -> None:
+    docs = documents(helm_template(helm, values=CUSTOM).stdout)
+    cluster_role = one(docs, "ClusterRole")
+    assert cluster_role["rules"] == [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["list", "watch"],
+        }
+    ]
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
+    bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")}
+    assert roles.keys() == bindings.keys() == {"team-a", "team-b"}
+    default_role = one(documents(helm_template(helm).stdout), "ClusterRole")
+    assert roles["team-a"]["rules"] == default_role["rules"][1:]
+    for binding in bindings.values():
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+        ]
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicas": 2}, "replicas"),
+        ({"builds": {"executorimage": "x"}}, "executorimage"),
+        ({"webhook": {"port": "eighty"}}, "port"),
+        ({"image": {"tag": "latest"}}, "tag"),
+        ({"github": {"url": "api.github.com"}}, "url"),
+        ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
+        ({"logFormat": "xml"}, "logFormat"),
+        ({"builds": {"nodeSelector": {"a": "b,c=d"}}}, "nodeSelector"),
+    ],
+)
+def test_the_schema_rejects_bad_values(helm: Path, values: dict[str, Any], complaint: str) -> None:
+    result = helm_template(helm, values=values, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert complaint in result.stderr
+
+
+def test_the_values_example_of_the_install_guide_renders(helm: Path) -> None:
+    guide = (CHART.parents[1] / "docs" / "install.md").read_text()
+    (example,) = re.findall(r"```yaml\n(# my-values\.yaml.*?)```", guide, re.S)
+    docs = documents(helm_template(helm, values=yaml.safe_load(example)).stdout)
+    env = container_env(one(docs, "Deployment"))
+    assert GitHubSettings.from_env(env).public_url == "https://autobuild.example.com"
+    assert one(docs, "Ingress")["spec"]["rules"][0]["host"] == "autobuild.example.com"
