@@ -23,6 +23,7 @@ from autobuild.controller.reconcile import Controller
 from autobuild.settings import BuildSettings
 
 PROBES = Probes()
+_READINESS_SECONDS = 1.0
 log = logging.getLogger("autobuild.handlers")
 
 
@@ -51,11 +52,15 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     RUNTIME.controller = controller
 
-    async def ready_when_synced() -> None:
-        await controller.synced.wait()
-        PROBES.ready.set()
+    async def follow_readiness() -> None:
+        while True:
+            if controller.ready():
+                PROBES.ready.set()
+            else:
+                PROBES.ready.clear()
+            await asyncio.sleep(_READINESS_SECONDS)
 
-    for work in (controller.run(), PROBES.heartbeat(), ready_when_synced()):
+    for work in (controller.run(), PROBES.heartbeat(), follow_readiness()):
         RUNTIME.tasks.append(asyncio.create_task(work))
 
 

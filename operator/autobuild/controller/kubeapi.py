@@ -25,6 +25,8 @@ _PAGE: Final = 500
 _LINE_LIMIT: Final = 16 * 1024 * 1024
 _WATCH_SECONDS: Final = 300
 _REQUEST_TIMEOUT: Final = 60.0
+# The pseudo-event a watch starts with: the API server accepted it.
+OPENED: Final = "OPENED"
 
 
 class ApiError(Exception):
@@ -128,7 +130,8 @@ class KubeApi:
         self, path: str, resource_version: str, params: Mapping[str, str] | None = None
     ) -> AsyncIterator[tuple[str, Obj]]:
         """Watch events (type, object) from ``resource_version`` until the server ends the
-        stream; bookmarks come as ("BOOKMARK", object). Raises GoneError on 410."""
+        stream; first (OPENED, {}) once the server accepted the watch; bookmarks come as
+        ("BOOKMARK", object). Raises GoneError on 410."""
         query = {
             **(params or {}),
             "watch": "1",
@@ -147,6 +150,7 @@ class KubeApi:
         ) as answer:
             if answer.status >= 300:
                 raise _error(answer.status, await answer.text())
+            yield OPENED, {}
             while True:
                 line = await answer.content.readline(max_line_length=_LINE_LIMIT)
                 if not line:

@@ -156,6 +156,12 @@ class Controller:
             if self.webhooks is not None:
                 await self.webhooks.stop()
 
+    def ready(self) -> bool:
+        """Listed everything once, and every list and watch works now (an API server that
+        refuses a watch, e.g. RBAC, makes the operator not ready instead of silently blind)."""
+        informers = [informer for group in self._informers for informer in group]
+        return self.synced.is_set() and all(informer.healthy for informer in informers)
+
     def submit_push(self, namespace: str, name: str, events: Sequence[PushEvent]) -> bool:
         """The entry point for pushes (webhooks, polling): queue them for the AutomatedBuild;
         the reconcile plans and creates their builds. False when it is unknown."""

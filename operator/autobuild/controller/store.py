@@ -20,7 +20,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from autobuild.api.models import AutomatedBuild
-from autobuild.controller.kubeapi import ApiError, GoneError, KubeApi, sleep_backoff
+from autobuild.controller.kubeapi import OPENED, ApiError, GoneError, KubeApi, sleep_backoff
 from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, referenced_secrets
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
@@ -430,6 +430,8 @@ class Informer:
     ) -> None:
         self.name = name
         self.synced = asyncio.Event()
+        # Paths whose watch the API server accepted last time (RBAC may refuse a watch).
+        self._watching: set[str] = set()
         self._api = api
         self._paths = paths
         self._replace = replace
@@ -465,6 +467,9 @@ class Informer:
                     replace(items)
                     self._mark_synced(path)
                 async for event, obj in self._api.watch(path, version, self._params):
+                    if event == OPENED:
+                        self._watching.add(path)
+                        continue
                     version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                     if event != "BOOKMARK":
                         self._apply(event, obj)
@@ -475,13 +480,20 @@ class Informer:
             except asyncio.CancelledError:
                 raise
             except (ApiError, OSError, TimeoutError, ValueError) as exc:
+                self._watching.discard(path)
                 log.warning("%s: %s; retrying", self.name, exc)
                 await sleep_backoff(attempt)
                 attempt += 1
             except Exception:
+                self._watching.discard(path)
                 log.exception("%s: unexpected error; retrying", self.name)
                 await sleep_backoff(attempt)
                 attempt += 1
+
+    @property
+    def healthy(self) -> bool:
+        """Listed, and every watch accepted by the API server."""
+        return self.synced.is_set() and len(self._watching) == len(self._paths)
 
     def _mark_synced(self, path: str) -> None:
         self._synced_paths.add(path)
