@@ -571,6 +571,11 @@ class AutomatedBuildStatus(_Model):
     model_config = ConfigDict(extra="ignore")
 
     observed_generation: int | None = Field(default=None, ge=0)
+    observed_source: str = Field(
+        default="",
+        description="The spec.source (repo, provider, credentials Secret) whose repository "
+        "answered last; a new one is checked with git ls-remote.",
+    )
     image: str = Field(default="", description="The full image repository builds push to.")
     conditions: list[Condition] = Field(
         default_factory=list,

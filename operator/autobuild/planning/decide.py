@@ -267,12 +267,18 @@ def _manual_request(automated_build: AutomatedBuild, request: TriggerRequest) ->
     return _Request(request.id, Trigger.MANUAL, _exact_refs(automated_build, False), None)
 
 
+def source_fingerprint(automated_build: AutomatedBuild) -> str:
+    """What decides whether the repository answers: where it is and with which credentials."""
+    source = automated_build.spec.source
+    return f"{source.repo}|{automated_build.spec.provider}|{source.credentials_secret or ''}"
+
+
 def _source_needs_check(automated_build: AutomatedBuild, previous: AutomatedBuildStatus) -> bool:
-    """After a spec change, or while the repository did not answer: the one check the CRD
-    cannot make."""
+    """After spec.source changed, or while the repository did not answer: the one check the
+    CRD cannot make. Other spec changes (rules, image) ask no git host."""
     ready = next((c for c in previous.conditions if c.type == "Ready"), None)
     had_problem = ready is not None and ready.reason in _SOURCE_PROBLEMS
-    return previous.observed_generation != automated_build.metadata.generation or had_problem
+    return previous.observed_source != source_fingerprint(automated_build) or had_problem
 
 
 def _retry_in(result: HeadsResult, now: datetime) -> float:
@@ -300,6 +306,7 @@ class _Pass:
     last_trigger: LastTrigger | None = None
     resolve: HeadsRequest | None = None
     requeue_after: float | None = None
+    source_answered: bool = False
 
     def requeue(self, seconds: float) -> None:
         """Look again after ``seconds`` at the latest."""
@@ -387,6 +394,7 @@ def _plan_requests(
         work.problem = snapshot.heads.problem
         work.requeue(_retry_in(snapshot.heads, snapshot.now) + 0.5)
         return
+    work.source_answered = True
     if request is not None:
         _handle_request(automated_build, snapshot, request, snapshot.heads.heads, work)
 
@@ -717,8 +725,12 @@ def _status(
     meta = snapshot.body["metadata"]
     generation = int(meta.get("generation", 0))
     image = automated_build.spec.image.repository if automated_build else previous.image
+    observed_source = previous.observed_source
+    if automated_build is not None and work.source_answered:
+        observed_source = source_fingerprint(automated_build)
     status = AutomatedBuildStatus(
         observed_generation=generation,
+        observed_source=observed_source,
         image=image,
         conditions=[
             *tracking.conditions(

@@ -27,6 +27,9 @@ VERIFY: Final = "verify"
 _FRESH_OK: Final = timedelta(minutes=10)
 _FRESH_FAILED: Final = timedelta(seconds=30)
 RETRY_SECONDS: Final = 30.0
+# Repository settings that could not be applied are tried again this often: a registry that
+# does not answer must not cost one request per object every few seconds.
+SETTINGS_RETRY: Final = timedelta(minutes=5)
 # Settings outcomes that a later try may change (the registry was away, rate limits, Harbor's
 # repository that exists only after the first push).
 _SETTINGS_RETRY: Final = frozenset(
@@ -98,13 +101,14 @@ def repository_settings(
         return SettingsOutcome(None, None)
     request = RegistryRequest(f"{SETTINGS}:{fingerprint}", SETTINGS)
     result = results.get(request.id)
-    if result is None or (result.reason in _SETTINGS_RETRY and not _fresh(result, now)):
+    retry = result is not None and result.reason in _SETTINGS_RETRY
+    if result is None or (retry and now - result.at >= SETTINGS_RETRY):
         return SettingsOutcome(None, request)
-    retry = result.reason in _SETTINGS_RETRY
     state = RepositoryStatus.model_validate(
         {**(result.status or {}), "observed": "" if retry else fingerprint}
     )
-    return SettingsOutcome(state, None, RETRY_SECONDS if retry else None)
+    wait = (result.at + SETTINGS_RETRY - now).total_seconds() if retry else None
+    return SettingsOutcome(state, None, wait)
 
 
 def visibility_condition(repository: RepositoryStatus | None) -> tuple[str, str, str]:
