@@ -259,13 +259,15 @@ class Watch(Generic[T]):
         ``alive`` is called every second and may raise (e.g. the operator died)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while waiter.finished_at is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(min(1.0, left))
-                alive()
-            self._waiters.remove(waiter)
+            try:
+                while waiter.finished_at is None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._lock.wait(min(1.0, left))
+                    alive()
+            finally:
+                self._waiters.remove(waiter)
         return waiter.finished_at
 
 
@@ -283,6 +285,14 @@ class Request:
         return self.verb in WRITE_VERBS
 
 
+@dataclass(frozen=True)
+class Mark:
+    """A point in the audit log: its size then, and the epoch time."""
+
+    offset: int
+    since: float
+
+
 class AuditLog:
     """The requests of one user, read from kube-apiserver's JSON audit log."""
 
@@ -295,20 +305,29 @@ class AuditLog:
         except FileNotFoundError:
             return 0
 
-    def requests(self, since: float, until: float = math.inf) -> list[Request]:
-        """Requests received in [since, until) (epoch seconds), each once (audit logs several
-        stages of long requests such as watches)."""
+    def mark(self) -> Mark:
+        """Now: requests received from now on are logged after this offset."""
+        return Mark(self.size(), time.time())
+
+    def requests(self, mark: Mark) -> list[Request]:
+        """Requests received since ``mark``, each once (audit logs several stages of long
+        requests such as watches); read from the mark's offset, line by line."""
         seen: dict[str, Request] = {}
         try:
-            text = self.path.read_text()
+            log = self.path.open("rb")
         except FileNotFoundError:
             return []
-        for line in text.splitlines():
+        with log:
+            log.seek(mark.offset)
+            lines = log.readlines()
+        for line in lines:
+            if not line.endswith(b"\n"):
+                break  # being written
             event = json.loads(line)
             if event.get("user", {}).get("username") != self.username:
                 continue
             received = _epoch(event["requestReceivedTimestamp"])
-            if not since <= received < until or event["auditID"] in seen:
+            if received < mark.since or event["auditID"] in seen:
                 continue
             ref = event.get("objectRef") or {}
             what = ref.get("resource", "")
