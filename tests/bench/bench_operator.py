@@ -693,7 +693,7 @@ class Bench:
         since = self.restart_quietly()
         started = self.op.start()
         ready = self.op.wait_ready(timeout=120)
-        quiet = self.audit.wait_quiet(quiet=10, timeout=60 + 0.05 * count)
+        quiet = self.audit.wait_quiet(quiet=10, timeout=60 + 0.02 * count)
         requests = self.audit.requests(since)
         writes = [r for r in requests if r.write]
         reads = [r for r in requests if not r.write]
@@ -944,7 +944,7 @@ class Bench:
                 [sys.executable, str(HERE / "noop_operator.py"), "--port", str(port)], env
             )
             try:
-                deadline = started + 120 + 0.05 * count
+                deadline = started + 60 + 0.02 * count
                 seen = 0
                 while seen < count:
                     process.check_alive()
