@@ -426,6 +426,11 @@ class Answer:
     status: int
 
 
+def github_signature(secret: bytes, body: bytes) -> str:
+    """GitHub's ``X-Hub-Signature-256``: HMAC-SHA256 of the raw body, hex, ``sha256=`` prefix."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
 def github_push(rng: random.Random, git_url: str, index: int, ref: str, secret: bytes) -> Delivery:
     """A push delivery as GitHub sends it (headers and body shape), signed with ``secret``."""
     name = ab_name(index)
@@ -480,7 +485,7 @@ def github_push(rng: random.Random, git_url: str, index: int, ref: str, secret: 
         "X-GitHub-Delivery": str(uuid.UUID(bytes=rng.randbytes(16), version=4)),
         "X-GitHub-Hook-ID": "1",
         "X-Hub-Signature": "sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest(),
-        "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature-256": github_signature(secret, body),
     }
     return Delivery(name, commit, body, headers)
 
