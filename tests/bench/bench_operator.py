@@ -27,8 +27,10 @@ Scenarios, in order (sizes: ``--scale``, ``--objects`` or the flags below; defau
    RSS settled, idle restart (the ``idle_restart_*`` keys).
 7. The framework's floor: ``noop_operator.py`` (one kopf ``on.event`` handler that counts) on
    the same objects, REPEATS times: time until it has seen every object, RSS settled.
-8. ``resync_s_10k``: with the operator stopped, every object's spec changes (a new generation);
-   restart until every object is reconciled again.
+8. ``resync_s_10k``: with the operator stopped, every object's ``spec.image.shortDescription``
+   changes (a new generation); restart until every object is reconciled again. The git server's
+   ``ls-remote`` count in that window is reported (details.resync.git_ls_remotes): an operator
+   that re-checks the source on every new generation pays one per object.
 
 Prints a table, then, as the last line of stdout, one JSON object with every number (null
 when a scenario could not run, with the reason under "notes"). Asserts nothing: speed goals
