@@ -1,291 +1,1229 @@
 #!/usr/bin/env python3
-"""`make bench`: the operator's speed and cost on the real local control plane.
+"""`make bench`: the operator's speed and cost, next to floors measured in the same run.
 
-Measures, with N AutomatedBuilds present (default 1,000):
-- the first pass: time until every object has status (and the API writes it took);
-- trigger -> Job created latency (annotation with ref and commit, and with a branch head
-  resolved by `git ls-remote` against the loopback git server), p50 / p90 / max;
-- an idle restart: API writes (from the API server's own request counters) and reads, and the
-  time until the operator has looked at every object again;
-- the operator's resident memory.
+Black-box: ``autobuild run`` is a subprocess on its own local control plane (kwok nodes) and
+everything is measured from outside — latencies from the bench's own watches, requests from the
+API server's audit log (the operator runs as its own ServiceAccount, so its requests are told
+apart from the controller-manager's, the scheduler's and kwok's), memory from /proc.
 
-It prints numbers; it asserts nothing (speed goals are read, not tested).
+Scenarios, in order (sizes: ``--scale``, ``--objects`` or the flags below; defaults are issue 8's):
+
+1. SMALL (1,000) AutomatedBuilds, then the operator starts: time until every object is
+   *reconciled* (``status.observedGeneration == metadata.generation`` and a ``Ready``
+   condition: the operator looked at this generation and wrote what it found), RSS settled.
+2. Idle restart: requests the operator makes when nothing changed (writes must be 0).
+3. ``writes_per_build``: BUILDS manual triggers (annotation with ref and commit, so no git host
+   is asked) on a node kwok runs pods on, until each build is ``Succeeded``; the operator's
+   writes in that window per build (Events counted apart).
+4. ``job_create_floor``: DELIVERIES bare Job creates with a plain client at the push arrival
+   times; request to the ADDED event on the bench's watch.
+5. ``push_to_job``: DELIVERIES signed GitHub push deliveries (Poisson arrivals at PUSH_RATE/s)
+   to the repos of random AutomatedBuilds, POSTed to the operator's ``/hooks/github``; from the
+   HTTP answer to the Job's ADDED event. ``webhook_rps``: deliveries that verify but build
+   nothing (a ref no rule matches), open-loop rate steps with the operator pinned to one core;
+   the highest rate answered 202 without loss or backlog, and the p99 answer latency there.
+   Needs ``autobuild run --webhook-address``; without it these keys are null.
+6. LARGE (10,000) AutomatedBuilds (operator stopped while the rest are created), first pass,
+   RSS settled, idle restart (the ``idle_restart_*`` keys).
+7. The framework's floor: ``noop_operator.py`` (one kopf ``on.event`` handler that counts) on
+   the same objects, REPEATS times: time until it has seen every object, RSS settled.
+8. ``resync_s_10k``: with the operator stopped, every object's ``spec.image.shortDescription``
+   changes (a new generation); restart until every object is reconciled again. The git server's
+   ``ls-remote`` count in that window is reported (details.resync.git_ls_remotes): an operator
+   that re-checks the source on every new generation pays one per object.
+
+Prints a table, then, as the last line of stdout, one JSON object with every number (null
+when a scenario could not run, with the reason under "notes"). Asserts nothing: speed goals
+are read, not tested. Progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import concurrent.futures
+import contextlib
+import hashlib
+import hmac
+import importlib.metadata
 import json
 import os
-import re
+import platform
+import random
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
+sys.path.insert(0, str(HERE))
 import localcluster  # noqa: E402
-
-from support.gitserver import GitServer  # noqa: E402
+from benchkit import (  # noqa: E402
+    Api,
+    AuditLog,
+    Mark,
+    Process,
+    Watch,
+    percentile,
+    settled_rss,
+    summarize,
+)
 
 GROUP, VERSION, PLURAL = "autobuild.dev", "v1alpha1", "automatedbuilds"
 NAMESPACE = "bench"
-WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE"}
-_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+AB_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
+JOBS_PATH = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
+# The Job labels the operator sets (operator/autobuild/planning/job.py).
+LABEL_AUTOMATEDBUILD = "autobuild.dev/automatedbuild"
+LABEL_COMMIT = "autobuild.dev/commit"
+LABEL_TRIGGER = "autobuild.dev/trigger"
+ANNOTATION_TRIGGER = "autobuild.dev/trigger"
+FLOOR_LABEL = "autobuild-bench/floor"
+# Build pods only run on a node with this label (AUTOBUILD_NODE_SELECTOR): kwok's node gets it
+# for the writes_per_build scenario only, so other builds stay Pending and cost nothing.
+BUILDER_LABEL = ("autobuild-bench/builder", "kwok")
+OPERATOR_NAMESPACE, OPERATOR_ACCOUNT = "autobuild-system", "autobuild-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+# Only the operator's requests are logged (Metadata: no bodies), everything else not at all.
+AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: ["{OPERATOR_USER}"]
+- level: None
+"""
+WEBHOOK_SECRETS = 10  # AutomatedBuild i verifies with Secret hook-(i % 10)
+LOAD_REF = "refs/heads/bench-load"  # matches no rule: verified, answered, builds nothing
+RPS_STEPS = (125, 250, 500, 1000, 2000, 4000)  # 500: the target, reported on its own
+RPS_STEP_SECONDS = 2.0
+TARGETS = {
+    "push_to_job_p50_ms": "< 100",
+    "push_to_job_p99_ms": "< 500",
+    "push_to_job_vs_floor": "< 3",
+    "webhook_rps": ">= 500",
+    "webhook_p99_ms": "< 20",
+    "resync_s_10k": "< 60",
+    "rss_vs_noop_10k": "<= 1.25",
+    "resync_vs_noop_10k": "<= 3",
+    "idle_restart_writes": "0",
+    "idle_restart_reads": "few/kind",
+    "writes_per_build": "<= 6",
+}
+_t0 = time.monotonic()
 
 
-def request_counts(cluster: localcluster.LocalCluster) -> Counter[tuple[str, str]]:
-    """(verb, resource) -> requests served so far, from the API server's metrics."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for line in cluster.api_raw("GET", "/metrics", timeout=30).decode().splitlines():
-        found = _METRIC.match(line)
-        if not found:
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', found.group("labels")))
-        counts[(labels.get("verb", ""), labels.get("resource", ""))] += int(float(found["value"]))
-    return counts
+def say(message: str) -> None:
+    print(f"[bench {time.monotonic() - _t0:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
-def delta(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> dict[str, int]:
-    """Requests between two snapshots, for the resources the operator touches."""
-    out: Counter[str] = Counter()
-    for (verb, resource), value in after.items():
-        if resource in ("automatedbuilds", "jobs", "pods", "secrets", "events"):
-            change = value - before.get((verb, resource), 0)
-            if change:
-                out[f"{verb} {resource}"] += change
-    return dict(sorted(out.items()))
+@dataclass(frozen=True)
+class Sizes:
+    small: int = 1000
+    large: int = 10000
+    deliveries: int = 500
+    builds: int = 20
+    push_rate: float = 20.0
+    repeats: int = 3
+    seed: int = 8
 
 
-def writes(d: dict[str, int]) -> int:
-    return sum(v for k, v in d.items() if k.split()[0] in WRITE_VERBS and not k.endswith("events"))
+@dataclass(frozen=True)
+class AbState:
+    """What the bench needs of an AutomatedBuild (kept small: 10,000 of them are watched)."""
+
+    generation: int
+    observed: int
+    ready: bool
+    builds: frozenset[tuple[str, str]]  # (commit, phase)
 
 
-def manifest(index: int, repo_url: str) -> dict[str, Any]:
+def project_ab(obj: Mapping[str, Any]) -> AbState:
+    status = obj.get("status") or {}
+    return AbState(
+        generation=int(obj["metadata"].get("generation", 0)),
+        observed=int(status.get("observedGeneration") or 0),
+        ready=any(c.get("type") == "Ready" for c in status.get("conditions") or []),
+        builds=frozenset(
+            (b.get("commit", ""), b.get("phase", "")) for b in status.get("builds") or []
+        ),
+    )
+
+
+def reconciled(_: str, state: AbState) -> bool:
+    """The operator looked at this generation and recorded what it found."""
+    return state.ready and state.observed == state.generation
+
+
+def ab_name(index: int) -> str:
+    return f"app-{index:05d}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 2) -> bytes:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as answer:
+        body: bytes = answer.read()
+    return body
+
+
+def poisson_offsets(rng: random.Random, count: int, rate: float) -> list[float]:
+    """Arrival times (seconds from 0) of a Poisson process: deliveries spread over time."""
+    offsets, now = [], 0.0
+    for _ in range(count):
+        now += rng.expovariate(rate)
+        offsets.append(now)
+    return offsets
+
+
+class Results:
+    """Every number of the run, with notes explaining nulls and extra details."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.notes: dict[str, str] = {}
+        self.details: dict[str, Any] = {}
+
+    def set(self, key: str, value: float | int | None, digits: int = 1) -> None:
+        if isinstance(value, float):
+            value = round(value, digits)
+        self.values[key] = value
+
+    def missing(self, keys: Sequence[str], why: str) -> None:
+        for key in keys:
+            self.values.setdefault(key, None)
+            self.notes.setdefault(key, why)
+
+
+# --------------------------------------------------------------------------------------
+# The world: cluster objects, git host, operator processes
+# --------------------------------------------------------------------------------------
+
+
+def ab_manifest(index: int, git_url: str) -> dict[str, Any]:
+    name = ab_name(index)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AutomatedBuild",
-        "metadata": {"name": f"app-{index:04d}", "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
-            "source": {"repo": repo_url},
+            "source": {
+                "repo": f"{git_url}/acme/{name}.git",
+                "provider": "github",
+                "webhookSecret": f"hook-{index % WEBHOOK_SECRETS}",
+            },
             "image": {
                 "registry": "127.0.0.1:5000",
                 "namespace": "bench",
-                "name": f"app-{index:04d}",
+                "name": name,
                 "visibility": "Public",
                 "shortDescription": "benchmark",
             },
-            # autobuild: false, so creating 1,000 objects builds nothing until triggered.
-            "tags": [{"source": "main", "dockerTag": "latest", "autobuild": False}],
-            "runPolicy": "Parallel",
+            # Pushes to main build. The repositories have no main yet, so creating the object
+            # ("save and build") builds nothing: only the bench's pushes and triggers do.
+            "tags": [{"sourceType": "Branch", "source": "main", "dockerTag": "latest"}],
         },
     }
 
 
-class Operator:
-    def __init__(self, kubeconfig: Path, log: Path) -> None:
-        self.kubeconfig, self.log = kubeconfig, log
-        self.proc: subprocess.Popen[bytes] | None = None
+def in_parallel(work: Callable[[int], Any], items: Sequence[int], threads: int = 8) -> None:
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, i) for i in items]:
+            future.result()
 
-    def start(self) -> float:
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        env["AUTOBUILD_NODE_SELECTOR"] = "autobuild.dev/bench=none"  # pods stay Pending
-        started = time.monotonic()
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "autobuild.cli", "run", "--probes", "127.0.0.1:0"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        return started
 
-    def rss_mib(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+class GitHost:
+    """The loopback git server as a subprocess (its CPU is not the bench's), with one empty
+    repository that every ``acme/app-NNNNN`` path links to; counts ``git ls-remote`` calls."""
+
+    def __init__(self, work: Path) -> None:
+        self.root = work / "git"
+        self.process = Process("git server", work / "gitserver.log")
+        self.url = ""
+
+    def start(self, repos: int) -> None:
+        stdout = self.process.start_piped(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "support" / "gitserver.py"),
+                "serve",
+                "--root",
+                str(self.root),
+                "--repo",
+                "acme/base",
+                "--verbose",
+            ],
+            os.environ,
+        )
+        self.url = stdout.readline().decode().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.process.check_alive()
+            raise RuntimeError(f"git server printed {self.url!r}, not its URL")
+        for index in range(repos):
+            link = self.root / "acme" / f"{ab_name(index)}.git"
+            if not link.exists():
+                link.symlink_to("base.git")
+
+    def ls_remotes(self) -> int:
+        """``git ls-remote`` calls served so far (each starts with GET info/refs)."""
+        text = self.process.log.read_text(errors="replace")
+        return text.count("/info/refs?service=git-upload-pack")
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(30)
-            self.proc = None
+        self.process.stop()
 
 
-def list_objects(cluster: localcluster.LocalCluster) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = cluster.api(
-        "GET", f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}", timeout=60
-    )["items"]
-    return items
+def has_receiver() -> bool:
+    """Whether this operator serves webhooks (``autobuild run --webhook-address``)."""
+    helptext = subprocess.run(
+        [sys.executable, "-m", "autobuild.cli", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return "--webhook-address" in helptext
 
 
-def wait_all_observed(cluster: localcluster.LocalCluster, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        observed = sum(
-            1 for o in list_objects(cluster) if (o.get("status") or {}).get("conditions")
-        )
-        if observed >= count:
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"not every object got status within {timeout:.0f}s")
+class Operator:
+    """``autobuild run`` as its own ServiceAccount, probes and webhooks on loopback ports."""
+
+    def __init__(self, work: Path, kubeconfig: Path, receiver: bool) -> None:
+        self.kubeconfig, self.receiver = kubeconfig, receiver
+        self.process = Process("operator", work / "operator.log")
+        self.probes = self.webhooks = 0
+
+    def start(self) -> float:
+        """Start it; the monotonic start time."""
+        self.probes = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "autobuild.cli",
+            "run",
+            "--probes",
+            f"127.0.0.1:{self.probes}",
+        ]
+        if self.receiver:
+            self.webhooks = free_port()
+            argv += ["--webhook-address", f"127.0.0.1:{self.webhooks}"]
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        env["AUTOBUILD_NODE_SELECTOR"] = "=".join(BUILDER_LABEL)
+        return self.process.start(argv, env)
+
+    @property
+    def hook_url(self) -> str:
+        return f"http://127.0.0.1:{self.webhooks}/hooks/github"
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait for /readyz (and the webhook port, if any); the monotonic time it was ready."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.process.check_alive()
+            with contextlib.suppress(OSError):
+                http_get(f"http://127.0.0.1:{self.probes}/readyz")
+                if not self.receiver:
+                    return time.monotonic()
+                with socket.create_connection(("127.0.0.1", self.webhooks), timeout=1):
+                    return time.monotonic()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the operator was not ready within {timeout:.0f}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.stop()
 
 
-def wait_requests_settle(cluster: localcluster.LocalCluster, quiet: float, timeout: float) -> float:
-    """Seconds until the operator's requests stop growing for ``quiet`` seconds."""
-    start = time.monotonic()
-    last = request_counts(cluster)
-    last_change = time.monotonic()
-    while time.monotonic() - start < timeout:
-        time.sleep(1)
-        now = request_counts(cluster)
-        if delta(now, last):
-            last, last_change = now, time.monotonic()
-        elif time.monotonic() - last_change >= quiet:
-            break
-    return last_change - start
-
-
-def percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
-    return (
-        f"p50 {statistics.median(ordered) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, "
-        f"max {ordered[-1] * 1000:.0f} ms (trigger #{samples.index(ordered[-1]) + 1} of "
-        f"{len(ordered)})"
+def operator_kubeconfig(api: Api, cluster: localcluster.LocalCluster, path: Path) -> None:
+    """A ServiceAccount (cluster-admin: the bench measures speed, the k8s tests check RBAC)
+    and a kubeconfig with its token, so the audit log tells the operator's requests apart."""
+    api.request("POST", "/api/v1/namespaces", {"metadata": {"name": OPERATOR_NAMESPACE}})
+    api.request(
+        "POST",
+        f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/serviceaccounts",
+        {"metadata": {"name": OPERATOR_ACCOUNT}},
     )
-
-
-def trigger_latency(
-    cluster: localcluster.LocalCluster, names: list[str], annotations: dict[str, str]
-) -> list[float]:
-    samples = []
-    for n, name in enumerate(names):
-        value = f"bench-{time.time_ns()}-{n}"
-        patch = {"metadata": {"annotations": {**annotations, "autobuild.dev/trigger": value}}}
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}/{name}"
-        uid = cluster.api("GET", path)["metadata"]["uid"]
-        jobs = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs?labelSelector=autobuild.dev/uid={uid}"
-        before = len(cluster.api("GET", jobs)["items"])
-        start = time.monotonic()
-        _merge_patch(cluster, path, patch)
-        while len(cluster.api("GET", jobs)["items"]) <= before:
-            if time.monotonic() - start > 30:
-                raise SystemExit(f"no Job for {name} within 30s")
-            time.sleep(0.005)
-        samples.append(time.monotonic() - start)
-    return samples
-
-
-def _merge_patch(cluster: localcluster.LocalCluster, path: str, patch: dict[str, Any]) -> None:
-    import ssl
-    import urllib.request
-
-    ctx = ssl.create_default_context(cafile=str(cluster.pki / "ca.crt"))
-    ctx.load_cert_chain(str(cluster.pki / "admin.crt"), str(cluster.pki / "admin.key"))
-    request = urllib.request.Request(
-        cluster.server + path, data=json.dumps(patch).encode(), method="PATCH"
-    )
-    request.add_header("Content-Type", "application/merge-patch+json")
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
-    )
-    with opener.open(request, timeout=10):
-        pass
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--objects", type=int, default=1000)
-    parser.add_argument("--triggers", type=int, default=50)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="autobuild-bench-"))
-    print(f"work dir {work}", flush=True)
-    with (
-        localcluster.LocalCluster(state_dir=work / "cluster") as cluster,
-        GitServer(work / "git") as git,
-    ):
-        repo = git.create_repo("acme", "app")
-        head = repo.commit("main", {"Dockerfile": "FROM scratch\n"}, "init")
-        cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        started = time.monotonic()
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda i: cluster.api("POST", path, manifest(i, repo.clone_url)),
-                    range(args.objects),
-                )
-            )
-        print(
-            f"created {args.objects} AutomatedBuilds in {time.monotonic() - started:.1f} s",
-            flush=True,
-        )
-
-        operator = Operator(cluster.kubeconfig, work / "operator.log")
-        try:
-            before = request_counts(cluster)
-            started = operator.start()
-            wait_all_observed(cluster, args.objects, timeout=900)
-            first_pass = time.monotonic() - started
-            d = delta(request_counts(cluster), before)
-            print(
-                f"first pass: every object has status after {first_pass:.1f} s; requests {d}",
-                flush=True,
-            )
-            print(f"operator RSS after the first pass: {operator.rss_mib():.0f} MiB", flush=True)
-            tail = wait_requests_settle(cluster, quiet=5, timeout=300)
-            print(f"the operator's requests settled {tail:.1f} s after that", flush=True)
-
-            names = [
-                f"app-{i:04d}"
-                for i in range(0, args.objects, max(1, args.objects // args.triggers))
-            ]
-            names = names[: args.triggers]
-            with_commit = trigger_latency(
-                cluster,
-                names,
+    api.request(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "metadata": {"name": "autobuild-bench-operator"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [
                 {
-                    "autobuild.dev/trigger-ref": "refs/heads/main",
-                    "autobuild.dev/trigger-commit": head,
-                },
-            )
-            print(f"trigger -> Job (ref+commit given): {percentiles(with_commit)}", flush=True)
-            with_ls_remote = trigger_latency(
-                cluster,
-                names[: max(1, len(names) // 2)],
-                {"autobuild.dev/trigger-ref": "", "autobuild.dev/trigger-commit": ""},
-            )
-            print(
-                f"trigger -> Job (head via git ls-remote): {percentiles(with_ls_remote)}",
-                flush=True,
-            )
-            wait_requests_settle(cluster, quiet=5, timeout=120)
+                    "kind": "ServiceAccount",
+                    "name": OPERATOR_ACCOUNT,
+                    "namespace": OPERATOR_NAMESPACE,
+                }
+            ],
+        },
+    )
+    token = api.request(
+        "POST",
+        f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/serviceaccounts/{OPERATOR_ACCOUNT}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 6 * 3600},
+        },
+    )["status"]["token"]
+    ca = base64.b64encode((cluster.pki / "ca.crt").read_bytes()).decode()
+    text = f"""apiVersion: v1
+kind: Config
+clusters:
+- name: bench
+  cluster: {{server: "{cluster.server}", certificate-authority-data: {ca}}}
+users:
+- name: {OPERATOR_ACCOUNT}
+  user: {{token: {token}}}
+contexts:
+- name: bench
+  context: {{cluster: bench, user: {OPERATOR_ACCOUNT}}}
+current-context: bench
+"""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
-            operator.stop()
-            before = request_counts(cluster)
-            started = operator.start()
-            busy = wait_requests_settle(cluster, quiet=10, timeout=600)
-            d = delta(request_counts(cluster), before)
-            print(
-                f"idle restart with {args.objects} objects: {writes(d)} writes; "
-                f"requests {d}; looked at everything within {busy:.1f} s",
-                flush=True,
+
+# --------------------------------------------------------------------------------------
+# Signed GitHub deliveries
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    name: str  # the AutomatedBuild whose repository was pushed to
+    commit: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Answer:
+    scheduled: float
+    sent: float
+    answered: float
+    status: int
+
+
+def github_signature(secret: bytes, body: bytes) -> str:
+    """GitHub's ``X-Hub-Signature-256``: HMAC-SHA256 of the raw body, hex, ``sha256=`` prefix."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def github_push(rng: random.Random, git_url: str, index: int, ref: str, secret: bytes) -> Delivery:
+    """A push delivery as GitHub sends it (headers and body shape), signed with ``secret``."""
+    name = ab_name(index)
+    commit = rng.randbytes(20).hex()
+    html_url = f"{git_url}/acme/{name}"
+    author = {"name": "Bench Author", "email": "bench@example.invalid", "username": "bench"}
+    head = {
+        "id": commit,
+        "tree_id": rng.randbytes(20).hex(),
+        "distinct": True,
+        "message": f"Change {commit[:7]}",
+        "timestamp": "2026-11-29T08:00:00Z",
+        "url": f"{html_url}/commit/{commit}",
+        "author": author,
+        "committer": author,
+        "added": [],
+        "removed": [],
+        "modified": ["Dockerfile"],
+    }
+    payload = {
+        "ref": ref,
+        "before": rng.randbytes(20).hex(),
+        "after": commit,
+        "created": False,
+        "deleted": False,
+        "forced": False,
+        "base_ref": None,
+        "compare": f"{html_url}/compare/{commit[:12]}",
+        "commits": [head],
+        "head_commit": head,
+        "repository": {
+            "id": 100000 + index,
+            "name": name,
+            "full_name": f"acme/{name}",
+            "private": False,
+            "owner": {"name": "acme", "login": "acme", "type": "Organization"},
+            "html_url": html_url,
+            "url": html_url,
+            "clone_url": f"{html_url}.git",
+            "git_url": f"{html_url}.git",
+            "default_branch": "main",
+            "master_branch": "main",
+        },
+        "pusher": {"name": "bench", "email": "bench@example.invalid"},
+        "sender": {"login": "bench", "id": 1, "type": "User"},
+    }
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/bench",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.UUID(bytes=rng.randbytes(16), version=4)),
+        "X-GitHub-Hook-ID": "1",
+        "X-Hub-Signature": "sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest(),
+        "X-Hub-Signature-256": github_signature(secret, body),
+    }
+    return Delivery(name, commit, body, headers)
+
+
+async def _deliver(
+    url: str, deliveries: Sequence[Delivery], offsets: Sequence[float]
+) -> list[Answer]:
+    """POST each delivery at its offset (open loop: late answers do not delay later sends)."""
+    import aiohttp  # kopf's HTTP client; imported here so the rest runs without it
+
+    connector = aiohttp.TCPConnector(limit=512)
+    timeout = aiohttp.ClientTimeout(total=10)  # GitHub gives up after 10 s
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        start = time.monotonic() + 0.1
+
+        async def one(delivery: Delivery, offset: float) -> Answer:
+            scheduled = start + offset
+            await asyncio.sleep(max(0.0, scheduled - time.monotonic()))
+            sent = time.monotonic()
+            try:
+                async with session.post(url, data=delivery.body, headers=delivery.headers) as r:
+                    await r.read()
+                    status = r.status
+            except (aiohttp.ClientError, TimeoutError):
+                status = 0
+            return Answer(scheduled, sent, time.monotonic(), status)
+
+        return await asyncio.gather(*(one(d, o) for d, o in zip(deliveries, offsets, strict=True)))
+
+
+def deliver(url: str, deliveries: Sequence[Delivery], offsets: Sequence[float]) -> list[Answer]:
+    return asyncio.run(_deliver(url, deliveries, offsets))
+
+
+@contextlib.contextmanager
+def pinned(operator: Operator) -> Iterator[str]:
+    """The operator on one core and the bench on another, when there are two; yields a note."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        yield f"not pinned: only {len(cpus)} CPU"
+        return
+    mine = Path("/proc/self/task")
+    operator.process.pin({cpus[0]})
+    for task in mine.iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), {cpus[1]})
+    try:
+        yield f"operator pinned to CPU {cpus[0]}, sender to CPU {cpus[1]}"
+    finally:
+        for task in mine.iterdir():
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(task.name), set(cpus))
+        with contextlib.suppress(OSError, AssertionError):
+            operator.process.pin(set(cpus))
+
+
+# --------------------------------------------------------------------------------------
+# The bench
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RpsStep:
+    rate: float
+    sent: int
+    ok: int
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    late_p99_ms: float  # how late the sender was against its schedule (client-bound if large)
+    passed: bool = field(default=False)
+
+
+class Bench:
+    def __init__(
+        self, sizes: Sizes, work: Path, cluster: localcluster.LocalCluster, results: Results
+    ) -> None:
+        """``cluster`` must be running (its PKI is read)."""
+        self.sizes, self.work, self.cluster, self.results = sizes, work, cluster, results
+        self.rng = random.Random(sizes.seed)
+        self.api = Api(
+            cluster.server,
+            cluster.pki / "ca.crt",
+            cluster.pki / "admin.crt",
+            cluster.pki / "admin.key",
+        )
+        self.audit = AuditLog(cluster.audit_log, OPERATOR_USER)
+        self.git = GitHost(work)
+        self.secrets: list[bytes] = []
+        self.abs: Watch[AbState] | None = None
+        self.operator: Operator | None = None
+        self.created = 0
+
+    # ---- set-up ------------------------------------------------------------------------
+    def setup(self, stack: contextlib.ExitStack) -> None:
+        self.cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
+        self.cluster.kubectl(
+            "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s"
+        )
+        self.api.request("POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}})
+        kubeconfig = self.work / "operator.kubeconfig"
+        operator_kubeconfig(self.api, self.cluster, kubeconfig)
+        for i in range(WEBHOOK_SECRETS):
+            secret = self.rng.randbytes(20).hex().encode()
+            self.secrets.append(secret)
+            self.api.request(
+                "POST",
+                f"/api/v1/namespaces/{NAMESPACE}/secrets",
+                {"metadata": {"name": f"hook-{i}"}, "stringData": {"secret": secret.decode()}},
             )
-            print(f"operator RSS when idle: {operator.rss_mib():.0f} MiB", flush=True)
+        stack.callback(self.git.stop)
+        self.git.start(self.sizes.large)
+        self.abs = Watch(self.api, AB_PATH, project_ab).start()
+        stack.callback(self.abs.stop)
+        receiver = has_receiver()
+        self.operator = Operator(self.work, kubeconfig, receiver)
+        stack.callback(self.operator.stop)
+        if not receiver:
+            say("this operator has no webhook receiver (autobuild run --webhook-address)")
+
+    def create_objects(self, upto: int) -> None:
+        started = time.monotonic()
+        first = self.created
+        if first >= upto:
+            return
+        in_parallel(
+            lambda i: self.api.request("POST", AB_PATH, ab_manifest(i, self.git.url), allow=[409]),
+            range(first, upto),
+        )
+        self.created = upto
+        say(f"created AutomatedBuilds {first}..{upto - 1} in {time.monotonic() - started:.1f}s")
+
+    # ---- helpers -----------------------------------------------------------------------
+    @property
+    def op(self) -> Operator:
+        assert self.operator is not None
+        return self.operator
+
+    @property
+    def watch(self) -> Watch[AbState]:
+        assert self.abs is not None
+        return self.abs
+
+    def names(self, count: int) -> list[str]:
+        return [ab_name(i) for i in range(count)]
+
+    def restart_quietly(self) -> Mark:
+        """Stop the operator, let the API server log the end of its watches; the mark from
+        which requests belong to the next start."""
+        self.op.stop()
+        self.audit.wait_quiet(quiet=1, timeout=30)
+        return self.audit.mark()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until the operator makes no request for 5 s."""
+        quiet = self.audit.wait_quiet(quiet=5, timeout=timeout)
+        if not quiet:
+            say(f"the operator still made requests after {timeout:.0f}s")
+        return quiet
+
+    def label_builder_node(self, on: bool) -> None:
+        key, value = BUILDER_LABEL
+        patch = {"metadata": {"labels": {key: value if on else None}}}
+        self.api.request(
+            "PATCH",
+            "/api/v1/nodes/kwok-node-0",
+            patch,
+            content_type="application/merge-patch+json",
+        )
+
+    def delete_jobs(self, selector: str) -> None:
+        self.api.request(
+            "DELETE",
+            f"{JOBS_PATH}?labelSelector={selector}",
+            {"propagationPolicy": "Background"},
+        )
+
+    # ---- scenarios ---------------------------------------------------------------------
+    def first_pass(self, count: int, suffix: str) -> bool:
+        """Start the operator on ``count`` objects: time until all are reconciled, RSS settled."""
+        timeout = 60 + 0.06 * count
+        waiter = self.watch.waiter(self.names(count), reconciled)
+        started = self.op.start()
+        if not waiter.pending:  # nothing new (LARGE == SMALL): only settle and measure
+            self.watch.wait(waiter, 0)
+            self.op.wait_ready(timeout=120)
+            self.results.missing([f"first_pass_s_{suffix}"], "no new objects to reconcile")
+            self.results.notes[f"rss_mib_{suffix}"] = "after a restart with nothing new"
+            self.settle(timeout=120)
+            self.results.set(f"rss_mib_{suffix}", settled_rss(self.op.process))
+            return True
+        done = self.watch.wait(waiter, timeout, self.op.process.check_alive)
+        if done is None:
+            why = (
+                f"not every object was reconciled within {timeout:.0f}s: "
+                f"{count - len(waiter.pending)} of {count}"
+            )
+            say(why)
+            self.results.missing([f"first_pass_s_{suffix}", f"rss_mib_{suffix}"], why)
+            self.results.details[f"rss_mib_{suffix}_unsettled"] = round(self.op.process.rss_mib())
+            return False
+        self.results.set(f"first_pass_s_{suffix}", done - started)
+        say(f"first pass with {count} objects: {done - started:.1f}s")
+        self.settle(timeout=120)
+        self.results.set(f"rss_mib_{suffix}", settled_rss(self.op.process))
+        return True
+
+    def idle_restart(self, count: int, suffix: str) -> None:
+        """Restart with nothing changed: the operator's requests, from the audit log."""
+        since = self.restart_quietly()
+        started = self.op.start()
+        ready = self.op.wait_ready(timeout=120)
+        quiet = self.audit.wait_quiet(quiet=10, timeout=60 + 0.02 * count)
+        requests = self.audit.requests(since)
+        writes = [r for r in requests if r.write]
+        reads = [r for r in requests if not r.write]
+        self.results.set(f"idle_restart_writes{suffix}", len(writes))
+        self.results.set(f"idle_restart_reads{suffix}", len(reads))
+        self.results.details[f"idle_restart{suffix}"] = {
+            "objects": count,
+            "requests": summarize(requests),
+            "ready_s": round(ready - started, 1),
+            "busy_s": round(requests[-1].received - since.since, 1) if requests else 0.0,
+            "quiet": quiet,
+        }
+        say(f"idle restart with {count}: {len(writes)} writes, {len(reads)} reads")
+
+    def writes_per_build(self, count: int) -> None:
+        """Manual builds that kwok runs to completion: the operator's writes per build."""
+        names = [ab_name(i) for i in self.rng.sample(range(self.sizes.small), count)]
+        commits = {name: self.rng.randbytes(20).hex() for name in names}
+        self.settle(timeout=60)
+        self.label_builder_node(True)
+        try:
+            since = self.audit.mark()
+            waiter = self.watch.waiter(
+                names, lambda name, s: (commits[name], "Succeeded") in s.builds
+            )
+            for n, name in enumerate(names):
+                annotations = {
+                    ANNOTATION_TRIGGER: f"bench-{n}",
+                    "autobuild.dev/trigger-ref": "refs/heads/main",
+                    "autobuild.dev/trigger-commit": commits[name],
+                }
+                self.api.request(
+                    "PATCH",
+                    f"{AB_PATH}/{name}",
+                    {"metadata": {"annotations": annotations}},
+                    content_type="application/merge-patch+json",
+                )
+            timeout = 60 + 3 * count
+            done = self.watch.wait(waiter, timeout, self.op.process.check_alive)
+            if done is None:
+                why = f"{len(waiter.pending)} of {count} builds not Succeeded within {timeout}s"
+                self.results.missing(["writes_per_build"], why)
+                say(why)
+                return
+            self.settle(timeout=60)
+            requests = self.audit.requests(since)
         finally:
-            operator.stop()
+            self.label_builder_node(False)
+        writes = [r for r in requests if r.write and r.what != "events"]
+        events = [r for r in requests if r.write and r.what == "events"]
+        self.results.set("writes_per_build", len(writes) / count)
+        self.results.set("events_per_build", len(events) / count)
+        self.results.details["writes_per_build"] = {
+            "builds": count,
+            "writes": summarize(r for r in requests if r.write),
+        }
+        say(
+            f"{count} builds: {len(writes) / count:.1f} writes, "
+            f"{len(events) / count:.1f} Events each"
+        )
+
+    def job_create_floor(self, count: int) -> None:
+        """Bare Job creates at the push arrival times: POST to the bench's ADDED event."""
+        offsets = poisson_offsets(random.Random(self.sizes.seed), count, self.sizes.push_rate)
+        added: dict[str, float] = {}
+        posted: dict[str, float] = {}
+
+        def on_event(kind: str, obj: Mapping[str, Any], arrived: float) -> None:
+            if kind == "ADDED":
+                added.setdefault(obj["metadata"]["name"], arrived)
+
+        def create(i: int) -> None:
+            name = f"floor-{i:05d}"
+            body = {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": name, "labels": {FLOOR_LABEL: "1"}},
+                "spec": {
+                    "suspend": True,  # as a queued build: no pods
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "kaniko", "image": "kaniko"}],
+                        }
+                    },
+                },
+            }
+            posted[name] = time.monotonic()
+            self.api.request("POST", JOBS_PATH, body)
+
+        with (
+            Watch(
+                self.api, JOBS_PATH, lambda o: None, label_selector=FLOOR_LABEL, on_event=on_event
+            ),
+            concurrent.futures.ThreadPoolExecutor(8) as pool,
+        ):
+            start = time.monotonic()
+            futures = []
+            for i, offset in enumerate(offsets):
+                time.sleep(max(0.0, start + offset - time.monotonic()))
+                futures.append(pool.submit(create, i))
+            for future in futures:
+                future.result()
+            deadline = time.monotonic() + 30
+            while len(added) < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+        latencies = [(added[n] - posted[n]) * 1000 for n in posted if n in added]
+        self.delete_jobs(FLOOR_LABEL)
+        self.results.set("job_create_floor_p50_ms", percentile(latencies, 50))
+        self.results.set("job_create_floor_p99_ms", percentile(latencies, 99))
+        say(f"Job create floor: p50 {percentile(latencies, 50):.1f} ms over {len(latencies)}")
+
+    def deliveries(self, count: int, ref: str | None) -> list[Delivery]:
+        """Signed pushes to random AutomatedBuilds' repositories (to main unless ``ref``)."""
+        out = []
+        for _ in range(count):
+            index = self.rng.randrange(self.sizes.small)
+            secret = self.secrets[index % WEBHOOK_SECRETS]
+            out.append(github_push(self.rng, self.git.url, index, ref or "refs/heads/main", secret))
+        return out
+
+    def push_to_job(self, count: int) -> None:
+        """Signed deliveries spread over time: from each answer to its Job's ADDED event."""
+        deliveries = self.deliveries(count, None)
+        offsets = poisson_offsets(random.Random(self.sizes.seed), count, self.sizes.push_rate)
+        added: dict[tuple[str, str], float] = {}
+
+        def on_event(kind: str, obj: Mapping[str, Any], arrived: float) -> None:
+            labels = obj["metadata"].get("labels") or {}
+            if kind == "ADDED":
+                key = (labels.get(LABEL_AUTOMATEDBUILD, ""), labels.get(LABEL_COMMIT, ""))
+                added.setdefault(key, arrived)
+
+        selector = f"{LABEL_TRIGGER}=Push"
+        with Watch(self.api, JOBS_PATH, lambda o: None, label_selector=selector, on_event=on_event):
+            answers = deliver(self.op.hook_url, deliveries, offsets)
+            wanted = {(d.name, d.commit) for d in deliveries}
+            deadline = time.monotonic() + 60
+            while not wanted <= added.keys() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        statuses: dict[int, int] = {}
+        latencies = []
+        for delivery, answer in zip(deliveries, answers, strict=True):
+            statuses[answer.status] = statuses.get(answer.status, 0) + 1
+            seen = added.get((delivery.name, delivery.commit))
+            if answer.status == 202 and seen is not None:
+                # A Job seen before the answer arrived counts as 0: it existed at the answer.
+                latencies.append(max(0.0, seen - answer.answered) * 1000)
+        lost = count - len(latencies)
+        self.results.details["push_to_job"] = {
+            "deliveries": count,
+            "rate_per_s": self.sizes.push_rate,
+            "answers": {str(k): v for k, v in sorted(statuses.items())},
+            "without_job": lost,
+            "answer_p99_ms": round(
+                percentile([(a.answered - a.sent) * 1000 for a in answers], 99), 1
+            ),
+        }
+        if not latencies:
+            self.results.missing(
+                ["push_to_job_p50_ms", "push_to_job_p99_ms"], f"no Job for any delivery: {statuses}"
+            )
+            return
+        if lost:
+            self.results.notes["push_to_job_p99_ms"] = f"{lost} of {count} deliveries made no Job"
+        self.results.set("push_to_job_p50_ms", percentile(latencies, 50))
+        self.results.set("push_to_job_p99_ms", percentile(latencies, 99))
+        say(
+            f"push -> Job: p50 {percentile(latencies, 50):.0f} ms, "
+            f"p99 {percentile(latencies, 99):.0f} ms, {lost} without Job, answers {statuses}"
+        )
+
+    def rps_step(self, rate: float) -> RpsStep:
+        count = max(1, round(rate * RPS_STEP_SECONDS))
+        deliveries = self.deliveries(count, LOAD_REF)
+        offsets = [i / rate for i in range(count)]
+        answers = deliver(self.op.hook_url, deliveries, offsets)
+        ok = sum(1 for a in answers if a.status == 202)
+        span = max(a.answered for a in answers) - min(a.sent for a in answers)
+        latencies = [(a.answered - a.sent) * 1000 for a in answers]
+        late = [(a.sent - a.scheduled) * 1000 for a in answers]
+        step = RpsStep(
+            rate=rate,
+            sent=count,
+            ok=ok,
+            achieved=round(count / span, 1) if span > 0 else 0.0,
+            p50_ms=round(percentile(latencies, 50), 1),
+            p99_ms=round(percentile(latencies, 99), 1),
+            late_p99_ms=round(percentile(late, 99), 1),
+        )
+        # No loss (every delivery 202) and no backlog (answers kept pace with the sends).
+        step.passed = ok == count and step.achieved >= 0.95 * rate
+        say(f"webhook load {rate:.0f}/s: {asdict(step)}")
+        time.sleep(1)
+        return step
+
+    def webhook_load(self) -> None:
+        """Open-loop rate steps of verified deliveries that build nothing, on one core."""
+        with pinned(self.op) as how:
+            self.rps_step(50)  # warm-up: connections, code paths
+            steps: list[RpsStep] = []
+            best: RpsStep | None = None
+            failed: RpsStep | None = None
+            for rate in RPS_STEPS:
+                step = self.rps_step(rate)
+                steps.append(step)
+                if not step.passed:
+                    failed = step
+                    break
+                best = step
+            for _ in range(2):  # halve the gap between the last pass and the first failure
+                if failed is None:
+                    break
+                low = best.rate if best else 0.0
+                step = self.rps_step((low + failed.rate) / 2)
+                steps.append(step)
+                if step.passed:
+                    best = step
+                else:
+                    failed = step
+        self.results.details["webhook_load"] = {"pinning": how, "steps": [asdict(s) for s in steps]}
+        if best is None:
+            self.results.missing(
+                ["webhook_rps", "webhook_p99_ms", "webhook_p99_ms_at_500"],
+                f"lost deliveries already at {RPS_STEPS[0]}/s",
+            )
+            return
+        self.results.set("webhook_rps", best.achieved)
+        self.results.set("webhook_p99_ms", best.p99_ms)
+        at_target = next((s for s in steps if s.rate == 500 and s.passed), None)
+        self.results.set("webhook_p99_ms_at_500", at_target.p99_ms if at_target else None)
+        if failed is None:
+            self.results.notes["webhook_rps"] = (
+                f"no loss up to the highest step ({best.rate:.0f}/s)"
+            )
+        if best.late_p99_ms > 50:
+            self.results.notes["webhook_rps"] = "the sender fell behind its schedule: a lower bound"
+
+    def noop_floor(self, count: int) -> None:
+        """The no-op kopf operator on the same objects: time to see all, RSS settled."""
+        times, rss = [], []
+        process = Process("no-op operator", self.work / "noop-operator.log")
+        for _ in range(self.sizes.repeats):
+            port = free_port()
+            env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig))
+            started = process.start(
+                [sys.executable, str(HERE / "noop_operator.py"), "--port", str(port)], env
+            )
+            try:
+                deadline = started + 60 + 0.02 * count
+                seen = 0
+                while seen < count:
+                    process.check_alive()
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the no-op operator saw {seen} of {count} objects")
+                    with contextlib.suppress(OSError):
+                        seen = json.loads(http_get(f"http://127.0.0.1:{port}/"))["seen"]
+                    time.sleep(0.02)
+                times.append(time.monotonic() - started)
+                time.sleep(5)  # settle as ours does (5 s without requests)
+                rss.append(settled_rss(process))
+            finally:
+                process.stop()
+        self.results.set("noop_resync_s_10k", statistics.median(times), 2)
+        self.results.set("noop_rss_mib_10k", statistics.median(rss))
+        self.results.details["noop_runs"] = {
+            "seconds": [round(t, 2) for t in times],
+            "rss_mib": [round(r) for r in rss],
+        }
+        say(f"no-op kopf operator on {count}: {times} s, {rss} MiB")
+
+    def resync(self, count: int) -> None:
+        """A new generation of every object while the operator is down; restart until every
+        object is reconciled again."""
+        self.op.stop()
+        names = self.names(count)
+        expected: dict[str, int] = {}
+
+        def bump(i: int) -> None:
+            patch = {"spec": {"image": {"shortDescription": f"benchmark, resync {i}"}}}
+            answer = self.api.request(
+                "PATCH",
+                f"{AB_PATH}/{ab_name(i)}",
+                patch,
+                content_type="application/merge-patch+json",
+            )
+            expected[ab_name(i)] = int(answer["metadata"]["generation"])
+
+        in_parallel(bump, range(count))
+        git_before = self.git.ls_remotes()
+        since = self.audit.mark()
+        waiter = self.watch.waiter(names, lambda name, s: s.ready and s.observed >= expected[name])
+        timeout = 60 + 0.06 * count
+        started = self.op.start()
+        done = self.watch.wait(waiter, timeout, self.op.process.check_alive)
+        if done is None:
+            why = f"{len(waiter.pending)} of {count} objects not reconciled within {timeout:.0f}s"
+            self.results.missing(["resync_s_10k"], why)
+            say(why)
+            return
+        self.results.set("resync_s_10k", done - started)
+        self.settle(timeout=120)
+        requests = self.audit.requests(since)
+        self.results.details["resync"] = {
+            "objects": count,
+            "git_ls_remotes": self.git.ls_remotes() - git_before,
+            "requests": summarize(requests),
+            "rss_mib_after": round(settled_rss(self.op.process)),
+        }
+        say(f"resync of {count}: {done - started:.1f}s")
+
+    # ---- the run -----------------------------------------------------------------------
+    def run(self) -> None:
+        sizes, results = self.sizes, self.results
+        self.create_objects(sizes.small)
+        if self.first_pass(sizes.small, "1k"):
+            self.idle_restart(sizes.small, "_1k")
+            self.writes_per_build(min(sizes.builds, sizes.small))
+            self.job_create_floor(sizes.deliveries)
+            if self.op.receiver:
+                self.push_to_job(sizes.deliveries)
+                self.webhook_load()
+        else:
+            results.missing(
+                ["idle_restart_writes_1k", "idle_restart_reads_1k", "writes_per_build"],
+                f"the operator did not reconcile {sizes.small} objects",
+            )
+        receiverless = "receiver not available (autobuild run has no --webhook-address)"
+        if not self.op.receiver:
+            results.missing(
+                [
+                    "push_to_job_p50_ms",
+                    "push_to_job_p99_ms",
+                    "webhook_rps",
+                    "webhook_p99_ms",
+                    "webhook_p99_ms_at_500",
+                ],
+                receiverless,
+            )
+        self.op.stop()
+        self.delete_jobs(f"{LABEL_TRIGGER}=Push")
+
+        self.create_objects(sizes.large)
+        settled = self.first_pass(sizes.large, "10k")
+        if settled:
+            self.idle_restart(sizes.large, "")
+        else:
+            results.missing(
+                ["idle_restart_writes", "idle_restart_reads", "resync_s_10k"],
+                f"the operator did not reconcile {sizes.large} objects",
+            )
+        self.op.stop()
+        self.noop_floor(sizes.large)
+        if settled:
+            self.resync(sizes.large)
+        self.op.stop()
+        self.ratios()
+
+    def ratios(self) -> None:
+        v = self.results.values
+
+        def ratio(key: str, top: str, bottom: str) -> None:
+            if v.get(top) is not None and v.get(bottom):
+                self.results.set(key, v[top] / v[bottom], 2)
+            else:
+                self.results.missing([key], f"needs {top} and {bottom}")
+
+        ratio("push_to_job_vs_floor", "push_to_job_p50_ms", "job_create_floor_p50_ms")
+        ratio("rss_vs_noop_10k", "rss_mib_10k", "noop_rss_mib_10k")
+        ratio("resync_vs_noop_10k", "resync_s_10k", "noop_resync_s_10k")
+
+
+# --------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------
+
+KEYS = (
+    # (key, unit, what)
+    ("push_to_job_p50_ms", "ms", "push delivery answered -> Job exists, p50"),
+    ("push_to_job_p99_ms", "ms", "  p99"),
+    ("job_create_floor_p50_ms", "ms", "bare Job create -> exists (floor), p50"),
+    ("job_create_floor_p99_ms", "ms", "  p99"),
+    ("push_to_job_vs_floor", "x", "push_to_job p50 / floor p50"),
+    ("webhook_rps", "/s", "verified deliveries/s on one core, no loss"),
+    ("webhook_p99_ms", "ms", "answer latency at that rate, p99"),
+    ("webhook_p99_ms_at_500", "ms", "answer latency at 500/s, p99"),
+    ("first_pass_s_1k", "s", "start -> every object reconciled (SMALL)"),
+    ("rss_mib_1k", "MiB", "operator RSS settled (SMALL)"),
+    ("idle_restart_writes_1k", "", "idle restart writes (SMALL)"),
+    ("idle_restart_reads_1k", "", "idle restart reads (SMALL)"),
+    ("writes_per_build", "", "operator API writes per build, trigger -> Succeeded"),
+    ("events_per_build", "", "  plus Events posted per build"),
+    ("first_pass_s_10k", "s", "start -> every object reconciled (LARGE)"),
+    ("rss_mib_10k", "MiB", "operator RSS settled (LARGE)"),
+    ("idle_restart_writes", "", "idle restart writes (LARGE)"),
+    ("idle_restart_reads", "", "idle restart reads (LARGE)"),
+    ("resync_s_10k", "s", "restart -> every object's new generation reconciled (LARGE)"),
+    ("noop_resync_s_10k", "s", "no-op kopf operator: start -> saw every object (LARGE)"),
+    ("noop_rss_mib_10k", "MiB", "no-op kopf operator RSS settled (LARGE)"),
+    ("rss_vs_noop_10k", "x", "operator RSS / no-op RSS"),
+    ("resync_vs_noop_10k", "x", "operator resync / no-op resync"),
+)
+
+
+def machine() -> dict[str, Any]:
+    meminfo = Path("/proc/meminfo").read_text().split()
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "memory_mib": int(meminfo[meminfo.index("MemTotal:") + 1]) // 1024,
+        "cpu": model,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "kopf": importlib.metadata.version("kopf"),
+        "kubernetes": localcluster.load_versions()["kubernetes"],
+    }
+
+
+def render(results: Results, sizes: Sizes, info: dict[str, Any], seconds: float) -> str:
+    lines = [
+        f"autobuild bench: {info['cores']} cores ({info['cpu']}), {info['memory_mib']} MiB, "
+        f"load {info['load_avg_at_start']}; SMALL={sizes.small} LARGE={sizes.large} "
+        f"deliveries={sizes.deliveries} builds={sizes.builds} seed={sizes.seed}; "
+        f"{seconds / 60:.1f} min",
+        f"{'key':<26} {'value':>10}  {'target':<12} what",
+    ]
+    for key, unit, what in KEYS:
+        value = results.values.get(key)
+        shown = "null" if value is None else f"{value}{unit and ' ' + unit}"
+        lines.append(f"{key:<26} {shown:>10}  {TARGETS.get(key, ''):<12} {what}")
+        if key in results.notes:
+            lines.append(f"{'':<26} {'':>10}  {'':<12}   ({results.notes[key]})")
+    for name, detail in results.details.items():
+        lines.append(f"{name}: {json.dumps(detail)}")
+    return "\n".join(lines)
+
+
+def parse_sizes(argv: Sequence[str] | None) -> tuple[Sizes, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=float(os.environ.get("AUTOBUILD_BENCH_SCALE") or 1),
+        help="multiply every size (default $AUTOBUILD_BENCH_SCALE or 1: 1,000 / 10,000 objects, "
+        "500 deliveries, 20 builds)",
+    )
+    parser.add_argument("--objects", type=int, help="LARGE objects; SMALL becomes min(this, 1000)")
+    parser.add_argument("--deliveries", type=int, help="push deliveries (and floor Job creates)")
+    parser.add_argument("--builds", type=int, help="builds run to completion for writes_per_build")
+    parser.add_argument("--push-rate", type=float, default=20.0, help="deliveries per second")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the no-op operator")
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, audit log)")
+    args = parser.parse_args(argv)
+    default = Sizes()
+    small = max(10, round(default.small * args.scale))
+    large = max(small, round(default.large * args.scale))
+    if args.objects is not None:
+        small, large = min(args.objects, default.small), args.objects
+    deliveries = args.deliveries or max(20, round(default.deliveries * args.scale))
+    builds = args.builds or max(5, round(default.builds * args.scale))
+    sizes = Sizes(
+        small=small,
+        large=large,
+        deliveries=deliveries,
+        builds=min(builds, small),
+        push_rate=args.push_rate,
+        repeats=args.repeats,
+        seed=args.seed,
+    )
+    return sizes, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    sizes, args = parse_sizes(argv)
+    # A SIGTERM (CI timeout, Ctrl-C in make) unwinds like an exception: everything stops.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    info = machine()
+    work = Path(tempfile.mkdtemp(prefix="autobuild-bench-"))
+    say(f"sizes {asdict(sizes)}; work dir {work}")
+    started = time.monotonic()
+    cluster = localcluster.LocalCluster(state_dir=work / "cluster", audit_policy=AUDIT_POLICY)
+    results = Results()
+    failure: BaseException | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(cluster.stop)
+            cluster.start()
+            bench = Bench(sizes, work, cluster, results)
+            bench.setup(stack)
+            bench.run()
+    except BaseException as exc:  # report what was measured, then fail
+        failure = exc
+        results.details["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    seconds = time.monotonic() - started
+    print(render(results, sizes, info, seconds))
+    summary = {key: results.values.get(key) for key, _, _ in KEYS} | {
+        "machine": info,
+        "sizes": asdict(sizes),
+        "seed": sizes.seed,
+        "duration_s": round(seconds),
+        "notes": results.notes,
+        "details": results.details,
+    }
+    print(json.dumps(summary), flush=True)
+    if failure is not None or args.keep:
+        say(f"logs kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    if failure is not None:
+        if not isinstance(failure, Exception):
+            raise failure
+        say(f"failed: {failure!r}")
+        return 1
     return 0
 
 

@@ -666,6 +666,9 @@ class LocalCluster:
     die_with_parent: bool = True
     log: Log = _stderr_log
     verbosity: int = 1
+    # An audit policy (YAML text) for kube-apiserver, off when None: the API server then writes
+    # JSON lines to ``audit_log``, so a benchmark can count one client's requests server-side.
+    audit_policy: str | None = None
     ports: Ports = field(default_factory=Ports)
     components: list[Component] = field(default_factory=list)
     startup_seconds: float = 0.0
@@ -695,6 +698,10 @@ class LocalCluster:
     @property
     def pki(self) -> Path:
         return self.dir / "pki"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.log_dir / "audit.log"
 
     @property
     def state_file(self) -> Path:
@@ -794,6 +801,9 @@ class LocalCluster:
         ports = _free_ports(6)
         self.ports = Ports(*ports)
         _make_pki(self.pki)
+        if self.audit_policy is not None:
+            (self.dir / "audit-policy.yaml").write_text(self.audit_policy)
+            self.audit_log.unlink(missing_ok=True)
         kcfg = self.dir / "kubeconfigs"
         kcfg.mkdir()
         for user in ("controller-manager", "scheduler", "kwok"):
@@ -1101,6 +1111,18 @@ class LocalCluster:
             "--allow-privileged=true",
             "--profiling=false",
             f"--v={self.verbosity}",
+            *self._audit_args(),
+        ]
+
+    def _audit_args(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        return [
+            f"--audit-policy-file={self.dir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            # Written by the request's own goroutine, not batched: counts are complete at once.
+            "--audit-log-mode=blocking",
         ]
 
     def _component_serving_args(self, name: str, port: int) -> list[str]:
