@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
+import aiohttp
+
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
 from autobuild.controller.kubeapi import ApiError, KubeApi
 from autobuild.controller.queue import WorkQueue
@@ -32,6 +34,7 @@ from autobuild.planning.job import LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
+from autobuild.registry.client import open_session
 from autobuild.registry.operations import apply_image_settings, preflight, verify_build
 from autobuild.settings import BuildSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
@@ -43,6 +46,8 @@ log = logging.getLogger("autobuild.reconcile")
 
 # git ls-remote processes at once (each is a process and a connection to a git host).
 _GIT_CONCURRENCY: Final = 16
+# Registry checks at once (visibility, preflight, digests).
+_REGISTRY_CONCURRENCY: Final = 16
 # After a conditional write lost a race, look again this soon (the watch brings the news).
 _CONFLICT_RETRY: Final = 0.5
 _MERGE_PATCH: Final = "application/merge-patch+json"
@@ -83,6 +88,9 @@ class Controller:
         self._resolving: set[Key] = set()
         self._checking: set[tuple[Key, str]] = set()
         self._git = asyncio.Semaphore(_GIT_CONCURRENCY)
+        self._registry_slots = asyncio.Semaphore(_REGISTRY_CONCURRENCY)
+        # One connection pool for every registry call of the process.
+        self._registry_session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._instance = socket.gethostname()
         owned = {"labelSelector": LABEL_UID}
@@ -155,6 +163,8 @@ class Controller:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.webhooks is not None:
                 await self.webhooks.stop()
+            if self._registry_session is not None:
+                await self._registry_session.close()
 
     def ready(self) -> bool:
         """Listed everything once, and every list and watch works now (an API server that
@@ -352,7 +362,8 @@ class Controller:
     async def _registry_check(self, key: Key, request: RegistryRequest) -> None:
         """Run a registry check beside the queue; its answer goes to the store."""
         try:
-            result = await self._run_registry_check(key, request)
+            async with self._registry_slots:
+                result = await self._run_registry_check(key, request)
         except Exception as exc:  # an answer nobody expected: report it, try again later
             log.exception("%s/%s: registry check %s failed", key[0], key[1], request.kind)
             result = RegistryResult(_now(), False, Reason.REGISTRY_UNREACHABLE, str(exc)[:300])
@@ -367,18 +378,21 @@ class Controller:
             return RegistryResult(_now(), False, Reason.ERROR, "the AutomatedBuild is gone")
         spec = automated_build.spec
         secret = snapshot.secrets.get(spec.image.push_secret) if spec.image.push_secret else None
+        if self._registry_session is None:
+            self._registry_session = open_session()
+        session = self._registry_session
         if request.kind == registry_gate.SETTINGS:
-            applied = await apply_image_settings(spec, secret, self.settings)
+            applied = await apply_image_settings(spec, secret, self.settings, session=session)
             state = applied.as_status()
             reason = str(state.get("reason") or "")
             return RegistryResult(
                 _now(), not reason, reason, str(state.get("message") or ""), state
             )
         if request.kind == registry_gate.PREFLIGHT:
-            check = await preflight(spec.image, secret, self.settings)
+            check = await preflight(spec.image, secret, self.settings, session=session)
             return RegistryResult(_now(), check.ok, check.reason or "", check.message or "")
         verified = await verify_build(
-            spec.image, request.tags, request.digest, secret, self.settings
+            spec.image, request.tags, request.digest, secret, self.settings, session=session
         )
         return RegistryResult(
             _now(),
