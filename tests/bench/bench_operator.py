@@ -82,6 +82,12 @@ from benchkit import (  # noqa: E402
     summarize,
 )
 
+from autobuild.planning.triggers import (  # noqa: E402
+    ANNOTATION_TRIGGER,
+    TriggerRequest,
+    append_request,
+)
+
 GROUP, VERSION, PLURAL = "autobuild.dev", "v1alpha1", "automatedbuilds"
 NAMESPACE = "bench"
 AB_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}"
@@ -90,7 +96,6 @@ JOBS_PATH = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
 LABEL_AUTOMATEDBUILD = "autobuild.dev/automatedbuild"
 LABEL_COMMIT = "autobuild.dev/commit"
 LABEL_TRIGGER = "autobuild.dev/trigger"
-ANNOTATION_TRIGGER = "autobuild.dev/trigger"
 FLOOR_LABEL = "autobuild-bench/floor"
 # Build pods only run on a node with this label (AUTOBUILD_NODE_SELECTOR): kwok's node gets it
 # for the writes_per_build scenario only, so other builds stay Pending and cost nothing.
@@ -727,11 +732,8 @@ class Bench:
                 names, lambda name, s: (commits[name], "Succeeded") in s.builds
             )
             for n, name in enumerate(names):
-                annotations = {
-                    ANNOTATION_TRIGGER: f"bench-{n}",
-                    "autobuild.dev/trigger-ref": "refs/heads/main",
-                    "autobuild.dev/trigger-commit": commits[name],
-                }
+                request = TriggerRequest(f"bench-{n}", "refs/heads/main", commits[name])
+                annotations = {ANNOTATION_TRIGGER: append_request(None, request)}
                 self.api.request(
                     "PATCH",
                     f"{AB_PATH}/{name}",
