@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import urllib3
 import yaml
@@ -29,14 +29,9 @@ from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
 from autobuild.planning.planner import PushEvent, check_commit, full_ref, parse_ref, plan_builds
 from autobuild.planning.triggers import TriggerRequest, request_id
 from autobuild.settings import BuildSettings, GitHubSettings, check_http_url
-from autobuild.sources.github import (
-    ClientOptions,
-    GitHub,
-    GitHubError,
-    dockerfile_path,
-    manifest_for,
-    repository_full_name,
-)
+
+if TYPE_CHECKING:  # PyGithub is heavy: only the GitHub commands import it
+    from autobuild.sources.github import GitHub
 from autobuild.webhooks.receiver import DEFAULT_ADDRESS
 
 T = TypeVar("T")
@@ -309,6 +304,8 @@ def logs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _github(args: argparse.Namespace) -> GitHub:
     """A GitHub client for ``--github-url``, else ``AUTOBUILD_GITHUB_URL``."""
+    from autobuild.sources.github import ClientOptions, GitHub
+
     if args.github_url:
         url = args.github_url
     else:
@@ -353,6 +350,8 @@ def _linked_token(args: argparse.Namespace) -> str:
 
 
 def _on_github(args: argparse.Namespace, call: Callable[[GitHub], Awaitable[T]]) -> T:
+    from autobuild.sources.github import GitHubError
+
     github = _github(args)
 
     async def run() -> T:
@@ -392,6 +391,8 @@ def repos(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def new(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``autobuild new``: print a ready AutomatedBuild for one repository."""
+    from autobuild.sources.github import manifest_for
+
     token = _linked_token(args)
     repository = _on_github(args, lambda github: github.get_repository(token, args.repo))
     try:
@@ -416,6 +417,8 @@ def dockerfile_location(
     automated_build: AutomatedBuild, build_id: str | None
 ) -> tuple[BuildRecord, str]:
     """The build (by id, else the newest) and the repository path of its rule's Dockerfile."""
+    from autobuild.sources.github import dockerfile_path
+
     builds = automated_build.status.builds
     name = automated_build.metadata.name
     if build_id is not None:
@@ -434,6 +437,8 @@ def dockerfile_location(
 
 def dockerfile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``autobuild dockerfile``: the Dockerfile as it was at a build's commit (GitHub only)."""
+    from autobuild.sources.github import repository_full_name
+
     namespace, body = _cluster_target(args)
     try:
         automated_build = AutomatedBuild.model_validate(body)
