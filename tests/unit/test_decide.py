@@ -13,7 +13,7 @@ import pytest
 from factories import COMMIT, OTHER_COMMIT, automated_build, document
 
 from autobuild.api.models import AutomatedBuild, Trigger
-from autobuild.planning import registry_gate
+from autobuild.planning import failures, registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.decide import (
     Decision,
@@ -604,3 +604,39 @@ def test_a_changed_token_is_tried_at_once() -> None:
     asked = decide(world(b, secrets={"link": new}, heads=failed), SETTINGS)
     assert asked.resolve is not None
     assert asked.resolve.password == "new-token"
+
+
+def test_a_failure_whose_log_tail_is_kanikos_usage_is_classified_from_the_log_head() -> None:
+    snapshot = created(world(body()))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),))
+    running = act(push, decide(push, SETTINGS))
+    job = copy.deepcopy(dict(running.jobs[0]))
+    job["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
+    usage = "Usage:\n  executor [flags]\n  --context string\n" * 20
+    pod = {
+        "metadata": {"name": "pod-1", "labels": {"job-name": job["metadata"]["name"]}},
+        "status": {
+            "containerStatuses": [
+                {"name": "kaniko", "state": {"terminated": {"exitCode": 1, "message": usage}}}
+            ]
+        },
+    }
+    failed = replace(running, jobs=(job,), pods=(pod,))
+    asked = decide(failed, SETTINGS)
+    assert [(r.job_name, r.pod_name) for r in asked.read_logs] == [
+        (job["metadata"]["name"], "pod-1")
+    ]
+    assert asked.status is not None
+    assert asked.status["builds"][0]["reason"] == "Error"
+    log_head = "error resolving source context: authentication required\n" + usage
+    found = failures.classify_log(log_head)
+    answered = act(failed, asked)
+    decision = decide(replace(answered, logs={job["metadata"]["name"]: found}), SETTINGS)
+    assert decision.status is not None
+    build = decision.status["builds"][0]
+    assert build["reason"] == "GitAuthFailed"
+    assert "authentication required" not in build["message"]
+    after = act(replace(answered, logs={job["metadata"]["name"]: found}), decision)
+    again = decide(replace(after, logs={}), SETTINGS)  # after a restart: kept in status
+    assert again.read_logs == ()
+    assert again.status is None

@@ -82,7 +82,7 @@ def test_oom_killed() -> None:
 @pytest.mark.parametrize(
     ("tail", "reason"),
     [
-        ("error building image: failed to push: UNAUTHORIZED", "PushUnauthorized"),
+        ("error pushing image: failed to push to destination r/x:1: EOF", "PushFailed"),
         (
             "error checking push permissions -- make sure you entered the correct tag",
             "PushUnauthorized",
@@ -90,7 +90,14 @@ def test_oom_killed() -> None:
         ("error resolving source context: authentication required", "GitAuthFailed"),
         ("error resolving source context: couldn't find remote ref refs/heads/x", "GitCloneFailed"),
         ("error resolving dockerfile path: please provide a valid path", "DockerfileNotFound"),
-        ("retrieving image alpine:3: MANIFEST_UNKNOWN", "BaseImagePullFailed"),
+        (
+            "error building image: retrieving image alpine:3: MANIFEST_UNKNOWN",
+            "BaseImagePullFailed",
+        ),
+        (
+            "error building image: parsing dockerfile: unknown instruction: FORM",
+            "DockerfileInvalid",
+        ),
         ("error building stage: failed to execute command: exit status 2", "BuildStepFailed"),
         ("something else entirely", "Error"),
     ],

@@ -86,6 +86,23 @@ class KubeApi:
         """Close the connection pool."""
         await self._session.close()
 
+    async def request_text(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+    ) -> str:
+        """One API call whose answer is text (a Pod's log), or ApiError."""
+        self.requests[method] = self.requests.get(method, 0) + 1
+        async with self._session.request(
+            method,
+            self._host + path,
+            params=params,
+            headers=self._headers(),
+            timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT),
+        ) as answer:
+            text = await answer.text(errors="replace")
+            if answer.status >= 300:
+                raise _error(answer.status, text)
+            return text
+
     async def request(
         self,
         method: str,

@@ -27,10 +27,12 @@ from autobuild.planning.decide import (
     HeadsRequest,
     HeadsResult,
     JobWrite,
+    LogRead,
     decide,
     git_access,
 )
-from autobuild.planning.job import LABEL_UID, clone_url
+from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
+from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
@@ -258,6 +260,10 @@ class Controller:
         if decision.resolve is not None and key not in self._resolving:
             self._resolving.add(key)
             self._spawn(self._resolve(key, decision.resolve))
+        for read in decision.read_logs:
+            if (key, read.job_name) not in self._checking:
+                self._checking.add((key, read.job_name))
+                self._spawn(self._read_failure_log(key, read))
         for request in decision.registry:
             if (key, request.id) not in self._checking:
                 self._checking.add((key, request.id))
@@ -358,6 +364,20 @@ class Controller:
             )
         except (ApiError, OSError, TimeoutError) as exc:
             log.warning("could not post Event %s: %s", note.reason, exc)
+
+    async def _read_failure_log(self, key: Key, read: LogRead) -> None:
+        """The head of a failed build's log, classified (the one log read: Kaniko's usage text
+        can fill the termination message, hiding the error line at the start)."""
+        path = f"/api/v1/namespaces/{key[0]}/pods/{read.pod_name}/log"
+        params = {"container": CONTAINER_NAME, "limitBytes": str(LOG_HEAD_BYTES)}
+        found: tuple[str, str] | None = None
+        try:
+            found = classify_log(await self.api.request_text("GET", path, params=params))
+        except (ApiError, OSError, TimeoutError) as exc:
+            log.info("%s/%s: cannot read the log of %s: %s", *key, read.pod_name, exc)
+        finally:
+            self._checking.discard((key, read.job_name))
+        self.store.set_log_reason(key, read.job_name, found)
 
     async def _registry_check(self, key: Key, request: RegistryRequest) -> None:
         """Run a registry check beside the queue; its answer goes to the store."""

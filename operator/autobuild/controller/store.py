@@ -34,7 +34,7 @@ log = logging.getLogger("autobuild.store")
 
 # Pushes that wait for one AutomatedBuild (e.g. while its push Secret is missing): newest kept.
 MAX_PENDING_PUSHES: Final = 64
-# Registry answers kept per object (the newest ones).
+# Registry and log answers kept per object (the newest ones).
 MAX_REGISTRY_ANSWERS: Final = 64
 _META_KEEP: Final = (
     "name",
@@ -127,6 +127,7 @@ class Store:
         self._pushes: dict[Key, deque[PushEvent]] = {}
         self._own_writes: dict[Key, int] = {}
         self._registry: dict[Key, dict[str, RegistryResult]] = {}
+        self._logs: dict[Key, dict[str, tuple[str, str] | None]] = {}
         # For deliveries: AutomatedBuilds by repository, and their parsed specs.
         self._repo_of: dict[Key, str] = {}
         self._by_repo: defaultdict[str, set[Key]] = defaultdict(set)
@@ -176,7 +177,7 @@ class Store:
             del self._keys_by_uid[uid]
         self._track_secrets(key, [])
         self._index_repo(key, None)
-        for memory in (self._heads, self._pushes, self._own_writes, self._registry):
+        for memory in (self._heads, self._pushes, self._own_writes, self._registry, self._logs):
             memory.pop(key, None)
         self.deleted(key)
 
@@ -389,6 +390,15 @@ class Store:
             del answers[oldest]
         self._enqueue(key)
 
+    def set_log_reason(self, key: Key, job_name: str, found: tuple[str, str] | None) -> None:
+        """What the head of a failed build's log said (None: nothing known)."""
+        if key in self.automated_builds:
+            answers = self._logs.setdefault(key, {})
+            answers[job_name] = found
+            if len(answers) > MAX_REGISTRY_ANSWERS:
+                del answers[next(iter(answers))]  # the oldest
+            self._enqueue(key)
+
     def snapshot(self, key: Key, now: datetime) -> Snapshot | None:
         """Everything the decision needs about one AutomatedBuild, from memory."""
         body = self.automated_builds.get(key)
@@ -405,6 +415,7 @@ class Store:
             heads=self._heads.get(key),
             pushes=tuple(self._pushes.get(key, ())),
             registry=dict(self._registry.get(key, {})),
+            logs=dict(self._logs.get(key, {})),
         )
 
     def keys(self) -> list[Key]:

@@ -120,6 +120,8 @@ class Snapshot:
     heads: HeadsResult | None = None
     pushes: Sequence[PushEvent] = ()
     registry: Mapping[str, RegistryResult] = field(default_factory=dict)
+    # What the head of a failed build's log said (job name -> reason and message, or None).
+    logs: Mapping[str, tuple[str, str] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,15 @@ class JobWrite:
     name: str
     uid: str
     resource_version: str
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """Read the head of a failed build's log: its tail (the termination message) only had
+    Kaniko's usage text in it."""
+
+    job_name: str
+    pod_name: str
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ class Decision:
     events: tuple[EventNote, ...] = ()
     resolve: HeadsRequest | None = None
     registry: tuple[RegistryRequest, ...] = ()
+    read_logs: tuple[LogRead, ...] = ()
     pushes_done: int = 0
     requeue_after: float | None = None
 
@@ -585,10 +597,14 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
     kept = [j for j in jobs if j not in delete]
     for job in kept:
         _pod_grace(job, snapshot.now, work)
-    records, verify, mismatches = registry_gate.digest_checks(
+    records, log_reads = _failure_logs(
         [j.record for j in reversed(kept)],  # newest first
         {b.id: b for b in previous.builds},
-        snapshot.registry,
+        pods_by_job,
+        snapshot.logs,
+    )
+    records, verify, mismatches = registry_gate.digest_checks(
+        records, {b.id: b for b in previous.builds}, snapshot.registry
     )
     checks_to_run += verify
     # A build is reported Succeeded once its digests are checked (one status write, not two).
@@ -623,9 +639,46 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
         events=tuple(replace(e, message=redact(e.message, secrets)) for e in events),
         resolve=work.resolve,
         registry=tuple(checks_to_run),
+        read_logs=tuple(log_reads),
         pushes_done=pushes_done,
         requeue_after=work.requeue_after,
     )
+
+
+def _failure_logs(
+    records: Sequence[BuildRecord],
+    previous: Mapping[str, BuildRecord],
+    pods_by_job: Mapping[str, Sequence[Obj]],
+    logs: Mapping[str, tuple[str, str] | None],
+) -> tuple[list[BuildRecord], list[LogRead]]:
+    """Failed builds whose log tail named no known failure: classify the head of the log
+    (once; the answer is kept in status)."""
+    out: list[BuildRecord] = []
+    reads: list[LogRead] = []
+    for record in records:
+        if record.phase is not BuildPhase.FAILED or record.reason != Reason.ERROR:
+            out.append(record)
+            continue
+        before = previous.get(record.id)
+        if before is not None and before.reason not in (None, Reason.ERROR):
+            carried = {"reason": before.reason, "message": before.message}
+            out.append(record.model_copy(update=carried))
+        elif record.job_name in logs:
+            found = logs[record.job_name]
+            if found is None:
+                out.append(record)
+            else:
+                update = {"reason": found[0], "message": f"{found[1]}; {record.message}"}
+                out.append(record.model_copy(update=update))
+        else:
+            pods = sorted(
+                pods_by_job.get(record.job_name, ()),
+                key=lambda p: str(p["metadata"].get("creationTimestamp", "")),
+            )
+            if pods:
+                reads.append(LogRead(record.job_name, str(pods[-1]["metadata"]["name"])))
+            out.append(record)
+    return out, reads
 
 
 def _push_secret_version(snapshot: Snapshot) -> str:

@@ -19,6 +19,7 @@ from autobuild.api.models import (
     SourceType,
     Trigger,
 )
+from autobuild.planning.failures import classify_log, with_exit_code
 from autobuild.planning.job import (
     ANNOTATION_COMMIT,
     ANNOTATION_SOURCE_REF,
@@ -106,65 +107,22 @@ class Observation:
     message: str | None = None
 
 
-# Kaniko's log lines that tell why a build failed, checked in order against the container's
-# termination message (its log tail). The tail itself is never written anywhere: it may hold
-# build output or secrets, and status and Events are read by more people than pods/log.
-_FAILURE_PATTERNS: Final[tuple[tuple[Reason, tuple[str, ...], str], ...]] = (
-    (
-        Reason.PUSH_UNAUTHORIZED,
-        ("checking push permissions", "push permission", "unauthorized", "denied: "),
-        "the registry refused the push: check spec.image.pushSecret and its rights on the"
-        " repository",
-    ),
-    (
-        Reason.GIT_AUTH_FAILED,
-        ("authentication required", "authentication failed", "invalid username or password"),
-        "cloning the repository failed: authentication was refused (check"
-        " spec.source.credentialsSecret and its access to the repository)",
-    ),
-    (
-        Reason.GIT_CLONE_FAILED,
-        (
-            "error resolving source context",
-            "repository not found",
-            "couldn't find remote ref",
-            "object not found",
-            "reference not found",
-        ),
-        "cloning the repository at the build's commit failed",
-    ),
-    (
-        Reason.DOCKERFILE_NOT_FOUND,
-        ("error resolving dockerfile path", "dockerfile: no such file", "failed to get dockerfile"),
-        "the Dockerfile was not found: check the rule's dockerfile and context",
-    ),
-    (
-        Reason.BASE_IMAGE_PULL_FAILED,
-        ("retrieving image", "manifest_unknown", "manifest unknown", "error getting image"),
-        "a base image of the Dockerfile could not be pulled",
-    ),
-    (
-        Reason.BUILD_STEP_FAILED,
-        ("failed to execute command", "error building stage"),
-        "a step of the Dockerfile failed",
-    ),
-)
 # How long a released build may have no Pod before status says why (quota, Pod Security...).
 POD_CREATE_GRACE: Final = timedelta(seconds=30)
 
 
 def classify_failure(terminated: Obj) -> tuple[str, str]:
-    """A failed Kaniko container's state -> (reason, short message without any log text)."""
+    """A failed Kaniko container's state -> (reason, short message without any log text).
+    ``Error`` when its termination message (the log's tail) names no known failure."""
     exit_code = terminated.get("exitCode")
     if terminated.get("reason") == "OOMKilled":
         return (
             Reason.OOM_KILLED,
             f"the build ran out of memory (exit code {exit_code}): raise AUTOBUILD_MEMORY_LIMIT",
         )
-    tail = str(terminated.get("message") or "").lower()
-    for reason, patterns, text in _FAILURE_PATTERNS:
-        if any(pattern in tail for pattern in patterns):
-            return reason, f"{text} (exit code {exit_code})"
+    found = classify_log(str(terminated.get("message") or ""))
+    if found is not None:
+        return with_exit_code(found, exit_code)
     return Reason.ERROR, f"the build failed with exit code {exit_code}"
 
 
