@@ -34,18 +34,22 @@ crds: install
 	$(PY) -m autobuild.api.crd > crds/automatedbuild.yaml
 
 # The local control plane (tests/controlplane, docs/controlplane.md): etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl and kwok built from the pinned Go modules
-# and cached in $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/<key>/bin.
+# kube-controller-manager, kube-scheduler, kubectl, kubelet and kwok built from the pinned Go
+# modules and cached in $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/<key>/bin,
+# and the real node's artifacts (Kaniko executor, crane, containerd, runc, busybox from
+# Debian packages, image layers) in .../controlplane/node-<key>/.
 # The first run builds (tens of minutes on 2 cores); afterwards it is a no-op.
 CONTROLPLANE := $(PY) tests/controlplane/localcluster.py
 CLUSTER_DIR ?= .cluster
+# NODE=real adds a real node (kubelet + containerd, root only) and a registry beside kwok's.
+NODE ?= kwok
 
 controlplane: install
-	$(CONTROLPLANE) build
+	$(CONTROLPLANE) build --real-node
 
 # Starts a cluster in the background and writes $(CLUSTER_DIR)/kubeconfig. Idempotent.
 cluster-up: controlplane
-	$(CONTROLPLANE) up --state-dir $(CLUSTER_DIR)
+	$(CONTROLPLANE) up --state-dir $(CLUSTER_DIR) $(if $(filter real,$(NODE)),--real-node)
 
 # Stops it. Idempotent.
 cluster-down: install
