@@ -213,9 +213,7 @@ def _kube_ldflags(version: str, build_date: str) -> str:
     return " ".join(flags)
 
 
-def ensure_node_artifacts(
-    *, force: bool = False, log: Log = _stderr_log
-) -> realnode.NodeArtifacts:
+def ensure_node_artifacts(*, force: bool = False, log: Log = _stderr_log) -> realnode.NodeArtifacts:
     """The real node's executor, crane, Debian packages and image layers (built if missing)."""
     return realnode.ensure_node_artifacts(
         cache_root(),
@@ -1258,6 +1256,7 @@ class LocalCluster:
         shutil.rmtree(layout.dir, ignore_errors=True)
         for source in layout.host_sources.values():
             source.mkdir(parents=True)
+        realnode.write_kernel_tunables(layout)
         registry = f"{LOOPBACK}:{self.ports.registry}"
         registry_dir = layout.dir / "registry"
         (registry_dir / "data").mkdir(parents=True)
@@ -1270,7 +1269,11 @@ class LocalCluster:
         )
         self._spawn(
             "registry",
-            [shutil.which("docker-registry") or "docker-registry", "serve", str(registry_dir / "config.yml")],
+            [
+                shutil.which("docker-registry") or "docker-registry",
+                "serve",
+                str(registry_dir / "config.yml"),
+            ],
         )
         self._wait("registry /v2/", deadline, lambda: self._http_ok(f"http://{registry}/v2/"))
         images = realnode.push_images(artifacts, registry, self.log)

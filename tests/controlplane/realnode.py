@@ -31,7 +31,6 @@ import io
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -59,7 +58,26 @@ NODE_TAINT = ("autobuild.dev/real-node", "true", "NoSchedule")
 
 # Paths the kubelet, containerd's shims and the CNI plugins use whatever their config says;
 # inside the node's mount namespace they are bind mounts of dirs in the cluster's state dir.
-HOST_PATHS = ("/run/containerd", "/run/netns", "/var/lib/cni", "/var/lib/kubelet", "/var/log/pods")
+HOST_PATHS = (
+    "/run/containerd",
+    "/run/netns",
+    "/var/lib/cni",
+    "/var/lib/kubelet",
+    "/var/log/pods",
+    "/var/log/containers",
+)
+# The kernel settings the kubelet insists on (it writes them unless protectKernelDefaults,
+# which makes it exit instead). Inside the node's namespace these files are bind mounts of
+# files that already hold the wanted values, so the host's own settings are never changed
+# (a shared machine should not start rebooting 10 s after an oops).
+KUBELET_KERNEL_TUNABLES = {
+    "/proc/sys/vm/overcommit_memory": "1",
+    "/proc/sys/vm/panic_on_oom": "0",
+    "/proc/sys/kernel/panic": "10",
+    "/proc/sys/kernel/panic_on_oops": "1",
+    "/proc/sys/kernel/keys/root_maxkeys": "1000000",
+    "/proc/sys/kernel/keys/root_maxbytes": "25000000",
+}
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 KUBEPODS_CGROUP = "kubepods"
@@ -443,6 +461,14 @@ class NodeLayout:
         return {p: self.dir / "host" / p.strip("/").replace("/", "-") for p in HOST_PATHS}
 
     @property
+    def kernel_tunables(self) -> dict[str, Path]:
+        """/proc/sys file -> the state dir's file bind-mounted over it."""
+        return {
+            p: self.dir / "sysctl" / p.removeprefix("/proc/sys/").replace("/", ".")
+            for p in KUBELET_KERNEL_TUNABLES
+        }
+
+    @property
     def containerd_config(self) -> Path:
         return self.dir / "containerd.toml"
 
@@ -675,8 +701,12 @@ def clean_host(namespace: str, created_dirs: Sequence[str], log: Log, timeout: f
     """
     deadline = time.monotonic() + timeout
     while True:
-        victims = {pid for top in kubepods_cgroups() for cg in _cgroup_tree(top) for pid in
-                   _cgroup_pids(cg)}
+        victims = {
+            pid
+            for top in kubepods_cgroups()
+            for cg in _cgroup_tree(top)
+            for pid in _cgroup_pids(cg)
+        }
         if namespace:
             victims |= {pid for pid in _pids() if mount_namespace(pid) == namespace}
         victims.discard(os.getpid())
@@ -716,20 +746,36 @@ class HostSnapshot:
     links: frozenset[str]
     host_paths: frozenset[str]
     node_processes: frozenset[str]
+    kernel_tunables: frozenset[str]
 
     def differences(self, other: HostSnapshot) -> dict[str, tuple[list[str], list[str]]]:
         """{field: (only in self, only in other)} for each field that differs."""
         out = {}
-        for name in ("mounts", "cgroups", "links", "host_paths", "node_processes"):
+        for name in (
+            "mounts",
+            "cgroups",
+            "links",
+            "host_paths",
+            "node_processes",
+            "kernel_tunables",
+        ):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
                 out[name] = (sorted(mine - theirs), sorted(theirs - mine))
         return out
 
 
+def write_kernel_tunables(layout: NodeLayout) -> None:
+    """The files holding the values the kubelet wants (see ``KUBELET_KERNEL_TUNABLES``)."""
+    for host, source in layout.kernel_tunables.items():
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(KUBELET_KERNEL_TUNABLES[host] + "\n")
+
+
 def host_snapshot(node_binaries: Sequence[Path]) -> HostSnapshot:
-    """The host's mounts, cgroup dirs (two levels), network links, host paths of the node and
-    the processes running any of ``node_binaries`` (containerd, its shim, runc, kubelet)."""
+    """The host's mounts, cgroup dirs (two levels), network links, host paths of the node,
+    the processes running any of ``node_binaries`` (containerd, its shim, runc, kubelet) and
+    the kernel settings the kubelet cares about."""
     mounts = frozenset(
         line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
     )
@@ -740,7 +786,9 @@ def host_snapshot(node_binaries: Sequence[Path]) -> HostSnapshot:
                 for child in hierarchy.iterdir():
                     if child.is_dir():
                         cgroups.add(str(child))
-    links = frozenset(os.listdir("/sys/class/net")) if Path("/sys/class/net").is_dir() else frozenset()
+    links = (
+        frozenset(os.listdir("/sys/class/net")) if Path("/sys/class/net").is_dir() else frozenset()
+    )
     exes = {str(p) for p in node_binaries}
     processes = set()
     for pid in _pids():
@@ -754,6 +802,9 @@ def host_snapshot(node_binaries: Sequence[Path]) -> HostSnapshot:
         links=links,
         host_paths=frozenset(p for p in HOST_PATHS if os.path.lexists(p)),
         node_processes=frozenset(processes),
+        kernel_tunables=frozenset(
+            f"{p}={Path(p).read_text().strip()}" for p in KUBELET_KERNEL_TUNABLES
+        ),
     )
 
 
@@ -775,15 +826,17 @@ def acquire_host_lock(cache_root: Path) -> int:
 
 
 def holder_argv(layout: NodeLayout) -> list[str]:
-    """The mount-namespace holder: bind-mount the state dir over the host paths inside a
-    private mount namespace, say so, then sleep (holding the namespace and the host lock)."""
+    """The mount-namespace holder: bind-mount the state dir over the host paths (and the
+    kernel tunables' files) inside a private mount namespace, say so, then sleep, holding the
+    namespace and the host lock."""
     script = (
         "set -e\n"
         'while [ "$#" -gt 1 ]; do mount --bind "$1" "$2"; shift 2; done\n'
         ': > "$1"\n'
         "exec sleep infinity\n"
     )
-    pairs = [str(x) for host, src in layout.host_sources.items() for x in (src, host)]
+    binds = {**layout.host_sources, **layout.kernel_tunables}
+    pairs = [str(x) for host, src in binds.items() for x in (src, host)]
     return [
         shutil.which("unshare") or "unshare",
         "--mount",
@@ -802,8 +855,3 @@ def holder_argv(layout: NodeLayout) -> list[str]:
 def in_namespace(holder_pid: int, argv: Sequence[str]) -> list[str]:
     """``argv`` run inside the holder's mount namespace."""
     return [shutil.which("nsenter") or "nsenter", f"--mount=/proc/{holder_pid}/ns/mnt", "--", *argv]
-
-
-def sanitize_tag(text: str) -> str:
-    """A valid image tag from ``text``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:128]

@@ -1,0 +1,375 @@
+"""Real builds on a real node: the operator's own Kaniko Jobs clone, build and push.
+
+The cluster here has, beside kwok's fake node, a real node ``localhost`` (kubelet ->
+containerd -> runc, ``tests/controlplane/realnode.py``) and a registry on 127.0.0.1 holding the
+executor image built from the Go module proxy. The Jobs are what ``autobuild render`` prints,
+with the settings a real cluster would use for such a node (``AUTOBUILD_BUILD_POD_PATCH``:
+hostNetwork, so git and the registry stay on loopback, and a toleration of the node's taint).
+Git is the real smart-HTTP server of ``tests/support/gitserver.py``.
+
+Skipped, with the reason, only on a host that cannot run a node (not root, not Linux, tools
+missing); everywhere else a failure to build or start the node fails the tests.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import localcluster
+import pytest
+import realnode
+import yaml
+
+from support.gitserver import GitServer, Repo
+
+pytestmark = [pytest.mark.k8s, pytest.mark.realnode]
+
+ROOT = Path(__file__).resolve().parents[2]
+# Bounds for a loaded 2-core machine, not expectations: a warm build takes seconds.
+JOB_DEADLINE_S = 420
+POD_DEADLINE_S = 180
+
+DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+ARG GREETING=hello
+ARG SOURCE_COMMIT
+RUN echo "${GREETING} from ${SOURCE_COMMIT}" > /greeting.txt && cat /greeting.txt
+"""
+
+
+def _skip_reason() -> str | None:
+    problems = realnode.host_problems()
+    return "this host cannot run the real node: " + "; ".join(problems) if problems else None
+
+
+def _node_binaries() -> list[Path]:
+    artifacts = localcluster.ensure_node_artifacts()
+    return [
+        artifacts.containerd,
+        artifacts.debroot / "usr" / "bin" / "containerd-shim-runc-v2",
+        artifacts.runc,
+        localcluster.ensure_binaries().path("kubelet"),
+    ]
+
+
+def test_cluster_down_leaves_the_host_as_it_was(tmp_path: Path) -> None:
+    """``up --real-node`` then ``down`` (what ``make cluster-up NODE=real`` / ``make
+    cluster-down`` run, in separate processes): every cgroup, mount, bridge, directory and
+    process the node made is gone. Runs before the module's cluster (one node per host)."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    node_binaries = _node_binaries()
+    before = realnode.host_snapshot(node_binaries)
+    script = [sys.executable, str(ROOT / "tests" / "controlplane" / "localcluster.py")]
+    state_dir = tmp_path / "cluster"
+    up = subprocess.run(
+        [*script, "up", "--real-node", "--state-dir", str(state_dir), "--timeout", "300"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        cluster = localcluster.LocalCluster.attach(state_dir)
+        assert cluster is not None
+        assert cluster.healthy()
+        # A bridged pod (the CNI bridge, a netns, cgroups) and a hostNetwork one.
+        for name, host_network in (("bridged", False), ("host", True)):
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {
+                    "hostNetwork": host_network,
+                    "nodeName": realnode.NODE_NAME,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": cluster.images.busybox,
+                            "command": ["/bin/sleep", "3600"],
+                        }
+                    ],
+                },
+            }
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        cluster.kubectl(
+            "wait",
+            "pod/bridged",
+            "pod/host",
+            "--for=condition=Ready",
+            f"--timeout={POD_DEADLINE_S}s",
+            timeout=POD_DEADLINE_S + 10,
+        )
+        during = realnode.host_snapshot(node_binaries)
+        changed = before.differences(during)
+        # The node's mounts all live in its private mount namespace.
+        assert "mounts" not in changed, changed
+        # ... and so do the kernel settings the kubelet wants.
+        assert "kernel_tunables" not in changed, changed
+        # The snapshot sees what the node does (else the comparison below proves nothing).
+        assert realnode.BRIDGE in changed["links"][1]
+        assert any(c.endswith("/kubepods") for c in changed["cgroups"][1])
+        assert set(changed["host_paths"][1]) == {
+            p for p in realnode.HOST_PATHS if p not in before.host_paths
+        }
+        assert len(changed["node_processes"][1]) >= 4  # containerd, kubelet, 2 shims
+    finally:
+        down = subprocess.run(
+            [*script, "down", "--state-dir", str(state_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert down.returncode == 0, down.stderr
+    after = realnode.host_snapshot(node_binaries)
+    assert before.differences(after) == {}
+
+
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localcluster.LocalCluster]:
+    """A local cluster with the real node (its own: only one real node fits on a host)."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = localcluster.LocalCluster(
+        state_dir=tmp_path_factory.mktemp("realnode-cluster"), real_node=True
+    )
+    cluster.start(timeout=300)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def namespace(real_cluster: localcluster.LocalCluster) -> Iterator[str]:
+    name = f"rn-{uuid.uuid4().hex[:8]}"
+    real_cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _operator_env(cluster: localcluster.LocalCluster) -> dict[str, str]:
+    """What the operator of a cluster with such a node is configured with."""
+    patch = {
+        "hostNetwork": True,
+        "nodeSelector": {realnode.NODE_LABEL[0]: realnode.NODE_LABEL[1]},
+        "tolerations": [
+            {"key": realnode.NODE_TAINT[0], "operator": "Exists", "effect": realnode.NODE_TAINT[2]}
+        ],
+    }
+    return {
+        **os.environ,
+        "AUTOBUILD_EXECUTOR_IMAGE": cluster.images.executor,
+        "AUTOBUILD_INSECURE_REGISTRIES": cluster.registry,
+        "AUTOBUILD_BUILD_POD_PATCH": json.dumps(patch),
+        # Small requests: the node is a shared development machine.
+        "AUTOBUILD_CPU_REQUEST": "100m",
+        "AUTOBUILD_MEMORY_REQUEST": "128Mi",
+    }
+
+
+def _automated_build(
+    cluster: localcluster.LocalCluster, namespace: str, repo: Repo, **source: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "autobuild.dev/v1alpha1",
+        "kind": "AutomatedBuild",
+        "metadata": {"name": repo.name, "namespace": namespace},
+        "spec": {
+            "source": {"repo": repo.clone_url, "provider": "Git", **source},
+            "image": {
+                "registry": cluster.registry,
+                "namespace": repo.owner,
+                "name": repo.name,
+                "visibility": "Public",
+                "shortDescription": "built on the real node",
+            },
+            "tags": [{"source": "main", "dockerTag": "latest,{sourceref}"}],
+            "buildArgs": {"BASE": cluster.images.busybox, "GREETING": "bonjour"},
+        },
+    }
+
+
+def _render(
+    cluster: localcluster.LocalCluster, automated_build: dict[str, Any], commit: str
+) -> list[dict[str, Any]]:
+    """``autobuild render`` of a push of ``commit`` to main: the operator's own Jobs."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autobuild.cli",
+            "render",
+            "-f",
+            "-",
+            "--ref",
+            "main",
+            "--commit",
+            commit,
+        ],
+        input=yaml.safe_dump(automated_build),
+        capture_output=True,
+        text=True,
+        env=_operator_env(cluster),
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def _run_job(
+    cluster: localcluster.LocalCluster, namespace: str, job: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Create the Job, wait until it is Complete or Failed; (condition, pod's terminated state)."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(job))
+    name = job["metadata"]["name"]
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while True:
+        status = json.loads(
+            cluster.kubectl("get", "job", "-n", namespace, name, "-o", "json").stdout
+        )["status"]
+        done = [
+            c["type"]
+            for c in status.get("conditions", [])
+            if c["type"] in ("Complete", "Failed") and c["status"] == "True"
+        ]
+        if done:
+            break
+        assert time.monotonic() < deadline, (
+            f"Job {name} not finished: {status}\n{_debug(cluster, namespace)}"
+        )
+        time.sleep(1)
+    pods = json.loads(
+        cluster.kubectl(
+            "get", "pods", "-n", namespace, "-l", f"job-name={name}", "-o", "json"
+        ).stdout
+    )["items"]
+    assert len(pods) == 1, pods
+    pod = pods[0]
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    (state,) = pod["status"]["containerStatuses"]
+    return done[0], state["state"]["terminated"]
+
+
+def _debug(cluster: localcluster.LocalCluster, namespace: str) -> str:
+    pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+    events = cluster.kubectl("get", "events", "-n", namespace, check=False).stdout
+    return f"{pods}\n{events}"
+
+
+def _crane(cluster: localcluster.LocalCluster, *args: str) -> bytes:
+    proc = subprocess.run(
+        [str(cluster.node_artifacts.crane), *args], capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+def _file_in_image(cluster: localcluster.LocalCluster, ref: str, path: str) -> str:
+    """A file of the image's flattened file system (``crane export``)."""
+    with tarfile.open(fileobj=io.BytesIO(_crane(cluster, "export", ref, "-"))) as tar:
+        member = tar.extractfile(path.lstrip("/"))
+        assert member is not None, f"{path} not in {ref}"
+        return member.read().decode()
+
+
+def test_operator_job_clones_builds_and_pushes(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    with GitServer(tmp_path / "git") as git:
+        repo = git.create_repo("acme", "greeter")
+        commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "a greeting")
+        (job,) = _render(real_cluster, _automated_build(real_cluster, namespace, repo), commit)
+        # The Job is the operator's: clone over smart HTTP, pinned to the commit.
+        kaniko = job["spec"]["template"]["spec"]["containers"][0]
+        assert (
+            f"--context=git://127.0.0.1:{git.port}/acme/greeter.git#refs/heads/main#{commit}"
+            in kaniko["args"]
+        )
+        assert {"name": "GIT_PULL_METHOD", "value": "http"} in kaniko["env"]
+        condition, terminated = _run_job(real_cluster, namespace, job)
+
+    assert condition == "Complete", terminated
+    digest = terminated["message"].strip()
+    assert digest.startswith("sha256:"), terminated
+    image = f"{real_cluster.registry}/acme/greeter"
+    for tag in ("latest", "main"):
+        assert _crane(real_cluster, "digest", f"{image}:{tag}").decode().strip() == digest
+    greeting = _file_in_image(real_cluster, f"{image}@{digest}", "/greeting.txt")
+    assert greeting == f"bonjour from {commit}\n"
+    config = json.loads(_crane(real_cluster, "config", f"{image}@{digest}"))
+    assert config["config"]["Labels"]["org.opencontainers.image.revision"] == commit
+
+
+def test_private_repository_clones_with_the_rendered_credentials(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    token = "s3cret-" + uuid.uuid4().hex
+    with GitServer(tmp_path / "git") as git:
+        repo = git.create_repo(
+            "acme", "secret-app", private_token=token, private_username="builder"
+        )
+        commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "private")
+        real_cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "git-link",
+            "-n",
+            namespace,
+            f"--from-literal=token={token}",
+            "--from-literal=username=builder",
+        )
+        document = _automated_build(real_cluster, namespace, repo, credentialsSecret="git-link")
+        (job,) = _render(real_cluster, document, commit)
+        env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert not any(token in json.dumps(item) for item in env), "token inlined in the Job"
+        condition, terminated = _run_job(real_cluster, namespace, job)
+
+    assert condition == "Complete", terminated
+    image = f"{real_cluster.registry}/acme/secret-app:latest"
+    assert _crane(real_cluster, "digest", image).decode().strip() == terminated["message"].strip()
+
+
+def test_broken_dockerfile_fails_with_kanikos_error(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    broken = DOCKERFILE.replace("RUN echo", "RUN exit 3 && echo")
+    with GitServer(tmp_path / "git") as git:
+        repo = git.create_repo("acme", "broken")
+        commit = repo.commit("main", {"Dockerfile": broken}, "broken")
+        (job,) = _render(real_cluster, _automated_build(real_cluster, namespace, repo), commit)
+        condition, terminated = _run_job(real_cluster, namespace, job)
+
+    assert condition == "Failed"
+    assert terminated["exitCode"] != 0
+    # FallbackToLogsOnError: the message is the tail of Kaniko's log.
+    assert "exit status 3" in terminated["message"]
+    assert (
+        subprocess.run(
+            [
+                str(real_cluster.node_artifacts.crane),
+                "digest",
+                f"{real_cluster.registry}/acme/broken:latest",
+            ],
+            capture_output=True,
+            check=False,
+        ).returncode
+        != 0
+    ), "a failed build pushed an image"
