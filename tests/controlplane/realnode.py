@@ -239,8 +239,7 @@ def _build_node_artifacts(
             "build",
             "-trimpath",
             "-ldflags",
-            "-s -w -X github.com/GoogleContainerTools/kaniko/pkg/version.version="
-            + versions["kaniko"],
+            f"-s -w -X {versions['kaniko_module']}/pkg/version.version={versions['kaniko']}",
             "-o",
             str(out.executor),
             versions["kaniko_module"] + "/cmd/executor",

@@ -373,3 +373,79 @@ def test_broken_dockerfile_fails_with_kanikos_error(
         ).returncode
         != 0
     ), "a failed build pushed an image"
+
+
+def test_operator_builds_on_create_and_records_the_registrys_digest(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """``autobuild run`` itself: the AutomatedBuild's creation builds main on the real node,
+    the status records the digest the registry serves, ``autobuild logs`` shows Kaniko's log."""
+    real_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
+    real_cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/automatedbuilds.autobuild.dev", "--timeout=60s"
+    )
+    env = {**_operator_env(real_cluster), "KUBECONFIG": str(real_cluster.kubeconfig)}
+    with GitServer(tmp_path / "git") as git:
+        repo = git.create_repo("acme", "operated")
+        commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "operated")
+        with (tmp_path / "operator.log").open("wb") as log:
+            operator = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "autobuild.cli",
+                    "run",
+                    "-n",
+                    namespace,
+                    "--probes",
+                    f"127.0.0.1:{localcluster._free_ports(1)[0]}",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            document = _automated_build(real_cluster, namespace, repo)
+            real_cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
+            latest = _wait_for_build(real_cluster, namespace, repo.name, operator, tmp_path)
+            logs = subprocess.run(
+                [sys.executable, "-m", "autobuild.cli", "logs", repo.name, "-n", namespace],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            operator.terminate()
+            operator.wait(30)
+
+    assert latest["phase"] == "Succeeded", latest
+    assert latest["shortCommit"] == commit[:7]
+    image = f"{real_cluster.registry}/acme/operated"
+    for tag in ("latest", "main"):
+        assert _crane(real_cluster, "digest", f"{image}:{tag}").decode().strip() == latest["digest"]
+    assert logs.returncode == 0, logs.stderr
+    assert f"bonjour from {commit}" in logs.stdout  # the RUN step's output, via the kubelet
+
+
+def _wait_for_build(
+    cluster: localcluster.LocalCluster,
+    namespace: str,
+    name: str,
+    operator: subprocess.Popen[bytes],
+    tmp_path: Path,
+) -> dict[str, Any]:
+    """The AutomatedBuild's ``status.latestBuild`` once it finished (Succeeded or Failed)."""
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while True:
+        assert operator.poll() is None, (tmp_path / "operator.log").read_text()[-3000:]
+        body = json.loads(
+            cluster.kubectl("get", "automatedbuild", name, "-n", namespace, "-o", "json").stdout
+        )
+        latest = (body.get("status") or {}).get("latestBuild") or {}
+        if latest.get("phase") in ("Succeeded", "Failed", "TimedOut", "Cancelled"):
+            return dict(latest)
+        assert time.monotonic() < deadline, f"no finished build: {body.get('status')}\n" + _debug(
+            cluster, namespace
+        )
+        time.sleep(1)
