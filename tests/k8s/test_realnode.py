@@ -191,7 +191,7 @@ def _automated_build(
         "kind": "AutomatedBuild",
         "metadata": {"name": repo.name, "namespace": namespace},
         "spec": {
-            "source": {"repo": repo.clone_url, "provider": "Git", **source},
+            "source": {"repo": repo.clone_url, "provider": "git", **source},
             "image": {
                 "registry": cluster.registry,
                 "namespace": repo.owner,
@@ -264,7 +264,10 @@ def _run_job(
     pod = pods[0]
     assert pod["spec"]["nodeName"] == realnode.NODE_NAME
     (state,) = pod["status"]["containerStatuses"]
-    return done[0], state["state"]["terminated"]
+    terminated = dict(state["state"]["terminated"])
+    # Kaniko's whole log, read through the kubelet (apiserver -> localhost:port).
+    terminated["log"] = cluster.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
+    return done[0], terminated
 
 
 def _debug(cluster: localcluster.LocalCluster, namespace: str) -> str:
@@ -305,7 +308,7 @@ def test_operator_job_clones_builds_and_pushes(
         assert {"name": "GIT_PULL_METHOD", "value": "http"} in kaniko["env"]
         condition, terminated = _run_job(real_cluster, namespace, job)
 
-    assert condition == "Complete", terminated
+    assert condition == "Complete", terminated["log"]
     digest = terminated["message"].strip()
     assert digest.startswith("sha256:"), terminated
     image = f"{real_cluster.registry}/acme/greeter"
@@ -323,7 +326,7 @@ def test_private_repository_clones_with_the_rendered_credentials(
     token = "s3cret-" + uuid.uuid4().hex
     with GitServer(tmp_path / "git") as git:
         repo = git.create_repo(
-            "acme", "secret-app", private_token=token, private_username="builder"
+            "acme", "secret-app", private_token=token, private_username="x-access-token"
         )
         commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "private")
         real_cluster.kubectl(
@@ -334,15 +337,16 @@ def test_private_repository_clones_with_the_rendered_credentials(
             "-n",
             namespace,
             f"--from-literal=token={token}",
-            "--from-literal=username=builder",
         )
         document = _automated_build(real_cluster, namespace, repo, credentialsSecret="git-link")
         (job,) = _render(real_cluster, document, commit)
         env = job["spec"]["template"]["spec"]["containers"][0]["env"]
         assert not any(token in json.dumps(item) for item in env), "token inlined in the Job"
         condition, terminated = _run_job(real_cluster, namespace, job)
+        # Provider git: the username that goes with a token; the token by reference.
+        assert {"name": "GIT_USERNAME", "value": "x-access-token"} in env
 
-    assert condition == "Complete", terminated
+    assert condition == "Complete", terminated["log"]
     image = f"{real_cluster.registry}/acme/secret-app:latest"
     assert _crane(real_cluster, "digest", image).decode().strip() == terminated["message"].strip()
 
