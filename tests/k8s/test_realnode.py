@@ -342,9 +342,9 @@ def test_private_repository_clones_with_the_rendered_credentials(
         (job,) = _render(real_cluster, document, commit)
         env = job["spec"]["template"]["spec"]["containers"][0]["env"]
         assert not any(token in json.dumps(item) for item in env), "token inlined in the Job"
-        condition, terminated = _run_job(real_cluster, namespace, job)
         # Provider git: the username that goes with a token; the token by reference.
         assert {"name": "GIT_USERNAME", "value": "x-access-token"} in env
+        condition, terminated = _run_job(real_cluster, namespace, job)
 
     assert condition == "Complete", terminated["log"]
     image = f"{real_cluster.registry}/acme/secret-app:latest"
