@@ -1268,12 +1268,7 @@ class LocalCluster:
             f"http: {{addr: '{registry}'}}\n"
         )
         self._spawn(
-            "registry",
-            [
-                shutil.which("docker-registry") or "docker-registry",
-                "serve",
-                str(registry_dir / "config.yml"),
-            ],
+            "registry", [str(artifacts.registry), "serve", str(registry_dir / "config.yml")]
         )
         self._wait("registry /v2/", deadline, lambda: self._http_ok(f"http://{registry}/v2/"))
         images = realnode.push_images(artifacts, registry, self.log)

@@ -8,7 +8,7 @@
   and ``crane`` (from the wrapper modules ``kaniko/`` and ``crane/``), containerd, runc, the CNI
   plugins and busybox extracted from Debian packages (``apt-get download`` + ``dpkg-deb -x``:
   nothing is installed on the host), and the image layers made from them;
-* **a registry** (Debian's ``docker-registry``) on 127.0.0.1 holding three images pushed with
+* **a registry** (Debian's ``docker-registry``, extracted like containerd) on 127.0.0.1 holding three images pushed with
   crane at every start: the executor, a busybox base image for ``RUN`` steps and the pause image;
 * **the node** ``localhost``: a mount-namespace holder (``unshare --mount --propagation
   private``) that bind-mounts the host paths the node hard-codes from the state dir, then
@@ -50,7 +50,13 @@ CRANE_MODULE_DIR = HERE / "crane"
 # Bump when the way the node artifacts are made changes: part of their cache key.
 NODE_RECIPE = "1"
 
-DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "busybox-static")
+DEBIAN_PACKAGES = (
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "busybox-static",
+    "docker-registry",
+)
 
 NODE_NAME = "localhost"
 NODE_LABEL = ("autobuild.dev/node", "real")
@@ -109,7 +115,7 @@ def host_problems() -> list[str]:
         problems.append(f"the real node needs Linux, not {sys.platform}")
     elif os.geteuid() != 0:
         problems.append("the real node needs root (mount namespaces, cgroups, containerd)")
-    for tool in ("unshare", "nsenter", "mount", "ip", "docker-registry"):
+    for tool in ("unshare", "nsenter", "mount", "ip"):
         if shutil.which(tool) is None:
             problems.append(f"`{tool}` is not on PATH")
     if not CGROUP_ROOT.is_dir():
@@ -157,6 +163,10 @@ class NodeArtifacts:
     def busybox(self) -> Path:
         return self.debroot / "bin" / "busybox"
 
+    @property
+    def registry(self) -> Path:
+        return self.debroot / "usr" / "bin" / "docker-registry"
+
     def layer(self, name: str) -> Path:
         return self.root / "layers" / f"{name}.tar.gz"
 
@@ -166,7 +176,14 @@ class NodeArtifacts:
         return data
 
     def complete(self) -> bool:
-        paths = (self.executor, self.crane, self.containerd, self.runc, self.busybox)
+        paths = (
+            self.executor,
+            self.crane,
+            self.containerd,
+            self.runc,
+            self.busybox,
+            self.registry,
+        )
         layers = (self.layer("executor"), self.layer("busybox"))
         return (self.root / "manifest.json").is_file() and all(
             p.is_file() for p in (*paths, *layers)
