@@ -8,8 +8,9 @@
   and ``crane`` (from the wrapper modules ``kaniko/`` and ``crane/``), containerd, runc, the CNI
   plugins and busybox extracted from Debian packages (``apt-get download`` + ``dpkg-deb -x``:
   nothing is installed on the host), and the image layers made from them;
-* **a registry** (Debian's ``docker-registry``, extracted like containerd) on 127.0.0.1 holding three images pushed with
-  crane at every start: the executor, a busybox base image for ``RUN`` steps and the pause image;
+* **a registry** (Debian's ``docker-registry``, extracted like containerd) on 127.0.0.1
+  holding three images pushed with crane at every start: the executor, a busybox base image
+  for ``RUN`` steps and the pause image;
 * **the node** ``localhost``: a mount-namespace holder (``unshare --mount --propagation
   private``) that bind-mounts the host paths the node hard-codes from the state dir, then
   containerd and the kubelet entered into that namespace (``nsenter``). The node is tainted
