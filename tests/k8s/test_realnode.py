@@ -453,3 +453,40 @@ def _wait_for_build(
             cluster, namespace
         )
         time.sleep(1)
+
+
+def test_build_cache_reuses_the_layers_of_an_earlier_commit(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """``buildCache: true``: the second commit's build takes the unchanged ``RUN`` step's
+    layer from the cache repository (pushed to and pulled from the insecure registry)."""
+    dockerfile = (
+        "ARG BASE\n"
+        "FROM ${BASE}\n"
+        "RUN echo expensive > /layer.txt\n"
+        "ARG SOURCE_COMMIT\n"
+        'RUN echo "${SOURCE_COMMIT}" > /commit.txt\n'
+    )
+    with GitServer(tmp_path / "git") as git:
+        repo = git.create_repo("acme", "cached")
+        document = _automated_build(real_cluster, namespace, repo)
+        document["spec"]["tags"][0]["buildCache"] = True
+        logs = []
+        for files in ({"Dockerfile": dockerfile}, {"README": "second commit\n"}):
+            commit = repo.commit("main", files, "change")
+            (job,) = _render(real_cluster, document, commit)
+            assert any(a.startswith("--cache-repo=") for a in job_args(job))
+            condition, terminated = _run_job(real_cluster, namespace, job)
+            assert condition == "Complete", terminated["log"]
+            logs.append(terminated["log"])
+
+    assert "No cached layer found for cmd RUN echo expensive" in logs[0]
+    assert "Using caching version of cmd: RUN echo expensive" in logs[1]
+    image = f"{real_cluster.registry}/acme/cached:latest"
+    assert _file_in_image(real_cluster, image, "/commit.txt") == commit + "\n"
+    assert _file_in_image(real_cluster, image, "/layer.txt") == "expensive\n"
+
+
+def job_args(job: dict[str, Any]) -> list[str]:
+    args: list[str] = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args

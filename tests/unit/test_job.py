@@ -116,14 +116,19 @@ def test_other_registry_cache_repo_and_insecure_flags() -> None:
             )
         }
     )
-    settings = BuildSettings(insecure_registries=("127.0.0.1:5000",))
+    # A base-image registry may be insecure too, not only the destination.
+    settings = BuildSettings(insecure_registries=("127.0.0.1:5000", "mirror.local:8080"))
     rendered = args(render(ab, settings=settings))
     assert "--destination=127.0.0.1:5000/acme/dockertext-cavityflow:latest" in rendered
     assert "--cache-repo=127.0.0.1:5000/acme/dockertext-cavityflow/buildcache" in rendered
-    assert {"--insecure", "--skip-tls-verify", "--insecure-pull", "--skip-tls-verify-pull"} <= set(
-        rendered
-    )
-    assert "--insecure" not in args(render(ab))
+    insecure = [a for a in rendered if a.startswith(("--insecure", "--skip-tls"))]
+    assert insecure == [
+        "--insecure-registry=127.0.0.1:5000",
+        "--skip-tls-verify-registry=127.0.0.1:5000",
+        "--insecure-registry=mirror.local:8080",
+        "--skip-tls-verify-registry=mirror.local:8080",
+    ]
+    assert not [a for a in args(render(ab)) if a.startswith(("--insecure", "--skip-tls"))]
 
 
 @pytest.mark.parametrize(

@@ -134,8 +134,10 @@ def kaniko_args(
             f"--cache-repo={cache_repo(spec)}",
             f"--cache-ttl={settings.cache_ttl}",
         ]
-    if spec.image.registry in settings.insecure_registries:
-        args += ["--insecure", "--skip-tls-verify", "--insecure-pull", "--skip-tls-verify-pull"]
+    # Per registry, for pushes, the cache and base-image pulls alike (Kaniko's --insecure and
+    # --insecure-pull would drop TLS for every registry, Docker Hub's base images included).
+    for registry in settings.insecure_registries:
+        args += [f"--insecure-registry={registry}", f"--skip-tls-verify-registry={registry}"]
     args += [f"--build-arg={name}={value}" for name, value in build_args(spec, build).items()]
     args += [
         f"--label=org.opencontainers.image.source={clone_url(spec)}",
