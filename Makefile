@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test unit lint crds check-crds controlplane cluster-up cluster-down demo bench
+.PHONY: install registry test unit lint crds check-crds controlplane cluster-up cluster-down demo bench
 
 install: $(STAMP)
 
@@ -15,13 +15,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# Debian's docker-registry (distribution 2.8): the real OCI registry that tests/support/registry.py
+# runs on loopback. Idempotent: a no-op when it is installed.
+registry:
+	@command -v docker-registry >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry; }
+
 # The whole suite: unit tests and the @pytest.mark.k8s tests on the real local control plane.
 # pytest exits 5 when it collects no test; that is not a failure of the suite itself.
-test: install controlplane
+test: install registry controlplane
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # Only the tests that need no cluster.
-unit: install
+unit: install registry
 	$(PY) -m pytest -m 'not k8s' $(PYTEST_ARGS)
 
 lint: install

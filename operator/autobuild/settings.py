@@ -11,6 +11,7 @@ from typing import Any, Final
 # Maintained Kaniko fork (upstream GoogleContainerTools/kaniko was archived in 2025).
 # Pin a digest in production: AUTOBUILD_EXECUTOR_IMAGE=ghcr.io/...:v1.28.3@sha256:...
 DEFAULT_EXECUTOR_IMAGE: Final = "ghcr.io/osscontainertools/kaniko:v1.28.3"
+DEFAULT_DOCKERHUB_URL: Final = "https://hub.docker.com"
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class BuildSettings:
     ephemeral_storage_limit: str = ""
     cache_ttl: str = "168h"
     push_retry: int = 2
+    # Docker Hub's API (repository visibility and short description); a fake in tests.
+    dockerhub_url: str = DEFAULT_DOCKERHUB_URL
     # Registries reached over plain HTTP or with self-signed certificates, comma-separated.
     insecure_registries: tuple[str, ...] = ()
     # Run builds only on these nodes (Docker Hub's "builder" nodes): key=value,key=value.
@@ -55,6 +58,10 @@ class BuildSettings:
                 values[spec.name] = parse_pod_patch(raw)
             elif spec.name == "push_retry":
                 values[spec.name] = int(raw)
+            elif spec.name == "dockerhub_url":
+                if not raw.startswith(("https://", "http://")):
+                    raise ValueError(f"AUTOBUILD_DOCKERHUB_URL: expected an http(s) URL: {raw!r}")
+                values[spec.name] = raw.rstrip("/")
             else:
                 values[spec.name] = raw
         return cls(**values)  # type: ignore[arg-type]

@@ -1,1 +1,1 @@
-"""Test support code shared by the suites: a real smart-HTTP git server on loopback."""
+"""Test support code shared by the suites: real servers on loopback (git, OCI registry)."""

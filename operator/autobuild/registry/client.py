@@ -1,0 +1,337 @@
+"""The Docker Registry v2 auth flow and requests against one repository (async, aiohttp).
+
+Flow (distribution's token-auth spec, as docker, crane and Kaniko do it): ``GET /v2/`` without
+credentials; ``200`` means an anonymous registry; ``401`` with ``WWW-Authenticate: Bearer
+realm=..,service=..`` means a token from ``realm?service=..&scope=repository:NAME:ACTIONS`` asked
+with HTTP Basic credentials; ``401`` with ``Basic`` means Basic credentials on every request.
+Credentials go only to the registry named in spec.image and to the token realm it names, and to
+a plain ``http://`` realm only when the registry itself is listed as insecure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+import socket
+import ssl
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from multidict import CIMultiDict
+
+from autobuild.registry.dockerconfig import Credentials
+from autobuild.registry.hosts import api_host, base_url, is_insecure, normalize_registry
+
+DEFAULT_TIMEOUT_S: Final = 20.0
+_CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
+
+
+def open_session(ca_bundle: bytes | str | None = None) -> aiohttp.ClientSession:
+    """An ``aiohttp.ClientSession`` for the registry calls; ``ca_bundle`` (PEM) adds the CAs of
+    registries with self-signed or private certificates to the system's trusted ones.
+
+    Every call here takes ``session=``: pass one opened with the registry's CA bundle.
+    """
+    if ca_bundle is None:
+        return aiohttp.ClientSession()
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(
+            cadata=ca_bundle.decode() if isinstance(ca_bundle, bytes) else ca_bundle
+        )
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"the CA bundle is not PEM certificates: {error}") from None
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+
+
+class RegistryUnreachableError(Exception):
+    """The registry or its token endpoint did not answer (network, timeout, 5xx, not /v2/)."""
+
+
+class RegistryAuthError(Exception):
+    """The registry or its token endpoint refused the credentials (or demands some)."""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One ``WWW-Authenticate`` challenge: ``Bearer`` or ``Basic`` and its parameters."""
+
+    scheme: str
+    params: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Response:
+    """A registry answer, read whole (manifests and error bodies are small)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def error_text(self) -> str:
+        """The registry's ``errors`` (code: message) or the status, for condition messages."""
+        try:
+            document = json.loads(self.body)
+        except ValueError:
+            return f"HTTP {self.status}"
+        errors = document.get("errors") if isinstance(document, dict) else None
+        if not isinstance(errors, list) or not errors:
+            return f"HTTP {self.status}"
+        parts = [
+            f"{error.get('code', '')}: {error.get('message', '')}".strip(": ")
+            for error in errors
+            if isinstance(error, dict)
+        ]
+        return f"HTTP {self.status} ({'; '.join(parts)})"
+
+
+def parse_challenge(header: str) -> Challenge | None:
+    """The first challenge of a ``WWW-Authenticate`` header, or None when there is none."""
+    scheme, _, rest = header.strip().partition(" ")
+    if not scheme:
+        return None
+    params: dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        match = _CHALLENGE_PARAM.match(rest, position)
+        if match is None or match.end() == position:
+            break
+        quoted, bare = match.group(2), match.group(3)
+        value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare or ""
+        params[match.group(1).lower()] = value
+        position = match.end()
+    return Challenge(scheme=scheme.lower(), params=params)
+
+
+def token_grants(token: str, repository: str) -> frozenset[str] | None:
+    """The actions a registry JWT grants on ``repository``; None for an opaque token.
+
+    Only the claims are read (not verified: the registry verifies); a token from Docker Hub,
+    Harbor, GHCR or distribution's token servers lists them as ``access: [{type, name,
+    actions}]``.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    access = claims.get("access") if isinstance(claims, dict) else None
+    if not isinstance(access, list):
+        return None
+    actions: set[str] = set()
+    for entry in access:
+        if (
+            isinstance(entry, dict)
+            and entry.get("type") == "repository"
+            and entry.get("name") == repository
+        ):
+            actions.update(str(action) for action in entry.get("actions") or [])
+    return frozenset(actions)
+
+
+def is_private_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IP literal (any form the resolver accepts) of a non-public range."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            host.split("%", 1)[0]
+        )
+    except ValueError:
+        try:  # inet_aton forms such as 127.1 or 0x7f.1
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_private
+        or address.is_unspecified
+        or address.is_multicast
+    )
+
+
+def basic_authorization(credentials: Credentials) -> str:
+    """The ``Authorization`` value for HTTP Basic auth with ``credentials``."""
+    pair = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(pair).decode()
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """How to authorize requests for one scope: the header (None: anonymous) and the grants."""
+
+    header: str | None
+    # Actions the bearer token grants on the repository; None when unknown (Basic, opaque).
+    granted: frozenset[str] | None
+
+
+class RegistryClient:
+    """Requests against one repository of one registry, with the v2 auth flow."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        registry: str,
+        repository: str,
+        credentials: Credentials | None,
+        *,
+        insecure_registries: Iterable[str] = (),
+        timeout: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.session = session
+        self.registry = normalize_registry(registry)
+        self.repository = repository
+        self.credentials = credentials
+        self.insecure = is_insecure(registry, insecure_registries)
+        self.base_url = base_url(registry, insecure_registries)
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self._authorizations: dict[tuple[str, ...], Authorization] = {}
+
+    def scope(self, actions: Iterable[str]) -> str:
+        """The token scope for ``actions`` on this repository."""
+        return f"repository:{self.repository}:{','.join(actions)}"
+
+    async def authorize(self, actions: tuple[str, ...]) -> Authorization:
+        """Run the auth flow for ``actions`` on this repository (cached per set of actions)."""
+        cached = self._authorizations.get(actions)
+        if cached is not None:
+            return cached
+        ping = await self._send("GET", f"{self.base_url}/v2/", {})
+        if ping.status == 200:
+            authorization = Authorization(header=None, granted=None)
+        elif ping.status == 401:
+            challenge = parse_challenge(ping.headers.get("WWW-Authenticate", ""))
+            if challenge is not None and challenge.scheme == "bearer":
+                authorization = await self._bearer(challenge, actions)
+            elif challenge is not None and challenge.scheme == "basic":
+                authorization = await self._basic_checked()
+            else:
+                raise RegistryAuthError(
+                    f"registry {self.registry} answered 401 without a Bearer or Basic challenge"
+                )
+        else:
+            raise RegistryUnreachableError(
+                f"registry {self.registry} answered HTTP {ping.status} at /v2/ "
+                "(not a registry API, or failing)"
+            )
+        self._authorizations[actions] = authorization
+        return authorization
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        actions: tuple[str, ...],
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """``method`` on ``/v2/<repository>/<path>`` authorized for ``actions``."""
+        authorization = await self.authorize(actions)
+        return await self.send(method, self.url(path), authorization, headers)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        authorization: Authorization,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """``method`` on an absolute URL of this registry with ``authorization``."""
+        all_headers = dict(headers or {})
+        if authorization.header is not None:
+            all_headers["Authorization"] = authorization.header
+        return await self._send(method, url, all_headers)
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``/v2/<repository>/<path>``."""
+        return f"{self.base_url}/v2/{self.repository}/{path}"
+
+    async def _bearer(self, challenge: Challenge, actions: tuple[str, ...]) -> Authorization:
+        realm = challenge.params.get("realm", "")
+        parsed = urllib.parse.urlsplit(realm)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise RegistryAuthError(f"registry {self.registry} named no usable token realm")
+        if parsed.netloc != api_host(self.registry) and is_private_ip_literal(
+            parsed.hostname or ""
+        ):
+            # As go-containerregistry (crane, Kaniko) does: a registry must not point clients
+            # at internal addresses (cloud metadata, loopback) with credentials.
+            raise RegistryAuthError(
+                f"registry {self.registry} names a token realm on a private address "
+                f"({parsed.netloc}); refusing it"
+            )
+        if parsed.scheme == "http" and self.credentials is not None and not self.insecure:
+            raise RegistryAuthError(
+                f"registry {self.registry} asks for credentials over plain http ({parsed.netloc}); "
+                "list the registry in AUTOBUILD_INSECURE_REGISTRIES to allow it"
+            )
+        query = [("scope", self.scope(actions))]
+        if "service" in challenge.params:
+            query.insert(0, ("service", challenge.params["service"]))
+        separator = "&" if parsed.query else "?"
+        url = f"{realm}{separator}{urllib.parse.urlencode(query)}"
+        headers = (
+            {}
+            if self.credentials is None
+            else {"Authorization": basic_authorization(self.credentials)}
+        )
+        answer = await self._send("GET", url, headers)
+        if answer.status in (401, 403):
+            raise RegistryAuthError(
+                f"the token endpoint of registry {self.registry} refused the credentials "
+                f"(HTTP {answer.status})"
+            )
+        if answer.status != 200:
+            raise RegistryUnreachableError(
+                f"the token endpoint of registry {self.registry} answered HTTP {answer.status}"
+            )
+        try:
+            document: Any = json.loads(answer.body)
+            token = document.get("token") or document.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise RegistryUnreachableError(
+                f"the token endpoint of registry {self.registry} returned no token"
+            )
+        return Authorization(header=f"Bearer {token}", granted=token_grants(token, self.repository))
+
+    async def _basic_checked(self) -> Authorization:
+        if self.credentials is None:
+            raise RegistryAuthError(f"registry {self.registry} requires credentials")
+        authorization = Authorization(header=basic_authorization(self.credentials), granted=None)
+        answer = await self.send("GET", f"{self.base_url}/v2/", authorization)
+        if answer.status == 401:
+            raise RegistryAuthError(f"registry {self.registry} refused the credentials (HTTP 401)")
+        if answer.status != 200:
+            raise RegistryUnreachableError(
+                f"registry {self.registry} answered HTTP {answer.status} at /v2/"
+            )
+        return authorization
+
+    async def _send(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
+        try:
+            async with self.session.request(
+                method, url, headers=headers, timeout=self.timeout, allow_redirects=False
+            ) as answer:
+                body = await answer.read()
+                if answer.status >= 500:
+                    raise RegistryUnreachableError(
+                        f"registry {self.registry} answered HTTP {answer.status} "
+                        f"to {method} {urllib.parse.urlsplit(url).path}"
+                    )
+                return Response(answer.status, CIMultiDict(answer.headers), body)
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:
+            raise RegistryUnreachableError(
+                f"registry {self.registry} is unreachable: {type(error).__name__}: {error}"
+            ) from None

@@ -1,0 +1,157 @@
+"""The registry client against registries that answer oddly (a small aiohttp app on loopback).
+
+The real registry covers the normal flows; these are the answers it never gives: no digest
+header, no challenge, failing or empty token endpoints, refusals with error bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from autobuild.registry import reasons
+from autobuild.registry.digests import TagDigest, read_tag_digests
+from autobuild.registry.dockerconfig import Credentials
+from autobuild.registry.preflight import PushCheck, check_push
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
+
+
+async def _serve(
+    routes: dict[tuple[str, str], Handler], run: Callable[[str], Awaitable[object]]
+) -> object:
+    app = web.Application()
+    for (method, path), handler in routes.items():
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        return await run(f"127.0.0.1:{port}")
+    finally:
+        await runner.cleanup()
+
+
+def _push(
+    routes: dict[tuple[str, str], Handler], credentials: Credentials | None = None
+) -> PushCheck:
+    async def run(host: str) -> PushCheck:
+        return await check_push(host, "team/app", credentials, insecure_registries=[host])
+
+    result = asyncio.run(_serve(routes, run))
+    assert isinstance(result, PushCheck)
+    return result
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+def test_a_manifest_head_without_digest_falls_back_to_hashing_the_body() -> None:
+    async def head(request: web.Request) -> web.Response:
+        return web.Response(status=200, content_type="application/vnd.oci.image.manifest.v1+json")
+
+    async def get(request: web.Request) -> web.Response:
+        assert "application/vnd.oci.image.index.v1+json" in request.headers["Accept"]
+        return web.Response(
+            body=MANIFEST, content_type="application/vnd.oci.image.manifest.v1+json"
+        )
+
+    routes: dict[tuple[str, str], Handler] = {
+        ("GET", "/v2/"): _ok,
+        ("HEAD", "/v2/team/app/manifests/v1"): head,
+        ("GET", "/v2/team/app/manifests/v1"): get,
+    }
+
+    async def run(host: str) -> object:
+        return await read_tag_digests(host, "team/app", ["v1"], None, insecure_registries=[host])
+
+    found = asyncio.run(_serve(routes, run))
+    assert found == (TagDigest("v1", "sha256:" + hashlib.sha256(MANIFEST).hexdigest()),)
+
+
+def test_a_401_without_challenge_is_unauthorized() -> None:
+    async def v2(request: web.Request) -> web.Response:
+        return web.Response(status=401)
+
+    result = _push({("GET", "/v2/"): v2}, Credentials("a", "b"))
+    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert "without a Bearer or Basic challenge" in result.message
+
+
+def _bearer(token_handler: Handler) -> dict[tuple[str, str], Handler]:
+    async def v2(request: web.Request) -> web.Response:
+        realm = f"http://localhost:{request.url.port}/token"
+        return web.Response(
+            status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}",service="test"'}
+        )
+
+    return {("GET", "/v2/"): v2, ("GET", "/token"): token_handler}
+
+
+def test_a_failing_token_endpoint_is_unreachable_not_unauthorized() -> None:
+    async def token(request: web.Request) -> web.Response:
+        return web.Response(status=503)
+
+    result = _push(_bearer(token), Credentials("a", "b"))
+    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+
+
+def test_a_token_endpoint_without_token_is_unreachable() -> None:
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"expires_in": 60})
+
+    result = _push(_bearer(token), Credentials("a", "b"))
+    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert "returned no token" in result.message
+
+
+def test_an_upload_refused_with_an_opaque_token_reports_the_registry_error() -> None:
+    async def token(request: web.Request) -> web.Response:
+        assert "Authorization" not in request.headers
+        assert request.query["scope"] == "repository:team/app:push,pull"
+        assert request.query["service"] == "test"
+        return web.json_response({"token": "opaque"})
+
+    async def upload(request: web.Request) -> web.Response:
+        assert request.headers["Authorization"] == "Bearer opaque"
+        body = {
+            "errors": [{"code": "DENIED", "message": "requested access to the resource is denied"}]
+        }
+        return web.Response(status=401, text=json.dumps(body))
+
+    routes = _bearer(token)
+    routes[("POST", "/v2/team/app/blobs/uploads/")] = upload
+    result = _push(routes)
+    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert "DENIED: requested access to the resource is denied" in result.message
+
+
+def test_no_registry_api_at_v2_is_unreachable() -> None:
+    async def v2(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="<html>not here</html>")
+
+    result = _push({("GET", "/v2/"): v2})
+    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert "not a registry API" in result.message
+
+
+def test_an_anonymous_pull_only_token_says_there_is_no_push_secret() -> None:
+    claims = {"access": [{"type": "repository", "name": "team/app", "actions": ["pull"]}]}
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": f"e30.{payload}.c2ln"})
+
+    result = _push(_bearer(token))
+    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert "grants pull, not push" in result.message
+    assert "spec.image has no pushSecret" in result.message

@@ -1,0 +1,245 @@
+"""A Docker Registry v2 token server on 127.0.0.1 for tests (what auth.docker.io is to Hub).
+
+It implements the token endpoint of the distribution token-auth spec: ``GET /token?service=S&
+scope=repository:NAME:ACTIONS`` with optional HTTP Basic credentials answers
+``{"token", "access_token", "expires_in", "issued_at"}``; the token is an RS256 JWT whose header
+carries the signing certificate (``x5c``), which :class:`support.registry.Registry` trusts
+through its ``rootcertbundle``. Like Docker Hub it grants only what the account may do: a scope
+asking for more yields a token with fewer actions (not an error), and wrong credentials yield
+``401``. The key and the self-signed certificate are made with ``cryptography`` per instance.
+
+Who may do what: ``grants={"alice": {"team/app": ["pull", "push"], "team/*": ["pull"]}}``; a
+user without an entry may pull and push under their own namespace (``alice/*``), as on Hub.
+
+Use::
+
+    with TokenServer(users={"alice": "pw"}) as tokens, Registry(token=tokens) as registry:
+        ...
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import fnmatch
+import hmac
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+__all__ = ["TokenServer"]
+
+TOKEN_TTL_S = 300
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    protocol_version = "HTTP/1.1"
+    error_content_type: ClassVar[str] = "application/json"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the requests are recorded in ``TokenServer.requests`` instead."""
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        if url.path != "/token":
+            self._json(404, {"details": "not found"})
+            return
+        query = urllib.parse.parse_qs(url.query)
+        owner = self.server.owner
+        user = self._basic_user()
+        owner.record(user, query)
+        if user is False:
+            self._json(401, {"details": "incorrect username or password"})
+            return
+        service = query.get("service", [""])[0]
+        if service != owner.service:
+            self._json(400, {"details": f"unknown service {service!r}"})
+            return
+        access = [owner.granted(user or None, scope) for scope in query.get("scope", [])]
+        token = owner.sign(user or "", [entry for entry in access if entry is not None])
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._json(
+            200,
+            {"token": token, "access_token": token, "expires_in": TOKEN_TTL_S, "issued_at": now},
+        )
+
+    def _basic_user(self) -> str | bool:
+        """The authenticated user name, "" when anonymous, False for wrong credentials."""
+        header = self.headers.get("Authorization", "")
+        if not header:
+            return ""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        expected = self.server.owner.users.get(user)
+        if expected is None or not hmac.compare_digest(expected, password):
+            return False
+        return user
+
+    def _json(self, status: int, body: Mapping[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="autobuild-test"')
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, owner: TokenServer) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.owner = owner
+
+
+class TokenServer:
+    """Issues registry JWTs signed by its own key; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        users: Mapping[str, str],
+        grants: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+        service: str = "autobuild-test-registry",
+        issuer: str = "autobuild-test-token-server",
+        realm_host: str = "localhost",
+    ) -> None:
+        self.users = dict(users)
+        self.grants = {user: dict(rules) for user, rules in (grants or {}).items()}
+        self.service = service
+        self.issuer = issuer
+        # A host name, not the IP literal: clients (crane, Kaniko, ours) refuse token realms on
+        # private or loopback IP literals other than the registry's own host.
+        self.realm_host = realm_host
+        # Every token request as (user or "" when anonymous, False when refused; query).
+        self.requests: list[tuple[str | bool, dict[str, list[str]]]] = []
+        self._lock = threading.Lock()
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._certificate = self._self_signed(self._key)
+        self._server: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def certificate_pem(self) -> bytes:
+        """The signing certificate, for the registry's ``auth.token.rootcertbundle``."""
+        return self._certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def realm(self) -> str:
+        """The token endpoint URL, for the registry's ``auth.token.realm``."""
+        if self._server is None:
+            raise RuntimeError("token server not started")
+        return f"http://{self.realm_host}:{self._server.server_address[1]}/token"
+
+    def start(self) -> TokenServer:
+        """Serve in a background thread; returns self."""
+        self._server = _HTTPServer(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="tokenserver", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; idempotent."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> TokenServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- policy and signing (called by the handler) ---------------------------------------------
+
+    def record(self, user: str | bool, query: dict[str, list[str]]) -> None:
+        """Remember one token request (tests assert on what clients asked for)."""
+        with self._lock:
+            self.requests.append((user, query))
+
+    def granted(self, user: str | None, scope: str) -> dict[str, Any] | None:
+        """The access entry for one requested scope: the asked actions the user may do."""
+        kind, _, rest = scope.partition(":")
+        name, _, actions = rest.rpartition(":")
+        if kind != "repository" or not name:
+            return None
+        allowed: set[str] = set()
+        if user is not None:
+            rules = self.grants.get(user, {f"{user}/*": ["pull", "push"]})
+            for pattern, rule_actions in rules.items():
+                if fnmatch.fnmatchcase(name, pattern):
+                    allowed.update(rule_actions)
+        wanted = [action for action in actions.split(",") if action]
+        return {"type": "repository", "name": name, "actions": [a for a in wanted if a in allowed]}
+
+    def sign(self, subject: str, access: list[dict[str, Any]]) -> str:
+        """An RS256 JWT as distribution's token auth verifies it (x5c chain, iss, aud, exp)."""
+        now = int(time.time())
+        der = self._certificate.public_bytes(serialization.Encoding.DER)
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + TOKEN_TTL_S,
+            "nbf": now - 1,
+            "iat": now,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
+        signing_input = ".".join(
+            _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+        )
+        signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{_b64url(signature)}"
+
+    @staticmethod
+    def _self_signed(key: rsa.RSAPrivateKey) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "autobuild test token signer")])
+        now = dt.datetime.now(dt.UTC)
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
