@@ -810,6 +810,9 @@ class LocalCluster:
                 raise ClusterError(f"a cluster is already running in {self.dir}")
         bins = self._bins()
         node_artifacts = self._node_artifacts() if self.real_node else None
+        # Taken before anything starts, so a second real node fails at once; the namespace
+        # holder inherits it.
+        node_lock = realnode.acquire_host_lock(cache_root()) if self.real_node else None
         t0 = self._t0 = time.monotonic()
         self.milestones = {}
         deadline = t0 + timeout
@@ -867,12 +870,15 @@ class LocalCluster:
                 deadline,
                 lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
             )
-            if node_artifacts is not None:
-                self._start_real_node(bins, node_artifacts, deadline)
+            if node_artifacts is not None and node_lock is not None:
+                self._start_real_node(bins, node_artifacts, node_lock, deadline)
         except BaseException:
             self.log(f"start-up failed; logs in {self.log_dir}")
             self.stop()
             raise
+        finally:
+            if node_lock is not None:
+                os.close(node_lock)
         self.startup_seconds = time.monotonic() - t0
         self._save_state(ready=True)
         self.log(f"control plane ready in {self.startup_seconds:.1f}s at {self.server}")
@@ -1248,7 +1254,7 @@ class LocalCluster:
         return ensure_node_artifacts(log=self.log)
 
     def _start_real_node(
-        self, bins: Binaries, artifacts: realnode.NodeArtifacts, deadline: float
+        self, bins: Binaries, artifacts: realnode.NodeArtifacts, lock: int, deadline: float
     ) -> None:
         """Registry + images, then the namespace holder, containerd and the kubelet; waits
         until the Node ``localhost`` is Ready."""
@@ -1296,23 +1302,17 @@ class LocalCluster:
             )
         )
 
-        lock = realnode.acquire_host_lock(cache_root())
-        try:
-            self.node = {
-                "dir": str(layout.dir),
-                "registry": registry,
-                "images": images.to_json(),
-                "artifacts": str(artifacts.root),
-                "namespace": "",
-                "created_dirs": realnode.create_mountpoints(),
-            }
-            self._save_state(ready=False)
-            # The holder inherits the lock: held while the node's namespace lives.
-            self._spawn(
-                "node-namespace", realnode.holder_argv(layout), exe="sleep", pass_fds=(lock,)
-            )
-        finally:
-            os.close(lock)
+        self.node = {
+            "dir": str(layout.dir),
+            "registry": registry,
+            "images": images.to_json(),
+            "artifacts": str(artifacts.root),
+            "namespace": "",
+            "created_dirs": realnode.create_mountpoints(),
+        }
+        self._save_state(ready=False)
+        # The holder inherits the host lock: held while the node's namespace lives.
+        self._spawn("node-namespace", realnode.holder_argv(layout), exe="sleep", pass_fds=(lock,))
         holder = self.components[-1].pid
         self._wait("node mount namespace", deadline, layout.ready_file.exists)
         self.node["namespace"] = realnode.mount_namespace(holder)

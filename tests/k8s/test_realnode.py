@@ -13,6 +13,7 @@ missing); everywhere else a failure to build or start the node fails the tests.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -30,7 +31,9 @@ import pytest
 import realnode
 import yaml
 
+from autobuild.planning.failures import classify_failure
 from support.gitserver import GitServer, Repo
+from support.registry import Registry
 
 pytestmark = [pytest.mark.k8s, pytest.mark.realnode]
 
@@ -163,7 +166,9 @@ def namespace(real_cluster: localcluster.LocalCluster) -> Iterator[str]:
         real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def _operator_env(cluster: localcluster.LocalCluster) -> dict[str, str]:
+def _operator_env(
+    cluster: localcluster.LocalCluster, insecure_registries: tuple[str, ...] = ()
+) -> dict[str, str]:
     """What the operator of a cluster with such a node is configured with."""
     patch = {
         "hostNetwork": True,
@@ -175,7 +180,7 @@ def _operator_env(cluster: localcluster.LocalCluster) -> dict[str, str]:
     return {
         **os.environ,
         "AUTOBUILD_EXECUTOR_IMAGE": cluster.images.executor,
-        "AUTOBUILD_INSECURE_REGISTRIES": cluster.registry,
+        "AUTOBUILD_INSECURE_REGISTRIES": ",".join(insecure_registries or (cluster.registry,)),
         "AUTOBUILD_BUILD_POD_PATCH": json.dumps(patch),
         # Small requests: the node is a shared development machine.
         "AUTOBUILD_CPU_REQUEST": "100m",
@@ -206,7 +211,11 @@ def _automated_build(
 
 
 def _render(
-    cluster: localcluster.LocalCluster, automated_build: dict[str, Any], commit: str
+    cluster: localcluster.LocalCluster,
+    automated_build: dict[str, Any],
+    commit: str,
+    *,
+    insecure_registries: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """``autobuild render`` of a push of ``commit`` to main: the operator's own Jobs."""
     proc = subprocess.run(
@@ -225,7 +234,7 @@ def _render(
         input=yaml.safe_dump(automated_build),
         capture_output=True,
         text=True,
-        env=_operator_env(cluster),
+        env=_operator_env(cluster, insecure_registries),
         cwd=ROOT,
         check=False,
     )
@@ -276,9 +285,12 @@ def _debug(cluster: localcluster.LocalCluster, namespace: str) -> str:
     return f"{pods}\n{events}"
 
 
-def _crane(cluster: localcluster.LocalCluster, *args: str) -> bytes:
+def _crane(
+    cluster: localcluster.LocalCluster, *args: str, docker_config: Path | None = None
+) -> bytes:
+    env = {**os.environ, "DOCKER_CONFIG": str(docker_config or "/nonexistent")}
     proc = subprocess.run(
-        [str(cluster.node_artifacts.crane), *args], capture_output=True, check=False
+        [str(cluster.node_artifacts.crane), *args], capture_output=True, check=False, env=env
     )
     assert proc.returncode == 0, proc.stderr.decode()
     return proc.stdout
@@ -490,3 +502,61 @@ def test_build_cache_reuses_the_layers_of_an_earlier_commit(
 def job_args(job: dict[str, Any]) -> list[str]:
     args: list[str] = job["spec"]["template"]["spec"]["containers"][0]["args"]
     return args
+
+
+def test_push_secret_authenticates_and_a_wrong_password_is_push_denied(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """A destination registry with htpasswd auth: the push Secret the operator mounts as
+    ``/kaniko/.docker/config.json`` works; a wrong password fails as ``PushDenied``."""
+    password = uuid.uuid4().hex
+    with (
+        GitServer(tmp_path / "git") as git,
+        Registry(users={"pusher": password}, workdir=tmp_path) as registry,
+    ):
+        repo = git.create_repo("acme", "pushed")
+        commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "push me")
+        results = {}
+        for secret, secret_password in (("push-good", password), ("push-bad", "wrong")):
+            auth = base64.b64encode(f"pusher:{secret_password}".encode()).decode()
+            config = {"auths": {registry.host: {"auth": auth}}}
+            real_cluster.kubectl(
+                "create",
+                "secret",
+                "generic",
+                secret,
+                "-n",
+                namespace,
+                "--type=kubernetes.io/dockerconfigjson",
+                "--from-literal=.dockerconfigjson=" + json.dumps(config),
+            )
+            document = _automated_build(real_cluster, namespace, repo)
+            document["metadata"]["name"] = secret
+            document["spec"]["image"].update(registry=registry.host, pushSecret=secret)
+            (job,) = _render(
+                real_cluster,
+                document,
+                commit,
+                insecure_registries=(real_cluster.registry, registry.host),
+            )
+            results[secret] = _run_job(real_cluster, namespace, job)
+        good_config = tmp_path / "docker"
+        good_config.mkdir()
+        auth = base64.b64encode(f"pusher:{password}".encode()).decode()
+        (good_config / "config.json").write_text(
+            json.dumps({"auths": {registry.host: {"auth": auth}}})
+        )
+        condition, terminated = results["push-good"]
+        assert condition == "Complete", terminated["log"]
+        served = _crane(
+            real_cluster, "digest", f"{registry.host}/acme/pushed:latest", docker_config=good_config
+        )
+        assert served.decode().strip() == terminated["message"].strip()
+
+    condition, terminated = results["push-bad"]
+    assert condition == "Failed"
+    failure = classify_failure(terminated["message"])
+    assert failure is not None, terminated["message"]
+    assert failure.reason == "PushDenied"
+    assert "UNAUTHORIZED" in failure.message
+    assert password not in terminated["log"]
