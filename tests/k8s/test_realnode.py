@@ -396,30 +396,12 @@ def test_operator_builds_on_create_and_records_the_registrys_digest(
 ) -> None:
     """``autobuild run`` itself: the AutomatedBuild's creation builds main on the real node,
     the status records the digest the registry serves, ``autobuild logs`` shows Kaniko's log."""
-    real_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
-    real_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/automatedbuilds.autobuild.dev", "--timeout=60s"
-    )
+    _install_crd(real_cluster)
     env = {**_operator_env(real_cluster), "KUBECONFIG": str(real_cluster.kubeconfig)}
     with GitServer(tmp_path / "git") as git:
         repo = git.create_repo("acme", "operated")
         commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "operated")
-        with (tmp_path / "operator.log").open("wb") as log:
-            operator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "autobuild.cli",
-                    "run",
-                    "-n",
-                    namespace,
-                    "--probes",
-                    f"127.0.0.1:{localcluster._free_ports(1)[0]}",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        operator = _start_operator(env, namespace, tmp_path)
         try:
             document = _automated_build(real_cluster, namespace, repo)
             real_cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
@@ -560,3 +542,92 @@ def test_push_secret_authenticates_and_a_wrong_password_is_push_denied(
     assert failure.reason == "PushDenied"
     assert "UNAUTHORIZED" in failure.message
     assert password not in terminated["log"]
+
+
+def _install_crd(cluster: localcluster.LocalCluster) -> None:
+    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/automatedbuilds.autobuild.dev", "--timeout=60s"
+    )
+
+
+def _start_operator(env: dict[str, str], namespace: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``autobuild run`` for one namespace, logging (appending) to tmp_path/operator.log."""
+    with (tmp_path / "operator.log").open("ab") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "autobuild.cli",
+                "run",
+                "-n",
+                namespace,
+                "--probes",
+                f"127.0.0.1:{localcluster._free_ports(1)[0]}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_operator_killed_mid_build_records_the_build_once(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """SIGKILL the operator while Kaniko runs: the Job finishes on its own, and the operator
+    started again records that one build as Succeeded with the pushed digest."""
+    _install_crd(real_cluster)
+    env = {**_operator_env(real_cluster), "KUBECONFIG": str(real_cluster.kubeconfig)}
+    slow = DOCKERFILE.replace("RUN echo", "RUN sleep 10 && echo")
+    with GitServer(tmp_path / "git") as git:
+        repo = git.create_repo("acme", "interrupted")
+        repo.commit("main", {"Dockerfile": slow}, "slow build")
+        operator = _start_operator(env, namespace, tmp_path)
+        try:
+            document = _automated_build(real_cluster, namespace, repo)
+            real_cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
+            deadline = time.monotonic() + POD_DEADLINE_S
+            while _running_build_pods(real_cluster, namespace) == 0:
+                assert time.monotonic() < deadline, _debug(real_cluster, namespace)
+                time.sleep(0.5)
+        finally:
+            operator.kill()
+            operator.wait(30)
+        # The build goes on without the operator.
+        jobs = json.loads(real_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)
+        (job,) = jobs["items"]
+        real_cluster.kubectl(
+            "wait",
+            "-n",
+            namespace,
+            f"job/{job['metadata']['name']}",
+            "--for=condition=Complete",
+            f"--timeout={JOB_DEADLINE_S}s",
+            timeout=JOB_DEADLINE_S + 10,
+        )
+        operator = _start_operator(env, namespace, tmp_path)
+        try:
+            latest = _wait_for_build(real_cluster, namespace, repo.name, operator, tmp_path)
+            body = json.loads(
+                real_cluster.kubectl(
+                    "get", "automatedbuild", repo.name, "-n", namespace, "-o", "json"
+                ).stdout
+            )
+        finally:
+            operator.terminate()
+            operator.wait(30)
+
+    assert latest["phase"] == "Succeeded", latest
+    builds = body["status"]["builds"]
+    assert [b["jobName"] for b in builds] == [job["metadata"]["name"]]
+    jobs_after = json.loads(
+        real_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout
+    )["items"]
+    assert [j["metadata"]["name"] for j in jobs_after] == [job["metadata"]["name"]]
+    image = f"{real_cluster.registry}/acme/interrupted:latest"
+    assert _crane(real_cluster, "digest", image).decode().strip() == latest["digest"]
+
+
+def _running_build_pods(cluster: localcluster.LocalCluster, namespace: str) -> int:
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)
+    return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")
