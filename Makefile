@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install registry test unit lint crds check-crds controlplane cluster-up cluster-down demo bench
+.PHONY: install registry test unit lint crds check-crds controlplane cluster-up cluster-down demo demo-real bench
 
 install: $(STAMP)
 
@@ -65,6 +65,12 @@ cluster-down: install
 # simulates the nodes: no image is really built). Leaves the cluster up; `make cluster-down`.
 demo: cluster-up
 	$(PY) examples/demo.py
+
+# A real image: the operator builds with Kaniko on the real node, the registry serves it with
+# the recorded digest, and a pod runs it (root only; leaves the cluster up).
+demo-real: controlplane
+	$(MAKE) cluster-up NODE=real
+	$(PY) examples/demo_real.py
 
 # Speed and cost of the operator with 1,000 AutomatedBuilds on its own local control plane
 # (tests/bench/bench_operator.py): prints numbers, asserts nothing. BENCH_ARGS=--objects 200

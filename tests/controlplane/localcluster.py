@@ -1247,6 +1247,11 @@ class LocalCluster:
             raise ClusterError("this cluster has no real node (start it with real_node=True)")
         return realnode.NodeArtifacts(Path(self.node["artifacts"]))
 
+    def operator_env(self, *extra_insecure_registries: str) -> dict[str, str]:
+        """The ``AUTOBUILD_*`` settings for an operator building on the real node (its
+        registry, and any ``extra_insecure_registries``, reached over plain HTTP)."""
+        return realnode.operator_settings(self.images, (self.registry, *extra_insecure_registries))
+
     def _node_artifacts(self) -> realnode.NodeArtifacts:
         problems = realnode.host_problems()
         if problems:
@@ -1391,10 +1396,17 @@ def _cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     existing = LocalCluster.attach(state_dir)
     if existing is not None:
-        if existing.healthy():
+        if existing.healthy() and existing.real_node == args.real_node:
             _stderr_log(f"already running at {existing.server}; kubeconfig {existing.kubeconfig}")
             return 0
-        _stderr_log("found a stale or partial cluster; stopping it first")
+        if existing.healthy():
+            _stderr_log(
+                "a cluster runs here "
+                + ("with" if existing.real_node else "without")
+                + " a real node; restarting it"
+            )
+        else:
+            _stderr_log("found a stale or partial cluster; stopping it first")
         existing.stop()
     cluster = LocalCluster(
         state_dir=state_dir, die_with_parent=False, nodes=args.nodes, real_node=args.real_node

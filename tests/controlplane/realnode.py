@@ -451,6 +451,25 @@ def push_images(artifacts: NodeArtifacts, registry: str, log: Log) -> NodeImages
     return images
 
 
+def operator_settings(images: NodeImages, insecure_registries: Sequence[str]) -> dict[str, str]:
+    """The ``AUTOBUILD_*`` settings an operator needs to build on this node: the executor
+    image, the loopback registries as insecure, and build pods on the node's host network
+    (git and the registry are on 127.0.0.1), tolerating its taint."""
+    patch = {
+        "hostNetwork": True,
+        "nodeSelector": {NODE_LABEL[0]: NODE_LABEL[1]},
+        "tolerations": [{"key": NODE_TAINT[0], "operator": "Exists", "effect": NODE_TAINT[2]}],
+    }
+    return {
+        "AUTOBUILD_EXECUTOR_IMAGE": images.executor,
+        "AUTOBUILD_INSECURE_REGISTRIES": ",".join(insecure_registries),
+        "AUTOBUILD_BUILD_POD_PATCH": json.dumps(patch),
+        # Small requests: the node is a shared development machine.
+        "AUTOBUILD_CPU_REQUEST": "100m",
+        "AUTOBUILD_MEMORY_REQUEST": "128Mi",
+    }
+
+
 def crane_digest(artifacts: NodeArtifacts, ref: str) -> str:
     """The registry's digest of ``ref`` (``sha256:...``), as ``crane digest`` reads it."""
     proc = subprocess.run(

@@ -170,22 +170,7 @@ def _operator_env(
     cluster: localcluster.LocalCluster, insecure_registries: tuple[str, ...] = ()
 ) -> dict[str, str]:
     """What the operator of a cluster with such a node is configured with."""
-    patch = {
-        "hostNetwork": True,
-        "nodeSelector": {realnode.NODE_LABEL[0]: realnode.NODE_LABEL[1]},
-        "tolerations": [
-            {"key": realnode.NODE_TAINT[0], "operator": "Exists", "effect": realnode.NODE_TAINT[2]}
-        ],
-    }
-    return {
-        **os.environ,
-        "AUTOBUILD_EXECUTOR_IMAGE": cluster.images.executor,
-        "AUTOBUILD_INSECURE_REGISTRIES": ",".join(insecure_registries or (cluster.registry,)),
-        "AUTOBUILD_BUILD_POD_PATCH": json.dumps(patch),
-        # Small requests: the node is a shared development machine.
-        "AUTOBUILD_CPU_REQUEST": "100m",
-        "AUTOBUILD_MEMORY_REQUEST": "128Mi",
-    }
+    return {**os.environ, **cluster.operator_env(*insecure_registries)}
 
 
 def _automated_build(
@@ -519,7 +504,7 @@ def test_push_secret_authenticates_and_a_wrong_password_is_push_denied(
                 real_cluster,
                 document,
                 commit,
-                insecure_registries=(real_cluster.registry, registry.host),
+                insecure_registries=(registry.host,),
             )
             results[secret] = _run_job(real_cluster, namespace, job)
         good_config = tmp_path / "docker"
