@@ -559,8 +559,9 @@ def _start_operator(env: dict[str, str], namespace: str, tmp_path: Path) -> subp
 def test_operator_killed_mid_build_records_the_build_once(
     real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
 ) -> None:
-    """SIGKILL the operator while Kaniko runs: the Job finishes on its own, and the operator
-    started again records that one build as Succeeded with the pushed digest."""
+    """SIGKILL the operator while Kaniko runs: the Job finishes on its own (``autobuild logs
+    -f`` follows it to the push), and the operator started again records that one build as
+    Succeeded with the pushed digest."""
     _install_crd(real_cluster)
     env = {**_operator_env(real_cluster), "KUBECONFIG": str(real_cluster.kubeconfig)}
     slow = DOCKERFILE.replace("RUN echo", "RUN sleep 10 && echo")
@@ -578,7 +579,18 @@ def test_operator_killed_mid_build_records_the_build_once(
         finally:
             operator.kill()
             operator.wait(30)
-        # The build goes on without the operator.
+        # The build goes on without the operator; `autobuild logs -f` follows it to its end.
+        followed = subprocess.run(
+            [sys.executable, "-m", "autobuild.cli", "logs", repo.name, "-n", namespace, "-f"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=JOB_DEADLINE_S,
+            check=False,
+        )
+        assert followed.returncode == 0, followed.stderr
+        assert "bonjour from" in followed.stdout
+        assert "Pushed" in followed.stdout
         jobs = json.loads(real_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)
         (job,) = jobs["items"]
         real_cluster.kubectl(
