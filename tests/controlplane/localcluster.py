@@ -810,9 +810,6 @@ class LocalCluster:
                 raise ClusterError(f"a cluster is already running in {self.dir}")
         bins = self._bins()
         node_artifacts = self._node_artifacts() if self.real_node else None
-        # Taken before anything starts, so a second real node fails at once; the namespace
-        # holder inherits it.
-        node_lock = realnode.acquire_host_lock(cache_root()) if self.real_node else None
         t0 = self._t0 = time.monotonic()
         self.milestones = {}
         deadline = t0 + timeout
@@ -829,6 +826,9 @@ class LocalCluster:
         users = ("controller-manager", "scheduler", "kwok")
         for user in (*users, "kubelet-client") if self.real_node else users:
             (kcfg / f"{user}.kubeconfig").write_text(_kubeconfig_text(self.server, self.pki, user))
+        # Taken before anything starts, so a second real node fails at once; the namespace
+        # holder inherits it.
+        node_lock = realnode.acquire_host_lock(cache_root()) if self.real_node else None
         try:
             self._spawn("etcd", self._etcd_args(bins))
             self._spawn("kube-apiserver", self._apiserver_args(bins))
