@@ -5,8 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install registry test unit lint crds chart-crds controlplane cluster-up cluster-down demo bench \
-	helm image
+.PHONY: install registry test unit lint crds chart-crds controlplane cluster-up cluster-down demo \
+	demo-real bench helm image
 
 install: $(STAMP)
 
@@ -64,18 +64,22 @@ image:
 	"$$builder" $$sub -t "$(IMAGE):$(VERSION)" $(BUILD_ARGS) .
 
 # The local control plane (tests/controlplane, docs/controlplane.md): etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl and kwok built from the pinned Go modules
-# and cached in $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/<key>/bin.
+# kube-controller-manager, kube-scheduler, kubectl, kubelet and kwok built from the pinned Go
+# modules and cached in $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/<key>/bin,
+# and the real node's artifacts (Kaniko executor, crane, containerd, runc, busybox from
+# Debian packages, image layers) in .../controlplane/node-<key>/.
 # The first run builds (tens of minutes on 2 cores); afterwards it is a no-op.
 CONTROLPLANE := $(PY) tests/controlplane/localcluster.py
 CLUSTER_DIR ?= .cluster
+# NODE=real adds a real node (kubelet + containerd, root only) and a registry beside kwok's.
+NODE ?= kwok
 
 controlplane: install
-	$(CONTROLPLANE) build
+	$(CONTROLPLANE) build --real-node
 
 # Starts a cluster in the background and writes $(CLUSTER_DIR)/kubeconfig. Idempotent.
 cluster-up: controlplane
-	$(CONTROLPLANE) up --state-dir $(CLUSTER_DIR)
+	$(CONTROLPLANE) up --state-dir $(CLUSTER_DIR) $(if $(filter real,$(NODE)),--real-node)
 
 # Stops it. Idempotent.
 cluster-down: install
@@ -85,6 +89,12 @@ cluster-down: install
 # simulates the nodes: no image is really built). Leaves the cluster up; `make cluster-down`.
 demo: cluster-up
 	$(PY) examples/demo.py
+
+# A real image: the operator builds with Kaniko on the real node, the registry serves it with
+# the recorded digest, and a pod runs it (root only; leaves the cluster up).
+demo-real: controlplane
+	$(MAKE) cluster-up NODE=real
+	$(PY) examples/demo_real.py
 
 # Speed and cost of the operator against floors measured in the same run, on its own local
 # control plane (tests/bench/bench_operator.py): a table, then one JSON line; asserts nothing.

@@ -149,12 +149,14 @@ def k8s_namespace(k8s_api: Any, request: pytest.FixtureRequest) -> Iterator[str]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build the control plane (if not cached) before any test runs, so that a cold build
-    (minutes) does not count against the first k8s test's timeout."""
+    """Build the control plane (and the real node's artifacts) if not cached before any test
+    runs, so that a cold build (minutes) does not count against the first test's timeout."""
     if session.config.option.collectonly:
         return
     if any(item.get_closest_marker("k8s") for item in session.items):
         localcluster.ensure_binaries()
+    if any(item.get_closest_marker("realnode") for item in session.items):
+        localcluster.ensure_node_artifacts()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

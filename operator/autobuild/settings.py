@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from string import Formatter
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 # Maintained Kaniko fork (upstream GoogleContainerTools/kaniko was archived in 2025).
@@ -36,6 +37,10 @@ class BuildSettings:
     insecure_git_hosts: tuple[str, ...] = ()
     # Run builds only on these nodes (Docker Hub's "builder" nodes): key=value,key=value.
     node_selector: tuple[tuple[str, str], ...] = ()
+    # A JSON merge patch (RFC 7386) applied to every build pod's spec: tolerations,
+    # serviceAccountName, hostNetwork, priorityClassName, ... (not the containers: the
+    # operator owns the Kaniko container).
+    build_pod_patch: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildSettings:
@@ -53,6 +58,8 @@ class BuildSettings:
                 if any(len(pair) != 2 for pair in pairs):
                     raise ValueError(f"AUTOBUILD_NODE_SELECTOR: expected key=value,...: {raw!r}")
                 values[spec.name] = tuple((k.strip(), v.strip()) for k, v in pairs)
+            elif spec.name == "build_pod_patch":
+                values[spec.name] = parse_pod_patch(raw)
             elif spec.name == "push_retry":
                 values[spec.name] = int(raw)
             elif spec.name == "dockerhub_url":
@@ -62,6 +69,22 @@ class BuildSettings:
             else:
                 values[spec.name] = raw
         return cls(**values)  # type: ignore[arg-type]
+
+
+def parse_pod_patch(raw: str) -> dict[str, Any]:
+    """``AUTOBUILD_BUILD_POD_PATCH``: a JSON object, not touching ``containers``."""
+    try:
+        patch = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"AUTOBUILD_BUILD_POD_PATCH: not JSON: {e}") from None
+    if not isinstance(patch, dict):
+        raise ValueError(f"AUTOBUILD_BUILD_POD_PATCH: expected a JSON object, got {raw!r}")
+    if "containers" in patch:
+        raise ValueError(
+            "AUTOBUILD_BUILD_POD_PATCH: must not set containers (the operator renders the "
+            "Kaniko container); use the AUTOBUILD_* settings for its image and resources"
+        )
+    return patch
 
 
 DEFAULT_GITHUB_URL: Final = "https://api.github.com"

@@ -41,10 +41,16 @@ KUBE_TOOLS = (
     "k8s.io/kubernetes/cmd/kube-controller-manager",
     "k8s.io/kubernetes/cmd/kube-scheduler",
     "k8s.io/kubernetes/cmd/kubectl",
+    "k8s.io/kubernetes/cmd/kubelet",
 )
 ETCD_TOOLS = ("go.etcd.io/etcd/server/v3",)
 KWOK_TOOLS = ("sigs.k8s.io/kwok/cmd/kwok",)
 KWOK_MODULE_PATH = MODULE_PATH + "/kwok"
+# The real node's images: the Kaniko executor and crane, each in a module of its own for
+# the same reason as kwok (their dependencies must not move each other's versions).
+KANIKO_MODULE_PATH = MODULE_PATH + "/kaniko"
+CRANE_MODULE_PATH = MODULE_PATH + "/crane"
+CRANE_MODULE = "github.com/google/go-containerregistry"
 
 STAGING_RE = re.compile(r"^\s*(k8s\.io/[A-Za-z0-9._-]+)\s*=>\s*\./staging/src/(k8s\.io/\S+)\s*$")
 
@@ -145,18 +151,19 @@ def render_kube(versions: dict[str, str], staging: list[str], go_version: str) -
     return "\n".join(lines)
 
 
-def render_kwok(versions: dict[str, str], go_version: str) -> str:
+def render_tool_module(path: str, go_version: str, module: str, version: str, tool: str) -> str:
+    """A wrapper module that requires ``module@version`` and builds its package ``tool``."""
     lines = [
         *HEADER,
-        f"module {KWOK_MODULE_PATH}",
+        f"module {path}",
         "",
         f"go {go_version}",
         "",
         "tool (",
-        *(f"\t{t}" for t in KWOK_TOOLS),
+        f"\t{tool}",
         ")",
         "",
-        f"require sigs.k8s.io/kwok {versions['kwok']}",
+        f"require {module} {version}",
         "",
     ]
     return "\n".join(lines)
@@ -184,8 +191,20 @@ def main() -> int:
         )
     write_module(HERE, render_kube(versions, staging, go_directive(kube_gomod)))
     print(f"  {len(staging)} staging replaces", file=sys.stderr)
-    kwok_gomod = download_gomod("sigs.k8s.io/kwok", versions["kwok"])
-    write_module(HERE / "kwok", render_kwok(versions, go_directive(kwok_gomod)))
+    for directory, path, module, version, tool in (
+        ("kwok", KWOK_MODULE_PATH, "sigs.k8s.io/kwok", versions["kwok"], KWOK_TOOLS[0]),
+        (
+            "kaniko",
+            KANIKO_MODULE_PATH,
+            versions["kaniko_module"],
+            versions["kaniko"],
+            versions["kaniko_module"] + "/cmd/executor",
+        ),
+        ("crane", CRANE_MODULE_PATH, CRANE_MODULE, versions["crane"], CRANE_MODULE + "/cmd/crane"),
+    ):
+        gomod = download_gomod(module, version)
+        text = render_tool_module(path, go_directive(gomod), module, version, tool)
+        write_module(HERE / directory, text)
     return 0
 
 

@@ -52,6 +52,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import realnode
+
 HERE = Path(__file__).resolve().parent
 VERSIONS_FILE = HERE / "versions.json"
 KWOK_MODULE_DIR = HERE / "kwok"
@@ -65,6 +67,9 @@ KUBE_PACKAGES = {
     "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
     "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    # Only the real node (``--real-node``) runs it; built with the others, which share
+    # most of its packages.
+    "kubelet": "k8s.io/kubernetes/cmd/kubelet",
 }
 ETCD_PACKAGE = "go.etcd.io/etcd/server/v3"
 KWOK_PACKAGE = "sigs.k8s.io/kwok/cmd/kwok"
@@ -206,6 +211,17 @@ def _kube_ldflags(version: str, build_date: str) -> str:
             f"-X {pkg}.buildDate={build_date}",
         ]
     return " ".join(flags)
+
+
+def ensure_node_artifacts(*, force: bool = False, log: Log = _stderr_log) -> realnode.NodeArtifacts:
+    """The real node's executor, crane, Debian packages and image layers (built if missing)."""
+    return realnode.ensure_node_artifacts(
+        cache_root(),
+        load_versions(),
+        lambda args, cwd: _run_go(args, cwd, log),
+        log,
+        force=force,
+    )
 
 
 def ensure_binaries(*, force: bool = False, log: Log = _stderr_log) -> Binaries:
@@ -455,6 +471,13 @@ def _make_pki(pki: Path) -> None:
     issue("scheduler", "system:kube-scheduler")
     # kwok plays every kubelet: it updates Nodes, Leases and Pod status, and deletes Pods.
     issue("kwok", "kwok-controller", ["system:masters"])
+    # The real node: the kubelet's client identity (also system:masters: the cluster
+    # authorizes with RBAC only, no Node authorizer), its serving cert (the apiserver checks
+    # it when it reaches the kubelet as `localhost`) and the apiserver's client cert for the
+    # kubelet API (logs, exec, attach).
+    issue("kubelet-client", "system:node:localhost", ["system:nodes", "system:masters"])
+    issue("kubelet", "localhost", server=True, dns=("localhost",), ips=(LOOPBACK,))
+    issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
 
     sa_key = ec.generate_private_key(ec.SECP256R1())
     _write_private(pki / "sa.key", key_pem(sa_key))
@@ -568,14 +591,22 @@ class Component:
     log: Path
     pid: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    # What the process finally runs when argv[0] execs another program (nsenter, unshare).
+    exe: str = ""
 
     def alive(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
-        return self.pid > 0 and _pid_alive(self.pid, self.argv[0])
+        return self.pid > 0 and _pid_alive(self.pid, self.exe or self.argv[0])
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "argv": self.argv, "log": str(self.log), "pid": self.pid}
+        return {
+            "name": self.name,
+            "argv": self.argv,
+            "log": str(self.log),
+            "pid": self.pid,
+            "exe": self.exe,
+        }
 
 
 class ClusterError(RuntimeError):
@@ -646,6 +677,10 @@ class Ports:
     controller_manager: int = 0
     scheduler: int = 0
     kwok: int = 0
+    # The real node's (0 without one).
+    registry: int = 0
+    kubelet: int = 0
+    kubelet_healthz: int = 0
 
 
 @dataclass
@@ -661,6 +696,8 @@ class LocalCluster:
     state_dir: Path | None = None
     binaries: Binaries | None = None
     nodes: int = 1
+    # Also run a real node (kubelet, containerd, runc) and a registry with its images.
+    real_node: bool = False
     # In tests the components die with the process that started them (PR_SET_PDEATHSIG);
     # ``up`` turns that off so the cluster outlives the command.
     die_with_parent: bool = True
@@ -674,6 +711,9 @@ class LocalCluster:
     startup_seconds: float = 0.0
     # Seconds from start() to each readiness milestone (for the docs and benchmarks).
     milestones: dict[str, float] = field(default_factory=dict)
+    # The real node's record (state.json "real_node"): namespace holder, created host dirs,
+    # images; empty without one.
+    node: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._t0 = 0.0
@@ -790,6 +830,7 @@ class LocalCluster:
             if other is not None and any(c.alive() for c in other.components):
                 raise ClusterError(f"a cluster is already running in {self.dir}")
         bins = self._bins()
+        node_artifacts = self._node_artifacts() if self.real_node else None
         t0 = self._t0 = time.monotonic()
         self.milestones = {}
         deadline = t0 + timeout
@@ -798,7 +839,7 @@ class LocalCluster:
         for stale in ("etcd-data", "pki", "kubeconfigs", "certs"):
             shutil.rmtree(self.dir / stale, ignore_errors=True)
         self.kubeconfig.unlink(missing_ok=True)
-        ports = _free_ports(6)
+        ports = _free_ports(9 if self.real_node else 6)
         self.ports = Ports(*ports)
         _make_pki(self.pki)
         if self.audit_policy is not None:
@@ -806,8 +847,12 @@ class LocalCluster:
             self.audit_log.unlink(missing_ok=True)
         kcfg = self.dir / "kubeconfigs"
         kcfg.mkdir()
-        for user in ("controller-manager", "scheduler", "kwok"):
+        users = ("controller-manager", "scheduler", "kwok")
+        for user in (*users, "kubelet-client") if self.real_node else users:
             (kcfg / f"{user}.kubeconfig").write_text(_kubeconfig_text(self.server, self.pki, user))
+        # Taken before anything starts, so a second real node fails at once; the namespace
+        # holder inherits it.
+        node_lock = realnode.acquire_host_lock(cache_root()) if self.real_node else None
         try:
             self._spawn("etcd", self._etcd_args(bins))
             self._spawn("kube-apiserver", self._apiserver_args(bins))
@@ -849,10 +894,15 @@ class LocalCluster:
                 deadline,
                 lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
             )
+            if node_artifacts is not None and node_lock is not None:
+                self._start_real_node(bins, node_artifacts, node_lock, deadline)
         except BaseException:
             self.log(f"start-up failed; logs in {self.log_dir}")
             self.stop()
             raise
+        finally:
+            if node_lock is not None:
+                os.close(node_lock)
         self.startup_seconds = time.monotonic() - t0
         self._save_state(ready=True)
         self.log(f"control plane ready in {self.startup_seconds:.1f}s at {self.server}")
@@ -864,6 +914,9 @@ class LocalCluster:
         for c in reversed(self.components):
             self._stop_component(c, grace)
         self.components = []
+        if self.node:
+            realnode.clean_host(self.node["namespace"], self.node["created_dirs"], self.log)
+            self.node = {}
         self.state_file.unlink(missing_ok=True)
 
     def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 60) -> None:
@@ -923,10 +976,18 @@ class LocalCluster:
         cluster.binaries = Binaries(Path(state["binaries"]))
         cluster.ports = Ports(**state["ports"])
         cluster.components = [
-            Component(name=c["name"], argv=c["argv"], log=Path(c["log"]), pid=c["pid"])
+            Component(
+                name=c["name"],
+                argv=c["argv"],
+                log=Path(c["log"]),
+                pid=c["pid"],
+                exe=c.get("exe", ""),
+            )
             for c in state["components"]
         ]
         cluster.startup_seconds = float(state.get("startup_seconds", 0.0))
+        cluster.node = dict(state.get("real_node") or {})
+        cluster.real_node = bool(cluster.node)
         return cluster
 
     def healthy(self) -> bool:
@@ -944,13 +1005,24 @@ class LocalCluster:
             "components": [c.to_json() for c in self.components],
             "startup_seconds": round(self.startup_seconds, 2),
             "milestones": self.milestones,
+            "real_node": self.node,
         }
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        exe: str = "",
+        pass_fds: Sequence[int] = (),
+        path_prefix: Sequence[Path] = (),
+    ) -> None:
         log_path = self.log_dir / f"{name}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
         env["HOME"] = str(self.dir)  # kwok & co. read ~/.kube, ~/.kwok: keep them in the dir
+        if path_prefix:
+            env["PATH"] = os.pathsep.join([*map(str, path_prefix), env.get("PATH", "")])
         with open(log_path, "ab") as out:
             out.write(f"\n==== {datetime.datetime.now().isoformat()} {argv!r}\n".encode())
             out.flush()
@@ -963,8 +1035,9 @@ class LocalCluster:
                 env=env,
                 start_new_session=True,
                 preexec_fn=_set_pdeathsig if self.die_with_parent else None,
+                pass_fds=pass_fds,
             )
-        self.components.append(Component(name, argv, log_path, proc.pid, proc))
+        self.components.append(Component(name, argv, log_path, proc.pid, proc, exe))
         self._save_state(ready=False)
 
     def _wait(self, what: str, deadline: float, check: Callable[[], bool]) -> None:
@@ -1112,6 +1185,7 @@ class LocalCluster:
             "--profiling=false",
             f"--v={self.verbosity}",
             *self._audit_args(),
+            *(self._apiserver_kubelet_args() if self.real_node else []),
         ]
 
     def _audit_args(self) -> list[str]:
@@ -1123,6 +1197,17 @@ class LocalCluster:
             "--audit-log-format=json",
             # Written by the request's own goroutine, not batched: counts are complete at once.
             "--audit-log-mode=blocking",
+        ]
+
+    def _apiserver_kubelet_args(self) -> list[str]:
+        """How the apiserver reaches the real kubelet: by its Hostname address `localhost`
+        only (never the InternalIP the kubelet detects), over TLS checked against the CA."""
+        pki = self.pki
+        return [
+            "--kubelet-preferred-address-types=Hostname",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
         ]
 
     def _component_serving_args(self, name: str, port: int) -> list[str]:
@@ -1176,6 +1261,137 @@ class LocalCluster:
             f"--server-address={LOOPBACK}:{self.ports.kwok}",
         ]
 
+    # ---- the real node (realnode.py) ---------------------------------------------------
+    @property
+    def registry(self) -> str:
+        """``127.0.0.1:PORT`` of the real node's registry (plain HTTP, no auth)."""
+        if not self.node:
+            raise ClusterError("this cluster has no real node (start it with real_node=True)")
+        return str(self.node["registry"])
+
+    @property
+    def images(self) -> realnode.NodeImages:
+        """The executor, busybox and pause images the harness pushed into :attr:`registry`."""
+        if not self.node:
+            raise ClusterError("this cluster has no real node (start it with real_node=True)")
+        return realnode.NodeImages(**self.node["images"])
+
+    @property
+    def node_artifacts(self) -> realnode.NodeArtifacts:
+        """The cached executor, crane, containerd, runc, ... of the real node."""
+        if not self.node:
+            raise ClusterError("this cluster has no real node (start it with real_node=True)")
+        return realnode.NodeArtifacts(Path(self.node["artifacts"]))
+
+    def operator_env(self, *extra_insecure_registries: str) -> dict[str, str]:
+        """The ``AUTOBUILD_*`` settings for an operator building on the real node (its
+        registry, and any ``extra_insecure_registries``, reached over plain HTTP)."""
+        return realnode.operator_settings(self.images, (self.registry, *extra_insecure_registries))
+
+    def _node_artifacts(self) -> realnode.NodeArtifacts:
+        problems = realnode.host_problems()
+        if problems:
+            raise ClusterError("this host cannot run the real node: " + "; ".join(problems))
+        return ensure_node_artifacts(log=self.log)
+
+    def _start_real_node(
+        self, bins: Binaries, artifacts: realnode.NodeArtifacts, lock: int, deadline: float
+    ) -> None:
+        """Registry + images, then the namespace holder, containerd and the kubelet; waits
+        until the Node ``localhost`` is Ready."""
+        layout = realnode.NodeLayout(self.dir / "node")
+        shutil.rmtree(layout.dir, ignore_errors=True)
+        for source in layout.host_sources.values():
+            source.mkdir(parents=True)
+        realnode.write_kernel_tunables(layout)
+        registry = f"{LOOPBACK}:{self.ports.registry}"
+        registry_dir = layout.dir / "registry"
+        (registry_dir / "data").mkdir(parents=True)
+        (registry_dir / "config.yml").write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            f"storage: {{filesystem: {{rootdirectory: {registry_dir / 'data'}}}, "
+            "delete: {enabled: true}}\n"
+            f"http: {{addr: '{registry}'}}\n"
+        )
+        self._spawn(
+            "registry", [str(artifacts.registry), "serve", str(registry_dir / "config.yml")]
+        )
+        self._wait("registry /v2/", deadline, lambda: self._http_ok(f"http://{registry}/v2/"))
+        images = realnode.push_images(artifacts, registry, self.log)
+        self.milestones["node images pushed"] = round(time.monotonic() - self._t0, 2)
+
+        layout.containerd_config.write_text(
+            realnode.containerd_config(layout, artifacts, images.pause)
+        )
+        hosts = layout.certs_d / registry
+        hosts.mkdir(parents=True)
+        (hosts / "hosts.toml").write_text(realnode.registry_hosts_toml(registry))
+        layout.cni_conf_dir.mkdir(parents=True)
+        (layout.cni_conf_dir / "10-autobuild.conflist").write_text(realnode.cni_config())
+        # Pods resolve names against loopback only (nothing answers): no query leaves.
+        layout.resolv_conf.write_text(f"nameserver {LOOPBACK}\n")
+        layout.kubelet_config.write_text(
+            json.dumps(
+                realnode.kubelet_config(
+                    layout,
+                    self.pki,
+                    port=self.ports.kubelet,
+                    healthz_port=self.ports.kubelet_healthz,
+                ),
+                indent=2,
+            )
+        )
+
+        self.node = {
+            "dir": str(layout.dir),
+            "registry": registry,
+            "images": images.to_json(),
+            "artifacts": str(artifacts.root),
+            "namespace": "",
+            "created_dirs": realnode.create_mountpoints(),
+        }
+        self._save_state(ready=False)
+        # The holder inherits the host lock: held while the node's namespace lives.
+        self._spawn("node-namespace", realnode.holder_argv(layout), exe="sleep", pass_fds=(lock,))
+        holder = self.components[-1].pid
+        self._wait("node mount namespace", deadline, layout.ready_file.exists)
+        self.node["namespace"] = realnode.mount_namespace(holder)
+        self._save_state(ready=False)
+
+        self._spawn(
+            "containerd",
+            realnode.in_namespace(
+                holder, [str(artifacts.containerd), f"--config={layout.containerd_config}"]
+            ),
+            exe=str(artifacts.containerd),
+            # containerd finds its shim (containerd-shim-runc-v2) on PATH.
+            path_prefix=(artifacts.debroot / "usr" / "bin",),
+        )
+        self._wait("containerd socket", deadline, layout.containerd_socket.exists)
+        kubelet = str(bins.path("kubelet"))
+        self._spawn(
+            "kubelet",
+            realnode.in_namespace(
+                holder,
+                [
+                    kubelet,
+                    f"--config={layout.kubelet_config}",
+                    f"--kubeconfig={self.dir / 'kubeconfigs' / 'kubelet-client.kubeconfig'}",
+                    f"--hostname-override={realnode.NODE_NAME}",
+                    "--node-labels=" + "=".join(realnode.NODE_LABEL),
+                    f"--v={self.verbosity}",
+                ],
+            ),
+            exe=kubelet,
+        )
+        self._wait("real node Ready", deadline, self._real_node_ready)
+
+    def _real_node_ready(self) -> bool:
+        node = self.api("GET", f"/api/v1/nodes/{realnode.NODE_NAME}", timeout=2)
+        conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+        return conds.get("Ready") == "True"
+
 
 @contextlib.contextmanager
 def local_cluster(
@@ -1207,6 +1423,8 @@ def local_cluster(
 def _cmd_build(args: argparse.Namespace) -> int:
     bins = ensure_binaries(force=args.force)
     print(bins.bin_dir)
+    if args.real_node:
+        print(ensure_node_artifacts(force=args.force).root)
     return 0
 
 
@@ -1214,18 +1432,31 @@ def _cmd_up(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     existing = LocalCluster.attach(state_dir)
     if existing is not None:
-        if existing.healthy():
+        if existing.healthy() and existing.real_node == args.real_node:
             _stderr_log(f"already running at {existing.server}; kubeconfig {existing.kubeconfig}")
             return 0
-        _stderr_log("found a stale or partial cluster; stopping it first")
+        if existing.healthy():
+            _stderr_log(
+                "a cluster runs here "
+                + ("with" if existing.real_node else "without")
+                + " a real node; restarting it"
+            )
+        else:
+            _stderr_log("found a stale or partial cluster; stopping it first")
         existing.stop()
-    cluster = LocalCluster(state_dir=state_dir, die_with_parent=False, nodes=args.nodes)
+    cluster = LocalCluster(
+        state_dir=state_dir, die_with_parent=False, nodes=args.nodes, real_node=args.real_node
+    )
     cluster.start(timeout=args.timeout)
     print(f"kubeconfig: {cluster.kubeconfig}")
     print(f"server:     {cluster.server}")
     print(f"kubectl:    {cluster.kubectl_path}")
     print(f"logs:       {cluster.log_dir}")
     print(f"ready in:   {cluster.startup_seconds:.1f}s {cluster.milestones}")
+    if cluster.real_node:
+        print(f"registry:   {cluster.registry} (plain HTTP)")
+        for name, ref in cluster.images.to_json().items():
+            print(f"image:      {name:<9} {ref}")
     return 0
 
 
@@ -1263,6 +1494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("build", help="build and cache the binaries if missing")
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    p.add_argument(
+        "--real-node", action="store_true", help="also the real node's artifacts (realnode.py)"
+    )
     p.set_defaults(func=_cmd_build)
     for name, func, helptext in (
         ("up", _cmd_up, "start a cluster in the background (idempotent)"),
@@ -1275,10 +1509,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "up":
             p.add_argument("--nodes", type=int, default=1)
             p.add_argument("--timeout", type=float, default=180)
+            p.add_argument(
+                "--real-node",
+                action="store_true",
+                help="also a real node `localhost` (kubelet, containerd) and a registry",
+            )
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (BuildError, ClusterError) as e:
+    except (BuildError, ClusterError, realnode.NodeError) as e:
         _stderr_log(f"error: {e}")
         return 1
 

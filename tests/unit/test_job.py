@@ -117,14 +117,19 @@ def test_other_registry_cache_repo_and_insecure_flags() -> None:
             )
         }
     )
-    settings = BuildSettings(insecure_registries=("127.0.0.1:5000",))
+    # A base-image registry may be insecure too, not only the destination.
+    settings = BuildSettings(insecure_registries=("127.0.0.1:5000", "mirror.local:8080"))
     rendered = args(render(ab, settings=settings))
     assert "--destination=127.0.0.1:5000/acme/dockertext-cavityflow:latest" in rendered
     assert "--cache-repo=127.0.0.1:5000/acme/dockertext-cavityflow/buildcache" in rendered
-    assert {"--insecure", "--skip-tls-verify", "--insecure-pull", "--skip-tls-verify-pull"} <= set(
-        rendered
-    )
-    assert "--insecure" not in args(render(ab))
+    insecure = [a for a in rendered if a.startswith(("--insecure", "--skip-tls"))]
+    assert insecure == [
+        "--insecure-registry=127.0.0.1:5000",
+        "--skip-tls-verify-registry=127.0.0.1:5000",
+        "--insecure-registry=mirror.local:8080",
+        "--skip-tls-verify-registry=mirror.local:8080",
+    ]
+    assert not [a for a in args(render(ab)) if a.startswith(("--insecure", "--skip-tls"))]
 
 
 @pytest.mark.parametrize(
@@ -298,3 +303,50 @@ def test_long_names_fit_63_characters() -> None:
     job = render(ab)
     assert len(job["metadata"]["name"]) <= 63
     assert len(job["metadata"]["labels"]["autobuild.dev/automatedbuild"]) <= 63
+
+
+def test_build_pod_patch_merges_into_every_build_pod() -> None:
+    patch = (
+        '{"hostNetwork": true, "tolerations": [{"key": "autobuild.dev/real-node", '
+        '"operator": "Exists", "effect": "NoSchedule"}], '
+        '"nodeSelector": {"autobuild.dev/node": "real"}, "enableServiceLinks": null}'
+    )
+    settings = BuildSettings.from_env(
+        {"AUTOBUILD_NODE_SELECTOR": "zone=a", "AUTOBUILD_BUILD_POD_PATCH": patch}
+    )
+    pod = render(automated_build(), settings=settings)["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["tolerations"] == [
+        {"key": "autobuild.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    # Objects merge key by key; null removes.
+    assert pod["nodeSelector"] == {"zone": "a", "autobuild.dev/node": "real"}
+    assert "enableServiceLinks" not in pod
+    assert pod["containers"] == render(automated_build())["spec"]["template"]["spec"]["containers"]
+    assert "hostNetwork" not in render(automated_build())["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("{not json", "not JSON"),
+        ('["hostNetwork"]', "expected a JSON object"),
+        ('{"containers": []}', "must not set containers"),
+    ],
+)
+def test_build_pod_patch_rejects_bad_values(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        BuildSettings.from_env({"AUTOBUILD_BUILD_POD_PATCH": raw})
+
+
+def test_merge_patch_follows_rfc_7386() -> None:
+    # The examples of RFC 7386, appendix A (a selection).
+    assert jobs.merge_patch({"a": "b"}, {"a": "c"}) == {"a": "c"}
+    assert jobs.merge_patch({"a": "b"}, {"b": "c"}) == {"a": "b", "b": "c"}
+    assert jobs.merge_patch({"a": "b"}, {"a": None}) == {}
+    assert jobs.merge_patch({"a": [{"b": "c"}]}, {"a": [1]}) == {"a": [1]}
+    assert jobs.merge_patch({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}) == {"a": {"b": "d"}}
+    assert jobs.merge_patch({"e": None}, {"a": 1}) == {"e": None, "a": 1}
+    target = {"a": {"b": "c"}}
+    jobs.merge_patch(target, {"a": {"b": "x"}})
+    assert target == {"a": {"b": "c"}}

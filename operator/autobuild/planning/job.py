@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -142,8 +143,10 @@ def kaniko_args(
             f"--cache-repo={cache_repo(spec)}",
             f"--cache-ttl={settings.cache_ttl}",
         ]
-    if spec.image.registry in settings.insecure_registries:
-        args += ["--insecure", "--skip-tls-verify", "--insecure-pull", "--skip-tls-verify-pull"]
+    # Per registry, for pushes, the cache and base-image pulls alike (Kaniko's --insecure and
+    # --insecure-pull would drop TLS for every registry, Docker Hub's base images included).
+    for registry in settings.insecure_registries:
+        args += [f"--insecure-registry={registry}", f"--skip-tls-verify-registry={registry}"]
     args += [f"--build-arg={name}={value}" for name, value in build_args(spec, build).items()]
     args += [
         f"--label=org.opencontainers.image.source={clone_url(spec)}",
@@ -273,6 +276,24 @@ def render_job(
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": spec.timeout_seconds,
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": merge_patch(pod_spec, settings.build_pod_patch),
+            },
         },
     }
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``target`` with a JSON merge patch (RFC 7386) applied: objects merge key by key,
+    ``null`` removes a key, anything else (lists too) replaces. Neither input is changed."""
+    result = copy.deepcopy(dict(target))
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = result.get(key)
+            result[key] = merge_patch(current if isinstance(current, Mapping) else {}, value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result

@@ -1,0 +1,93 @@
+"""Failure reasons from Kaniko's own messages, as a real executor printed them on the local
+real node (chainguard-dev/kaniko v1.25.5; captured from tests/k8s/test_realnode.py's runs).
+The message written is ours: none of the log's text reaches status or Events."""
+
+from __future__ import annotations
+
+import pytest
+
+from autobuild.planning.failures import classify_log
+
+REGISTRY = "127.0.0.1:40513"
+PUSH_DENIED = (
+    "error checking push permissions -- make sure you entered the correct tag name, and that "
+    "you are authenticated correctly, and try again: checking push permission for "
+    f'"{REGISTRY}/acme/app:latest": POST http://{REGISTRY}/v2/acme/app/blobs/uploads/: '
+    "UNAUTHORIZED: authentication required; [map[Action:pull Class: Name:acme/app "
+    "Type:repository] map[Action:push Class: Name:acme/app Type:repository]]"
+)
+BASE_MISSING = (
+    "error building image: unable to complete operation after 0 attempts, last error: GET "
+    f"http://{REGISTRY}/v2/nope/nothing/manifests/1: MANIFEST_UNKNOWN: manifest unknown; "
+    "map[Tag:1]"
+)
+USAGE_TAIL = (
+    "  -v, --verbosity string                          Log level (trace, debug, info, warn, "
+    'error, fatal, panic) (default "info")\n\nUse "executor [command] --help" for more '
+    "information about a command.\n"
+)
+GIT_PROGRESS = "Enumerating objects: 3, done.\nTotal 3 (delta 0), reused 0 (delta 0)\n"
+
+
+@pytest.mark.parametrize(
+    ("log", "reason"),
+    [
+        (
+            "Error: error resolving source context: authentication required: "
+            "authentication required\nUsage:\n  executor [flags]\n" + USAGE_TAIL,
+            "GitAuthFailed",
+        ),
+        (
+            "Error: error resolving source context: repository not found: \n" + USAGE_TAIL,
+            "GitCloneFailed",
+        ),
+        (
+            "Error: error resolving source context: object not found\n" + USAGE_TAIL,
+            "GitCloneFailed",
+        ),
+        (
+            "Error: error resolving dockerfile path: please provide a valid path to a Dockerfile "
+            "within the build context with --dockerfile\n" + USAGE_TAIL,
+            "DockerfileNotFound",
+        ),
+        (
+            GIT_PROGRESS + "error building image: parsing dockerfile: dockerfile parse error on "
+            "line 1: FROM requires either one or three arguments\n",
+            "DockerfileInvalid",
+        ),
+        (GIT_PROGRESS + PUSH_DENIED + "\n", "PushUnauthorized"),
+        (
+            "\x1b[36mINFO\x1b[0m[0000] No cached layer found for cmd RUN echo hi \n"
+            "error building image: error building stage: failed to optimize instructions: "
+            "failed to get files used from context: failed to get fileinfo for "
+            "/kaniko/buildcontext/nothere: lstat /kaniko/buildcontext/nothere: no such file or "
+            "directory\n",
+            "ContextFileMissing",
+        ),
+        (
+            "\x1b[36mINFO\x1b[0m[0002] Running: [/bin/sh -c exit 3] \n"
+            "error building image: error building stage: failed to execute command: waiting "
+            "for process to exit: exit status 3\n",
+            "BuildStepFailed",
+        ),
+        (
+            f"\x1b[31mERRO\x1b[0m[0000] Error while retrieving image from cache: {REGISTRY}"
+            "/nope/nothing:1 unable to complete operation after 0 attempts \n"
+            + BASE_MISSING
+            + "\n",
+            "BaseImagePullFailed",
+        ),
+    ],
+)
+def test_real_kaniko_messages_are_classified(log: str, reason: str) -> None:
+    found = classify_log(log)
+    assert found is not None
+    assert found[0] == reason
+    assert REGISTRY not in found[1]  # our words, not the log's
+    assert "Error" not in found[1]
+
+
+def test_usage_text_alone_is_not_a_reason() -> None:
+    """The termination message of some failures is only Kaniko's usage: read the log then."""
+    assert classify_log(USAGE_TAIL) is None
+    assert classify_log("") is None
