@@ -29,6 +29,8 @@ class BuildSettings:
     ephemeral_storage_limit: str = ""
     cache_ttl: str = "168h"
     push_retry: int = 2
+    # git ls-remote processes the poller (spec.source.pollInterval) runs at once.
+    poll_concurrency: int = 4
     # Docker Hub's API (repository visibility and short description); a fake in tests.
     dockerhub_url: str = DEFAULT_DOCKERHUB_URL
     # Registries reached over plain HTTP or with self-signed certificates, comma-separated.
@@ -60,7 +62,7 @@ class BuildSettings:
                 values[spec.name] = tuple((k.strip(), v.strip()) for k, v in pairs)
             elif spec.name == "build_pod_patch":
                 values[spec.name] = parse_pod_patch(raw)
-            elif spec.name == "push_retry":
+            elif spec.name in ("push_retry", "poll_concurrency"):
                 values[spec.name] = int(raw)
             elif spec.name == "dockerhub_url":
                 if not raw.startswith(("https://", "http://")):

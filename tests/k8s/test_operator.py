@@ -1125,6 +1125,7 @@ def test_a_signed_push_builds_once_and_two_tags_at_one_commit_build_twice(
     body["spec"]["source"]["webhookSecret"] = "hook"
     world.create(body)
     eventually(lambda: ready_condition(world), 30, "first visit")
+    assert world.status()["webhookPath"] == "/hooks/github"  # shown by kubectl describe
     commit = repo.commit("main", {"v.txt": "1"}, "Release 1.4.2")
     host, _, path = repo.clone_url.removeprefix("http://").partition("/")
     full_name = path.removesuffix(".git")
@@ -1180,7 +1181,8 @@ def test_the_trigger_url_builds_the_asked_branch(
     request = json.dumps({"source_type": "Branch", "source_name": "main"}).encode()
     headers = {"Content-Type": "application/json"}
     path = f"/hooks/trigger/{world.namespace}/app"
-    assert operator.deliver(f"{path}/wrong-token", request, headers)[0] == 404
+    assert operator.deliver(f"{path}/wrong-token", request, headers)[0] == 401
+    assert operator.deliver(f"/hooks/trigger/{world.namespace}/nope/x", request, headers)[0] == 404
     status, _ = operator.deliver(f"{path}/{token}", request, headers)
     assert status == 202
     (job,) = eventually(world.jobs, 30, "the triggered build")

@@ -300,17 +300,19 @@ def test_trigger_url_body_forms(served: Served, body: bytes, expected: TriggerUR
     assert served.triggers == [("ci", "app", expected)]
 
 
-def test_trigger_url_refusals_reveal_nothing(served: Served) -> None:
+def test_trigger_url_refusals(served: Served) -> None:
+    wrong = served.request("POST", "/hooks/trigger/ci/app/wrong-token", b'{"build": true}')
+    assert wrong == (401, {"error": "wrong trigger token"})
     answers = {
         json.dumps(served.request("POST", path, b'{"build": true}'))
         for path in (
-            "/hooks/trigger/ci/app/wrong-token",
             f"/hooks/trigger/ci/nope/{TOKEN}",
             f"/hooks/trigger/ci/bb/{TOKEN}",  # exists, has no trigger secret
             f"/hooks/trigger/other/app/{TOKEN}",
         )
     }
     assert answers == {json.dumps([404, {"error": "no such build trigger"}])}
+    assert served.triggers == []
     status, answer = served.request("POST", f"/hooks/trigger/ci/app/{TOKEN}", b'{"build": 1}')
     assert status == 400
     assert "expected" in answer["error"]

@@ -157,16 +157,17 @@ def test_trigger_tokens_are_compared_whole() -> None:
     index.add("app", "github.com/acme/app", SECRET, trigger_token=b"tok-123")
     index.add("bare", "github.com/acme/bare", SECRET)
     receiver = Receiver(index)
-    assert receiver.authorize_trigger("ci", "app", "tok-123")
-    for namespace, name, token in (
-        ("ci", "app", "tok-12"),
-        ("ci", "app", ""),
-        ("ci", "bare", ""),
-        ("ci", "bare", "tok-123"),
-        ("ci", "nope", "tok-123"),
-        ("other", "app", "tok-123"),
+    assert receiver.authorize_trigger("ci", "app", "tok-123") == 200
+    for namespace, name, token, verdict in (
+        ("ci", "app", "tok-12", 401),
+        ("ci", "app", "", 401),
+        ("ci", "app", "tok-1234", 401),
+        ("ci", "bare", "", 404),
+        ("ci", "bare", "tok-123", 404),
+        ("ci", "nope", "tok-123", 404),
+        ("other", "app", "tok-123", 404),
     ):
-        assert not receiver.authorize_trigger(namespace, name, token)
+        assert receiver.authorize_trigger(namespace, name, token) == verdict
 
 
 def test_secret_never_appears_in_a_hook_target_repr() -> None:

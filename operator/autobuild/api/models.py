@@ -577,6 +577,11 @@ class AutomatedBuildStatus(_Model):
         "answered last; a new one is checked with git ls-remote.",
     )
     image: str = Field(default="", description="The full image repository builds push to.")
+    webhook_path: str = Field(
+        default="",
+        description="Where the git host's push webhook goes on the operator's webhook address "
+        "(verified with spec.source.webhookSecret).",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},

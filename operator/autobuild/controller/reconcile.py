@@ -33,7 +33,7 @@ from autobuild.planning.decide import (
 )
 from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
 from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
-from autobuild.planning.planner import PushEvent
+from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
 from autobuild.registry.client import open_session
@@ -156,7 +156,14 @@ class Controller:
                 app = create_app(self.store, self.submit_push, self.submit_trigger)
                 self.webhooks = await start_server(app, self.webhook_address)
                 log.info("webhooks on %s:%d", self.webhooks.host, self.webhooks.port)
-            self._spawn(run_poller(self.store.poll_targets, self._poll, self.submit_push))
+            self._spawn(
+                run_poller(
+                    self.store.poll_targets,
+                    self._poll,
+                    self.submit_push,
+                    concurrency=self.settings.poll_concurrency,
+                )
+            )
             self.synced.set()
             await self.queue.run()
         finally:
@@ -176,7 +183,13 @@ class Controller:
 
     def submit_push(self, namespace: str, name: str, events: Sequence[PushEvent]) -> bool:
         """The entry point for pushes (webhooks, polling): queue them for the AutomatedBuild;
-        the reconcile plans and creates their builds. False when it is unknown."""
+        the reconcile plans and creates their builds. False when it is unknown. Pushes that
+        no rule builds (most feature branches) cost no reconcile."""
+        automated_build = self.store.parsed((namespace, name))
+        if automated_build is not None and not any(
+            plan_builds(automated_build.spec, event).builds for event in events
+        ):
+            return True
         return self.store.add_pushes((namespace, name), events)
 
     def submit_trigger(self, namespace: str, name: str, request: TriggerURLRequest) -> None:

@@ -23,6 +23,7 @@ from autobuild.api.models import (
     BuildRecord,
     Condition,
     LastTrigger,
+    Provider,
     RepositoryStatus,
     RunPolicy,
     Trigger,
@@ -67,6 +68,12 @@ _SECRET_KEYS: Final = (
     (("triggerSecret",), "trigger-token"),
 )
 _REDACTED: Final = "***"
+# The receiver's route per provider; plain git hosts (Gitea, Forgejo) send GitHub's format.
+WEBHOOK_PATHS: Final = {
+    Provider.GITHUB: "/hooks/github",
+    Provider.BITBUCKET: "/hooks/bitbucket",
+    Provider.GITLAB: "/hooks/gitlab",
+}
 # Shorter secret values are not redacted: they would mangle ordinary words.
 _REDACT_MIN: Final = 4
 # Problems after which the repository is asked again whether it answers.
@@ -778,6 +785,9 @@ def _status(
     meta = snapshot.body["metadata"]
     generation = int(meta.get("generation", 0))
     image = automated_build.spec.image.repository if automated_build else previous.image
+    hook = previous.webhook_path
+    if automated_build is not None:
+        hook = WEBHOOK_PATHS.get(automated_build.spec.provider, WEBHOOK_PATHS[Provider.GITHUB])
     observed_source = previous.observed_source
     if automated_build is not None and work.source_answered:
         observed_source = source_fingerprint(automated_build)
@@ -785,6 +795,7 @@ def _status(
         observed_generation=generation,
         observed_source=observed_source,
         image=image,
+        webhook_path=hook,
         conditions=[
             *tracking.conditions(
                 generation, work.problem, records, previous.conditions, snapshot.now

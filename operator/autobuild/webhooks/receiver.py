@@ -272,15 +272,15 @@ class Receiver:
                     found.setdefault((target.namespace, target.name), target)
         return list(found.values())
 
-    def authorize_trigger(self, namespace: str, name: str, token: str) -> bool:
-        """True if ``token`` is the trigger token of that AutomatedBuild (constant-time)."""
+    def authorize_trigger(self, namespace: str, name: str, token: str) -> int:
+        """200 if ``token`` is the trigger token of that AutomatedBuild (compared in constant
+        time), 401 for a wrong token, 404 for an object without a trigger URL (unknown, no
+        ``triggerSecret``, or its Secret or key missing), as Docker Hub answered."""
         expected = self._index.trigger_token(namespace, name)
         given = token.encode("utf-8", "replace")
         if not expected:
-            # Compare anyway, so an unknown object takes as long as a wrong token.
-            hmac.compare_digest(given, given)
-            return False
-        return hmac.compare_digest(expected, given)
+            return 404
+        return 200 if hmac.compare_digest(expected, given) else 401
 
 
 _TRIGGER_PATH: Final = re.compile(r"^(/hooks/trigger/[^/]*/[^/]*/)[^/]*")
@@ -362,9 +362,11 @@ def create_app(
     async def trigger(request: web.Request) -> web.StreamResponse:
         namespace = request.match_info["namespace"]
         name = request.match_info["name"]
-        if not receiver.authorize_trigger(namespace, name, request.match_info["token"]):
-            log.info("trigger URL: refused for %.100s/%.100s", namespace, name)
-            return web.json_response({"error": "no such build trigger"}, status=404)
+        verdict = receiver.authorize_trigger(namespace, name, request.match_info["token"])
+        if verdict != 200:
+            log.info("trigger URL: %d for %.100s/%.100s", verdict, namespace, name)
+            error = "wrong trigger token" if verdict == 401 else "no such build trigger"
+            return web.json_response({"error": error}, status=verdict)
         body = await _read_body(request, max_body, body_timeout)
         if isinstance(body, web.Response):
             return body
