@@ -370,6 +370,7 @@ def test_no_writable_temporary_directory_is_source_unreachable(
     monkeypatch.setenv("TMPDIR", str(missing))
     # What gettempdir() answers when $TMPDIR is set (it is cached after the first call).
     monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    monkeypatch.setattr(gitsource, "_home", None)  # the process's scratch HOME is made once
     with pytest.raises(SourceUnreachable, match="no writable temporary directory") as info:
         asyncio.run(ls_remote(repo.clone_url))
     assert "emptyDir at /tmp" in str(info.value)
