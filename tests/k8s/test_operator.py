@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import localcluster
@@ -131,6 +132,18 @@ class Operator:
                 return int(answer.status), answer.read().decode()
         except urllib.error.HTTPError as error:
             return int(error.code), error.read().decode()
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """GET /metrics of the webhook port, parsed by prometheus-client's own text parser:
+        sample (name, sorted labels) -> value."""
+        url = f"http://127.0.0.1:{self.webhook_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -305,9 +318,12 @@ def build_phase(world: World, phase: str, index: int = 0) -> Callable[[], bool]:
 
 
 def test_create_builds_main_with_exact_kaniko_args_and_records_success(
-    world: World, repo: Repo
+    world: World, repo: Repo, operator: Operator
 ) -> None:
     head = repo.heads()["refs/heads/main"]
+    succeeded = ("autobuild_build_transitions_total", (("phase", "Succeeded"),))
+    timed = ("autobuild_build_duration_seconds_count", (("phase", "Succeeded"),))
+    before = operator.metrics()
     world.create(manifest(world.namespace, repo))
     (job,) = eventually(world.jobs, 30, "the creation build's Job")
     args = job.spec.template.spec.containers[0].args
@@ -336,6 +352,20 @@ def test_create_builds_main_with_exact_kaniko_args_and_records_success(
     events = world.core.list_namespaced_event(world.namespace).items
     reasons = {e.reason for e in events if e.involved_object.kind == "AutomatedBuild"}
     assert {"BuildStarted", "BuildSucceeded"} <= reasons
+    # The operator counted the build (builds of earlier tests in the module may count too).
+    after = eventually(
+        lambda: (found := operator.metrics())[succeeded] > before[succeeded] and found,
+        30,
+        "the Succeeded build in /metrics",
+    )
+    assert after[timed] > before[timed]
+    assert after[("autobuild_builds", (("phase", "Succeeded"),))] >= 1
+    assert after[("autobuild_reconcile_total", (("result", "success"),))] > 0
+    assert ("autobuild_reconcile_errors_total", ()) in after
+    healthy = {key[1]: v for key, v in after.items() if key[0] == "autobuild_informer_healthy"}
+    assert healthy == {
+        (("resource", name),): 1.0 for name in ("automatedbuilds", "secrets", "jobs", "pods")
+    }
 
 
 def test_failing_pod_is_classified_and_its_log_never_reaches_status_or_events(

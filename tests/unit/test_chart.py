@@ -72,6 +72,12 @@ CUSTOM: dict[str, Any] = {
         "className": "nginx",
         "tls": [{"secretName": "autobuild-tls", "hosts": ["autobuild.example.com"]}],
     },
+    "serviceMonitor": {
+        "enabled": True,
+        "interval": "30s",
+        "scrapeTimeout": "10s",
+        "labels": {"release": "kube-prometheus-stack"},
+    },
     "serviceAccount": {"annotations": {"example.com/role": "builder"}},
     "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
 }
@@ -252,6 +258,33 @@ def test_custom_values_reach_the_operator(helm: Path) -> None:
     assert account["metadata"]["annotations"] == {"example.com/role": "builder"}
 
 
+def test_the_service_monitor_scrapes_metrics_on_the_webhook_port(helm: Path) -> None:
+    docs = documents(helm_template(helm, values=CUSTOM).stdout)
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == NAMESPACE
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    service = one(docs, "Service")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint == {
+        "port": "webhook",
+        "path": "/metrics",
+        "interval": "30s",
+        "scrapeTimeout": "10s",
+    }
+    assert endpoint["port"] in {port["name"] for port in service["spec"]["ports"]}
+    # The Ingress routes git hosts to /hooks only: the metrics stay inside the cluster.
+    ingress_paths = [
+        path["path"]
+        for rule in one(docs, "Ingress")["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert ingress_paths == ["/hooks"]
+
+
 def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_access(helm: Path) -> None:
     docs = documents(helm_template(helm, values=CUSTOM).stdout)
     cluster_role = one(docs, "ClusterRole")
@@ -285,6 +318,8 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_access(helm: Path)
         ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
         ({"logFormat": "xml"}, "logFormat"),
         ({"builds": {"nodeSelector": {"a": "b,c=d"}}}, "nodeSelector"),
+        ({"serviceMonitor": {"interval": "30"}}, "interval"),
+        ({"serviceMonitor": {"enable": True}}, "enable"),
     ],
 )
 def test_the_schema_rejects_bad_values(helm: Path, values: dict[str, Any], complaint: str) -> None:

@@ -17,8 +17,13 @@ import pytest
 from fakes import MemoryIndex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 from autobuild.api.models import Provider, SourceType
+from autobuild.metrics import Metrics
 from autobuild.planning.planner import PushEvent
 from autobuild.webhooks.receiver import (
     WebhookServer,
@@ -44,10 +49,12 @@ class Served:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        self.metrics = Metrics()
         app = create_app(
             index,
             self._submit,
             self._submit_trigger,
+            metrics=self.metrics,
             max_body=MAX_BODY,
             body_timeout=body_timeout,
         )
@@ -371,6 +378,61 @@ def test_a_body_that_does_not_arrive_is_408(index: MemoryIndex) -> None:
 
 def test_healthz(served: Served) -> None:
     assert served.request("GET", "/healthz") == (200, "ok\n")
+
+
+def scrape(served: Served, accept: str | None = None) -> tuple[str, str]:
+    """GET /metrics: the Content-Type and the exposition text."""
+    connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    try:
+        connection.request("GET", "/metrics", headers={"Accept": accept} if accept else {})
+        response = connection.getresponse()
+        text = response.read().decode()
+        assert response.status == 200
+        return response.getheader("Content-Type", ""), text
+    finally:
+        connection.close()
+
+
+def deliveries(families: Any) -> dict[tuple[str, str], float]:
+    return {
+        (sample.labels["provider"], sample.labels["code"]): sample.value
+        for family in families
+        if family.name == "autobuild_webhook_deliveries"
+        for sample in family.samples
+        if sample.name == "autobuild_webhook_deliveries_total"
+    }
+
+
+def test_metrics_count_every_answer_of_the_webhook_routes(served: Served) -> None:
+    assert deliveries(text_string_to_metric_families(scrape(served)[1])) == {}
+    assert post_github(served, wp.github_push(), SECRET)[0] == 202
+    assert post_github(served, wp.github_push(), None)[0] == 401
+    assert post_github(served, wp.github_push(), b"wrong secret")[0] == 401
+    assert served.request("GET", "/hooks/gitlab")[0] == 405
+    assert served.request("POST", "/hooks/trigger/ci/app/wrong-token", b"")[0] == 401
+    assert served.request("POST", f"/hooks/trigger/ci/app/{TOKEN}/", b"")[0] == 202
+    assert served.request("GET", "/healthz")[0] == 200  # not a delivery
+    assert served.request("POST", "/hooks/gitea", b"{}")[0] == 404  # no such route: no label
+    content_type, text = scrape(served)
+    assert content_type.startswith("text/plain; version=")
+    expected = {
+        ("github", "202"): 1.0,
+        ("github", "401"): 2.0,
+        ("gitlab", "405"): 1.0,
+        ("trigger", "401"): 1.0,
+        ("trigger", "202"): 1.0,
+    }
+    assert deliveries(text_string_to_metric_families(text)) == expected
+    # Prometheus asks for OpenMetrics first; the answer is that format, and says so.
+    content_type, text = scrape(served, "application/openmetrics-text; version=1.0.0")
+    assert content_type.startswith("application/openmetrics-text")
+    assert deliveries(parse_openmetrics(text)) == expected
+    assert (
+        served.metrics.registry.get_sample_value(
+            "autobuild_webhook_deliveries_total", {"provider": "github", "code": "401"}
+        )
+        == 2.0
+    )
 
 
 def test_start_server_on_a_taken_port_fails_cleanly(served: Served, index: MemoryIndex) -> None:

@@ -66,6 +66,11 @@ class WorkQueue(Generic[K]):
         self._failures.pop(key, None)
         self._dirty.discard(key)
 
+    @property
+    def depth(self) -> int:
+        """Keys waiting for a worker (not those being processed or waiting on a timer)."""
+        return len(self._queued)
+
     def idle(self) -> bool:
         """Nothing queued or being processed (timers may be pending)."""
         return not self._queued and not self._processing

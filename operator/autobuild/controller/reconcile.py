@@ -19,6 +19,7 @@ from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
 from autobuild.controller.kubeapi import ApiError, KubeApi
 from autobuild.controller.queue import WorkQueue
 from autobuild.controller.store import Informer, Key, Store, start_in_order
+from autobuild.metrics import Metrics, StateSources
 from autobuild.planning import registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.decide import (
@@ -78,12 +79,14 @@ class Controller:
         namespaces: Sequence[str] = (),
         workers: int = 8,
         webhook_address: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.api = api
+        self.metrics = metrics if metrics is not None else Metrics()
         self.webhook_address = webhook_address
         self.webhooks: WebhookServer | None = None
         self.settings = settings
-        self.queue: WorkQueue[Key] = WorkQueue(self.process, workers)
+        self.queue: WorkQueue[Key] = WorkQueue(self.metrics.instrument(self.process), workers)
         self.store = Store(self.queue.add)
         self.store.deleted = self.queue.forget
         self.synced = asyncio.Event()
@@ -135,6 +138,17 @@ class Controller:
                 ),
             ],
         ]
+        self.metrics.watch(
+            StateSources(
+                automated_builds=lambda: store.automated_builds.values(),
+                queue_depth=lambda: self.queue.depth,
+                informers=lambda: [
+                    (informer.name, informer.healthy)
+                    for group in self._informers
+                    for informer in group
+                ],
+            )
+        )
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -153,7 +167,9 @@ class Controller:
             log.info("watching %d AutomatedBuilds", len(self.store.keys()))
             if self.webhook_address is not None:
                 # Only now: before the store is complete a delivery could miss its object.
-                app = create_app(self.store, self.submit_push, self.submit_trigger)
+                app = create_app(
+                    self.store, self.submit_push, self.submit_trigger, metrics=self.metrics
+                )
                 self.webhooks = await start_server(app, self.webhook_address)
                 log.info("webhooks on %s:%d", self.webhooks.host, self.webhooks.port)
             self._spawn(
@@ -286,6 +302,7 @@ class Controller:
         if decision.status is not None:
             if not await self._write_status(key, body, decision.status):
                 return _CONFLICT_RETRY
+            self.metrics.record_status(body.get("status"), decision.status)
             for note in decision.events:
                 await self._post_event(body, note)
         return decision.requeue_after

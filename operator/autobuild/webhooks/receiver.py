@@ -8,7 +8,9 @@ API or a git host. Routes (DESIGN.md §3):
 - ``POST /hooks/github``, ``POST /hooks/bitbucket``, ``POST /hooks/gitlab``;
 - ``POST /hooks/trigger/{namespace}/{name}/{token}`` (a trailing ``/`` is accepted, as Docker
   Hub's trigger URLs had one);
-- ``GET /healthz``.
+- ``GET /healthz``;
+- ``GET /metrics``: the operator's Prometheus metrics (:mod:`autobuild.metrics`); every answer
+  of a ``/hooks/`` route is counted by provider and status code.
 
 Answers: 401 unsigned or wrongly signed (nothing happens); 200 ``ping``; 202 a verified push
 (deleted and non-matching refs included: nothing builds for them); 404 unknown repository;
@@ -36,9 +38,12 @@ from typing import Any, Final, Protocol, TypeAlias
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from autobuild.api import checks
 from autobuild.api.models import Provider
+from autobuild.metrics import Metrics, webhook_source
 from autobuild.planning.planner import PushEvent
 from autobuild.webhooks.deliveries import DeliveryKind, PayloadError, parse_delivery
 from autobuild.webhooks.signatures import verify_sha256, verify_token
@@ -321,18 +326,44 @@ async def _read_body(request: web.Request, limit: int, timeout: float) -> bytes 
         return web.json_response({"error": "malformed or interrupted body"}, status=400)
 
 
+def _counting(metrics: Metrics) -> Middleware:
+    """Middleware counting every answer of a webhook route, refusals (401, 404, 405, 413...)
+    included, by provider and status code."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        source = webhook_source(request.path)
+        if source is None:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # e.g. 405 from the router
+            metrics.record_delivery(source, exc.status)
+            raise
+        except Exception:
+            metrics.record_delivery(source, 500)  # what aiohttp answers for it
+            raise
+        metrics.record_delivery(source, response.status)
+        return response
+
+    return count
+
+
 def create_app(
     index: TargetIndex,
     submit: SubmitPush,
     submit_trigger: SubmitTrigger,
     *,
+    metrics: Metrics | None = None,
     max_body: int = MAX_BODY_BYTES,
     delivery_memory: int = DELIVERY_MEMORY,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
 ) -> web.Application:
-    """The aiohttp application of the webhook server (routes in the module docstring)."""
+    """The aiohttp application of the webhook server (routes in the module docstring);
+    ``metrics`` are the operator's (a fresh set when None, so /metrics always answers)."""
     receiver = Receiver(index, delivery_memory=delivery_memory)
-    app = web.Application(client_max_size=max_body)
+    metrics = metrics if metrics is not None else Metrics()
+    app = web.Application(client_max_size=max_body, middlewares=[_counting(metrics)])
 
     def hook(provider: Provider) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -394,6 +425,7 @@ def create_app(
     app.router.add_post("/hooks/trigger/{namespace}/{name}/{token}", trigger)
     app.router.add_post("/hooks/trigger/{namespace}/{name}/{token}/", trigger)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     return app
 
 
