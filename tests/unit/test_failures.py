@@ -91,3 +91,23 @@ def test_usage_text_alone_is_not_a_reason() -> None:
     """The termination message of some failures is only Kaniko's usage: read the log then."""
     assert classify_log(USAGE_TAIL) is None
     assert classify_log("") is None
+
+
+def test_an_untrusted_registry_certificate_is_named_before_push_and_pull_failures() -> None:
+    """Go's TLS error text (crypto/tls, crypto/x509) inside Kaniko's push and pull errors."""
+    untrusted = (
+        f'Get "https://{REGISTRY}/v2/": tls: failed to verify certificate: x509: certificate '
+        "signed by unknown authority"
+    )
+    push = PUSH_DENIED.split(": POST", 1)[0] + ": " + untrusted
+    base = f"error building image: unable to complete operation after 0 attempts: {untrusted}"
+    for log in (push, base):
+        found = classify_log(GIT_PROGRESS + log + "\n")
+        assert found is not None
+        assert found[0] == "RegistryCertificateUntrusted"
+        assert "spec.image.caSecret" in found[1]
+    # A git host's certificate is a clone failure, not the registry's.
+    git = "Error: error resolving source context: " + untrusted.split(": ", 1)[1]
+    assert classify_log(git + "\n" + USAGE_TAIL) == classify_log(
+        "Error: error resolving source context: object not found\n"
+    )
