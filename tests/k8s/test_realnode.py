@@ -539,6 +539,7 @@ def test_a_private_ca_registry_is_pushed_to_only_with_the_ca_secret(
         GitServer(tmp_path / "git") as git,
         Registry(users={"pusher": password}, tls=True, workdir=tmp_path) as registry,
     ):
+        host = registry.host
         repo = git.create_repo("acme", "private-ca")
         commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "over TLS")
         auth = base64.b64encode(f"pusher:{password}".encode()).decode()
@@ -591,8 +592,8 @@ def test_a_private_ca_registry_is_pushed_to_only_with_the_ca_secret(
         served = proc.stdout.decode().strip()
 
     args, (condition, terminated) = results["with-ca"]
-    assert f"--registry-certificate={registry.host}=/kaniko/registry-ca/ca.crt" in args
-    assert not [a for a in args if registry.host in a and "insecure" in a]
+    assert f"--registry-certificate={host}=/kaniko/registry-ca/ca.crt" in args
+    assert not [a for a in args if host in a and "insecure" in a]
     assert condition == "Complete", terminated["log"]
     assert served == terminated["message"].strip()
     args, (condition, terminated) = results["without-ca"]
