@@ -1296,6 +1296,77 @@ def test_push_preflight_refuses_credentials_that_cannot_push(
     eventually(world.jobs, 90, "the build once the Secret can push")
 
 
+@pytest.fixture(scope="module")
+def tls_registry() -> Iterator[Registry]:
+    """A real registry with a self-signed certificate (HTTPS) whose one user may push; not
+    in AUTOBUILD_INSECURE_REGISTRIES: only its CA (``ca_pem``) makes it trusted."""
+    with Registry(users={"pusher": "right-password"}, tls=True) as running:
+        yield running
+
+
+def stalled_condition(world: World) -> dict[str, Any] | None:
+    return next(
+        (
+            c
+            for c in world.status().get("conditions") or []
+            if c["type"] == "Stalled" and c["status"] == "True"
+        ),
+        None,
+    )
+
+
+def test_a_private_ca_registry_builds_only_with_its_ca_secret(
+    world: World, repo: Repo, tls_registry: Registry
+) -> None:
+    world.core.create_namespaced_secret(
+        world.namespace,
+        {
+            "metadata": {"name": "regcred"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {
+                ".dockerconfigjson": docker_config(tls_registry.host, "pusher", "right-password")
+            },
+        },
+    )
+    world.create(registry_manifest(world, repo, tls_registry))
+    stalled = eventually(lambda: stalled_condition(world), 60, "Stalled")
+    assert stalled["reason"] == "RegistryCertificateUntrusted"
+    assert (
+        f"registry {tls_registry.host} presented a TLS certificate that is not trusted"
+        in (stalled["message"])
+    )
+    assert "spec.image.caSecret" in stalled["message"]
+    assert world.jobs() == []
+    world.core.create_namespaced_secret(
+        world.namespace,
+        {
+            "metadata": {"name": "registry-ca"},
+            "stringData": {"ca.crt": tls_registry.ca_pem.decode()},
+        },
+    )
+    world.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        world.namespace,
+        PLURAL,
+        "app",
+        {"spec": {"image": {"caSecret": "registry-ca"}}},
+    )
+    (job,) = eventually(world.jobs, 90, "the build once the CA is trusted")
+    pod = job.spec.template.spec
+    assert (
+        f"--registry-certificate={tls_registry.host}=/kaniko/registry-ca/ca.crt"
+        in pod.containers[0].args
+    )
+    assert not [a for a in pod.containers[0].args if tls_registry.host in a and "insecure" in a]
+    (ca_volume,) = [v for v in pod.volumes if v.name == "registry-ca"]
+    assert ca_volume.secret.secret_name == "registry-ca"
+    assert "PushUnauthorized" not in json.dumps(world.status())
+    # The preflight passed against the real registry: it started (and cancelled) an upload.
+    assert "POST /v2/acme/app/blobs/uploads/" in tls_registry.log_text()
+    eventually(lambda: stalled_condition(world) is None, 60, "no longer Stalled")
+
+
 def test_digests_are_checked_against_the_registry(
     world: World, repo: Repo, registry: Registry, k8s_cluster: Any, tmp_path: Path
 ) -> None:

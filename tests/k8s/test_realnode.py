@@ -528,6 +528,82 @@ def test_push_secret_authenticates_and_a_wrong_password_is_push_denied(
     assert password not in terminated["log"]
 
 
+def test_a_private_ca_registry_is_pushed_to_only_with_the_ca_secret(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """A destination registry with a self-signed certificate (HTTPS, not insecure): Kaniko
+    trusts it through spec.image.caSecret (``--registry-certificate``); without it Kaniko's
+    push fails on the certificate, classified ``RegistryCertificateUntrusted``."""
+    password = uuid.uuid4().hex
+    with (
+        GitServer(tmp_path / "git") as git,
+        Registry(users={"pusher": password}, tls=True, workdir=tmp_path) as registry,
+    ):
+        host = registry.host
+        repo = git.create_repo("acme", "private-ca")
+        commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "over TLS")
+        auth = base64.b64encode(f"pusher:{password}".encode()).decode()
+        config = json.dumps({"auths": {registry.host: {"auth": auth}}})
+        real_cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "regcred",
+            "-n",
+            namespace,
+            "--type=kubernetes.io/dockerconfigjson",
+            "--from-literal=.dockerconfigjson=" + config,
+        )
+        ca_file = tmp_path / "ca.crt"
+        ca_file.write_bytes(registry.ca_pem)
+        real_cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "registry-ca",
+            "-n",
+            namespace,
+            f"--from-file=ca.crt={ca_file}",
+        )
+        results = {}
+        for name, ca_secret in (("with-ca", {"caSecret": "registry-ca"}), ("without-ca", {})):
+            document = _automated_build(real_cluster, namespace, repo)
+            document["metadata"]["name"] = name
+            document["spec"]["image"].update(
+                registry=registry.host, pushSecret="regcred", **ca_secret
+            )
+            (job,) = _render(real_cluster, document, commit)
+            results[name] = (job_args(job), _run_job(real_cluster, namespace, job))
+        # crane verifies the registry against its CA too (Go reads SSL_CERT_FILE).
+        docker_config = tmp_path / "docker"
+        docker_config.mkdir()
+        (docker_config / "config.json").write_text(config)
+        proc = subprocess.run(
+            [
+                str(real_cluster.node_artifacts.crane),
+                "digest",
+                f"{registry.host}/acme/private-ca:latest",
+            ],
+            capture_output=True,
+            check=False,
+            env={**os.environ, "DOCKER_CONFIG": str(docker_config), "SSL_CERT_FILE": str(ca_file)},
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        served = proc.stdout.decode().strip()
+
+    args, (condition, terminated) = results["with-ca"]
+    assert f"--registry-certificate={host}=/kaniko/registry-ca/ca.crt" in args
+    assert not [a for a in args if host in a and "insecure" in a]
+    assert condition == "Complete", terminated["log"]
+    assert served == terminated["message"].strip()
+    args, (condition, terminated) = results["without-ca"]
+    assert not [a for a in args if "registry-certificate" in a]
+    assert condition == "Failed"
+    failure = classify_log(terminated["message"])
+    assert failure is not None, terminated["message"]
+    assert failure[0] == "RegistryCertificateUntrusted", terminated["message"]
+
+
 def _install_crd(cluster: localcluster.LocalCluster) -> None:
     cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
     cluster.kubectl(

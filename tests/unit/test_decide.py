@@ -640,3 +640,63 @@ def test_a_failure_whose_log_tail_is_kanikos_usage_is_classified_from_the_log_he
     again = decide(replace(after, logs={}), SETTINGS)  # after a restart: kept in status
     assert again.read_logs == ()
     assert again.status is None
+
+
+def _ca_image(**extra: str) -> dict[str, str]:
+    return {
+        "registry": "registry.corp:5443",
+        "namespace": "acme",
+        "name": "x",
+        "visibility": "Private",
+        "shortDescription": "x",
+        "caSecret": "corp-ca",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason", "message"),
+    [
+        (None, "SecretNotFound", "spec.image.caSecret: Secret 'corp-ca' not found"),
+        (
+            SecretView("Opaque", {}, {"tls.crt": "PEM"}),
+            "SecretKeyMissing",
+            "spec.image.caSecret: Secret 'corp-ca' has no key 'ca.crt'",
+        ),
+    ],
+)
+def test_a_missing_ca_secret_or_key_is_stalled_and_starts_no_job(
+    secret: SecretView | None, reason: str, message: str
+) -> None:
+    snapshot = created(world(body(image=_ca_image())))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),), secrets={"corp-ca": secret})
+    decision = decide(push, SETTINGS)
+    assert decision.create == ()
+    assert decision.status is not None
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"], stalled["message"]) == (
+        "True",
+        reason,
+        message,
+    )
+
+
+@pytest.mark.parametrize("reason", ["RegistryCertificateUntrusted", "CASecretInvalid"])
+def test_an_untrusted_certificate_or_bad_ca_refuses_the_preflight(reason: str) -> None:
+    b = body(image=_ca_image())
+    ca = {"corp-ca": SecretView("Opaque", {}, {"ca.crt": "PEM"}, version="7")}
+    snapshot = created(world(b, secrets=ca))
+    push = replace(snapshot, pushes=(PushEvent.parse("main", COMMIT),), registry={})
+    (preflight,) = [r for r in decide(push, SETTINGS).registry if r.kind == "preflight"]
+    refused = RegistryResult(NOW, False, reason, "registry.corp:5443: not trusted")
+    decision = decide(replace(push, registry={preflight.id: refused}), SETTINGS)
+    assert decision.create == ()
+    assert decision.pushes_done == 0
+    assert decision.status is not None
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", reason)
+    # A new version of the CA Secret asks the registry again at once.
+    renewed = {"corp-ca": replace(ca["corp-ca"], version="8")}
+    again = decide(replace(push, registry={preflight.id: refused}, secrets=renewed), SETTINGS)
+    (new_preflight,) = [r for r in again.registry if r.kind == "preflight"]
+    assert new_preflight.id != preflight.id

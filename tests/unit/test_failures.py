@@ -91,3 +91,38 @@ def test_usage_text_alone_is_not_a_reason() -> None:
     """The termination message of some failures is only Kaniko's usage: read the log then."""
     assert classify_log(USAGE_TAIL) is None
     assert classify_log("") is None
+
+
+# Kaniko's push to a registry whose certificate it does not trust (no --registry-certificate),
+# as test_realnode.py's private-CA run printed it.
+PUSH_UNTRUSTED = (
+    "error checking push permissions -- make sure you entered the correct tag name, and that "
+    "you are authenticated correctly, and try again: checking push permission for "
+    f'"{REGISTRY}/acme/private-ca:latest": creating push check transport for {REGISTRY} '
+    f'failed: Get "https://{REGISTRY}/v2/": tls: failed to verify certificate: x509: '
+    f"certificate signed by unknown authority; GET http://{REGISTRY}/v2/: unexpected status "
+    "code 400 Bad Request: Client sent an HTTP request to an HTTPS server."
+)
+
+
+def test_an_untrusted_registry_certificate_is_named_before_push_and_pull_failures() -> None:
+    """Go's TLS error (crypto/tls, crypto/x509) inside Kaniko's push and pull errors."""
+    base = (
+        "error building image: unable to complete operation after 0 attempts, last error: "
+        f'Get "https://{REGISTRY}/v2/": tls: failed to verify certificate: x509: certificate '
+        "signed by unknown authority"
+    )
+    for log in (PUSH_UNTRUSTED, base):
+        found = classify_log(GIT_PROGRESS + log + "\n")
+        assert found is not None
+        assert found[0] == "RegistryCertificateUntrusted"
+        assert "spec.image.caSecret" in found[1]
+        assert REGISTRY not in found[1]
+    # A git host's certificate is a clone failure, not the registry's.
+    git = (
+        'Error: error resolving source context: Get "https://git.corp/acme/app.git/info/refs": '
+        "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+    )
+    found = classify_log(git + "\n" + USAGE_TAIL)
+    assert found is not None
+    assert found[0] == "GitCloneFailed"

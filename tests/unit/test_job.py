@@ -224,6 +224,56 @@ def test_push_secret_is_mounted_as_docker_config() -> None:
     assert "volumeMounts" not in container(without)
 
 
+def _image(**extra: str) -> dict[str, str]:
+    return {
+        "namespace": "team",
+        "name": "app",
+        "visibility": "Private",
+        "shortDescription": "x",
+        **extra,
+    }
+
+
+def test_ca_secret_is_mounted_and_named_for_its_registry_only() -> None:
+    ab = automated_build(
+        image=_image(registry="registry.corp:5443", pushSecret="regcred", caSecret="corp-ca")
+    )
+    job = render(ab)
+    certificate = [a for a in args(job) if a.startswith("--registry-certificate")]
+    assert certificate == ["--registry-certificate=registry.corp:5443=/kaniko/registry-ca/ca.crt"]
+    # A private CA is never a reason to skip TLS verification.
+    assert not [a for a in args(job) if a.startswith(("--insecure", "--skip-tls"))]
+    assert container(job)["volumeMounts"] == [
+        {"name": "docker-config", "mountPath": "/kaniko/.docker", "readOnly": True},
+        {"name": "registry-ca", "mountPath": "/kaniko/registry-ca", "readOnly": True},
+    ]
+    assert job["spec"]["template"]["spec"]["volumes"] == [
+        {
+            "name": "docker-config",
+            "secret": {
+                "secretName": "regcred",
+                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            },
+        },
+        {
+            "name": "registry-ca",
+            "secret": {"secretName": "corp-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+        },
+    ]
+
+
+def test_ca_secret_without_push_secret_and_docker_hub_name() -> None:
+    only_ca = render(automated_build(image=_image(registry="127.0.0.1:5000", caSecret="ca")))
+    assert container(only_ca)["volumeMounts"] == [
+        {"name": "registry-ca", "mountPath": "/kaniko/registry-ca", "readOnly": True}
+    ]
+    assert "--registry-certificate=127.0.0.1:5000=/kaniko/registry-ca/ca.crt" in args(only_ca)
+    # go-containerregistry calls Docker Hub index.docker.io; Kaniko looks the flag up by it.
+    hub = render(automated_build(image=_image(registry="docker.io", caSecret="ca")))
+    assert "--registry-certificate=index.docker.io=/kaniko/registry-ca/ca.crt" in args(hub)
+    assert not [a for a in args(render(automated_build())) if "registry-certificate" in a]
+
+
 def test_labels_annotations_and_owner() -> None:
     ab = automated_build(tags=[{"source": "main", "dockerTag": "latest,{sourceref}"}])
     job = render(ab)

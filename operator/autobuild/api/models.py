@@ -214,6 +214,13 @@ class ImageSpec(_Model):
         "Name of a kubernetes.io/dockerconfigjson Secret in the same namespace with "
         "push rights to the registry; mounted as Kaniko's /kaniko/.docker/config.json.",
     )
+    ca_secret: str | None = _secret_ref(
+        "Name of a Secret in the same namespace whose key `ca.crt` holds the PEM certificate(s) "
+        "of the CA that signed the registry's TLS certificate (a self-signed or private-CA "
+        "registry). Trusted, besides the system's CAs, for this registry only: by Kaniko "
+        "(pushes, cache, base images) and by the operator's own registry checks. Plain HTTP is "
+        "not a per-AutomatedBuild choice: the operator's AUTOBUILD_INSECURE_REGISTRIES.",
+    )
 
     @property
     def repository(self) -> str:

@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
-import aiohttp
-
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
 from autobuild.controller.kubeapi import ApiError, KubeApi
 from autobuild.controller.queue import WorkQueue
@@ -37,8 +35,13 @@ from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
-from autobuild.registry.client import open_session
-from autobuild.registry.operations import apply_image_settings, preflight, verify_build
+from autobuild.registry.client import RegistrySessions
+from autobuild.registry.operations import (
+    apply_image_settings,
+    image_ca_bundle,
+    preflight,
+    verify_build,
+)
 from autobuild.settings import BuildSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
 from autobuild.webhooks.poller import PollTarget, run_poller
@@ -94,8 +97,8 @@ class Controller:
         self._checking: set[tuple[Key, str]] = set()
         self._git = asyncio.Semaphore(_GIT_CONCURRENCY)
         self._registry_slots = asyncio.Semaphore(_REGISTRY_CONCURRENCY)
-        # One connection pool for every registry call of the process.
-        self._registry_session: aiohttp.ClientSession | None = None
+        # One connection pool per CA bundle (spec.image.caSecret) for the registry calls.
+        self._registry_sessions = RegistrySessions()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._instance = socket.gethostname()
         owned = {"labelSelector": LABEL_UID}
@@ -188,8 +191,7 @@ class Controller:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.webhooks is not None:
                 await self.webhooks.stop()
-            if self._registry_session is not None:
-                await self._registry_session.close()
+            await self._registry_sessions.close()
 
     def ready(self) -> bool:
         """Listed everything once, and every list and watch works now (an API server that
@@ -428,9 +430,13 @@ class Controller:
             return RegistryResult(_now(), False, Reason.ERROR, "the AutomatedBuild is gone")
         spec = automated_build.spec
         secret = snapshot.secrets.get(spec.image.push_secret) if spec.image.push_secret else None
-        if self._registry_session is None:
-            self._registry_session = open_session()
-        session = self._registry_session
+        try:
+            session = await self._registry_sessions.get(
+                image_ca_bundle(spec.image, snapshot.secrets)
+            )
+        except ValueError as exc:
+            message = f"spec.image.caSecret {spec.image.ca_secret!r}, key ca.crt: {exc}"
+            return RegistryResult(_now(), False, Reason.CA_SECRET_INVALID, message)
         if request.kind == registry_gate.SETTINGS:
             applied = await apply_image_settings(spec, secret, self.settings, session=session)
             state = applied.as_status()

@@ -34,6 +34,7 @@ from autobuild.planning.credentials import git_credentials_problem, git_username
 from autobuild.planning.job import (
     ANNOTATION_SOURCE_REF,
     LABEL_RULE,
+    REGISTRY_CA_KEY,
     build_identity,
     clone_url,
     render_job,
@@ -65,6 +66,7 @@ _SECRET_KEYS: Final = (
     (("source", "credentialsSecret"), "token"),
     (("source", "webhookSecret"), "secret"),
     (("image", "pushSecret"), ".dockerconfigjson"),
+    (("image", "caSecret"), REGISTRY_CA_KEY),
     (("triggerSecret",), "trigger-token"),
 )
 _REDACTED: Final = "***"
@@ -689,9 +691,16 @@ def _failure_logs(
 
 
 def _push_secret_version(snapshot: Snapshot) -> str:
-    name = ((snapshot.body.get("spec") or {}).get("image") or {}).get("pushSecret")
-    view = snapshot.secrets.get(name) if name else None
-    return view.version if view is not None else ""
+    """The versions of the Secrets the registry checks use (push credentials, CA bundle): a
+    new version of either asks the registry again."""
+    image = (snapshot.body.get("spec") or {}).get("image") or {}
+    versions = []
+    for field_name in ("pushSecret", "caSecret"):
+        name = image.get(field_name)
+        view = snapshot.secrets.get(name) if name else None
+        versions.append(view.version if view is not None else "")
+    # Without a caSecret the version is the push Secret's alone, as before.
+    return versions[0] if not versions[1] else "/".join(versions)
 
 
 def _may_create(

@@ -47,6 +47,14 @@ _RULES: Final[tuple[tuple[Reason, re.Pattern[str], str], ...]] = (
         "the Dockerfile could not be parsed",
     ),
     (
+        # Go's TLS errors (crypto/tls, crypto/x509) on a registry call: before the push and
+        # base-image rules, whose lines carry them. A git host's come first (GitCloneFailed).
+        Reason.REGISTRY_CERTIFICATE_UNTRUSTED,
+        re.compile(r"tls: failed to verify certificate|x509: "),
+        "a registry's TLS certificate was not trusted: for spec.image's registry name its CA "
+        "in spec.image.caSecret",
+    ),
+    (
         Reason.PUSH_UNAUTHORIZED,
         re.compile(r"error checking push permissions|(UNAUTHORIZED|DENIED):.*push"),
         "the registry refused the push: check spec.image.pushSecret and its rights on the "

@@ -13,6 +13,7 @@ from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Trigger
 from autobuild.api.repos import repo_scheme, strip_scheme
 from autobuild.planning import credentials
 from autobuild.planning.planner import PlannedBuild
+from autobuild.registry.hosts import is_docker_hub
 from autobuild.settings import BuildSettings
 
 LABEL_PREFIX: Final = "autobuild.dev/"
@@ -28,10 +29,19 @@ ANNOTATION_COMMIT: Final = LABEL_PREFIX + "commit"
 
 CONTAINER_NAME: Final = "kaniko"
 DOCKER_CONFIG_DIR: Final = "/kaniko/.docker"
+# spec.image.caSecret's ca.crt, mounted for Kaniko's --registry-certificate (read-only; Kaniko
+# leaves /kaniko and mounted volumes out of the image).
+REGISTRY_CA_DIR: Final = "/kaniko/registry-ca"
+REGISTRY_CA_KEY: Final = "ca.crt"
+REGISTRY_CA_PATH: Final = f"{REGISTRY_CA_DIR}/{REGISTRY_CA_KEY}"
+# go-containerregistry names Docker Hub `index.docker.io`; Kaniko looks its per-registry flags
+# up by that name.
+_KANIKO_DOCKER_HUB: Final = "index.docker.io"
 TERMINATION_LOG: Final = "/dev/termination-log"
 _MAX_NAME = 63
 _NAME_PREFIX_MAX = 38
 _LABEL_VALUE_MAX = 63
+Obj = dict[str, Any]
 # Builds a person asked for: each is a new build, even of a commit that was built before.
 PERSON_TRIGGERS: Final = frozenset({Trigger.CREATE, Trigger.MANUAL})
 
@@ -120,6 +130,12 @@ def build_args(spec: AutomatedBuildSpec, build: PlannedBuild) -> dict[str, str]:
     return {**dict(sorted(spec.build_args.items())), **builtin}
 
 
+def kaniko_registry_name(registry: str) -> str:
+    """The registry as Kaniko keys its per-registry flags: the reference's registry part
+    (``host[:port]``), Docker Hub's aliases as ``index.docker.io``."""
+    return _KANIKO_DOCKER_HUB if is_docker_hub(registry) else registry
+
+
 def kaniko_args(
     spec: AutomatedBuildSpec, build: PlannedBuild, settings: BuildSettings
 ) -> list[str]:
@@ -147,6 +163,11 @@ def kaniko_args(
     # --insecure-pull would drop TLS for every registry, Docker Hub's base images included).
     for registry in settings.insecure_registries:
         args += [f"--insecure-registry={registry}", f"--skip-tls-verify-registry={registry}"]
+    if spec.image.ca_secret is not None:
+        # Added to the system's CAs for this registry only: pushes, the cache and base images
+        # pulled from it verify against the private CA; every other registry is unchanged.
+        registry = kaniko_registry_name(spec.image.registry)
+        args.append(f"--registry-certificate={registry}={REGISTRY_CA_PATH}")
     args += [f"--build-arg={name}={value}" for name, value in build_args(spec, build).items()]
     args += [
         f"--label=org.opencontainers.image.source={clone_url(spec)}",
@@ -196,6 +217,30 @@ def _labels(automated_build: AutomatedBuild, build: PlannedBuild, build_id: str)
     return labels
 
 
+def _secret_volumes(spec: AutomatedBuildSpec) -> tuple[list[Obj], list[Obj]]:
+    """The container's mounts and the pod's volumes: the push Secret as Kaniko's docker config,
+    the CA Secret's ``ca.crt`` for ``--registry-certificate``; only the keys Kaniko reads."""
+    mounts: list[Obj] = []
+    volumes: list[Obj] = []
+    for name, secret, directory, key, path in (
+        (
+            "docker-config",
+            spec.image.push_secret,
+            DOCKER_CONFIG_DIR,
+            ".dockerconfigjson",
+            "config.json",
+        ),
+        ("registry-ca", spec.image.ca_secret, REGISTRY_CA_DIR, REGISTRY_CA_KEY, REGISTRY_CA_KEY),
+    ):
+        if secret is None:
+            continue
+        mounts.append({"name": name, "mountPath": directory, "readOnly": True})
+        volumes.append(
+            {"name": name, "secret": {"secretName": secret, "items": [{"key": key, "path": path}]}}
+        )
+    return mounts, volumes
+
+
 def render_job(
     automated_build: AutomatedBuild,
     build: PlannedBuild,
@@ -235,19 +280,10 @@ def render_job(
     }
     if settings.node_selector:
         pod_spec["nodeSelector"] = dict(settings.node_selector)
-    if spec.image.push_secret is not None:
-        container["volumeMounts"] = [
-            {"name": "docker-config", "mountPath": DOCKER_CONFIG_DIR, "readOnly": True}
-        ]
-        pod_spec["volumes"] = [
-            {
-                "name": "docker-config",
-                "secret": {
-                    "secretName": spec.image.push_secret,
-                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                },
-            }
-        ]
+    mounts, volumes = _secret_volumes(spec)
+    if volumes:
+        container["volumeMounts"] = mounts
+        pod_spec["volumes"] = volumes
     metadata: dict[str, Any] = {
         "name": identity.job_name,
         "namespace": meta.namespace,

@@ -24,6 +24,8 @@ class Reason(StrEnum):
     SOURCE_UNREACHABLE = "SourceUnreachable"
     PUSH_SECRET_INVALID = "PushSecretInvalid"  # noqa: S105
     REGISTRY_UNREACHABLE = "RegistryUnreachable"
+    REGISTRY_CERTIFICATE_UNTRUSTED = "RegistryCertificateUntrusted"
+    CA_SECRET_INVALID = "CASecretInvalid"  # noqa: S105
     DIGEST_MISMATCH = "DigestMismatch"
     # VisibilityApplied
     APPLIED = "Applied"
@@ -61,5 +63,7 @@ STALLED: Final = frozenset(
         Reason.CREDENTIALS_NOT_ALLOWED,
         Reason.PUSH_SECRET_INVALID,
         Reason.PUSH_UNAUTHORIZED,
+        Reason.REGISTRY_CERTIFICATE_UNTRUSTED,
+        Reason.CA_SECRET_INVALID,
     }
 )

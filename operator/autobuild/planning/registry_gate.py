@@ -36,7 +36,15 @@ _SETTINGS_RETRY: Final = frozenset(
     {Reason.REGISTRY_UNREACHABLE, "RateLimited", "RepositoryPending"}
 )
 # Preflight outcomes that mean "do not start Kaniko".
-_PUSH_REFUSED: Final = frozenset({Reason.PUSH_SECRET_INVALID, Reason.PUSH_UNAUTHORIZED})
+# An untrusted certificate is no passing outage: Kaniko would fail the same way.
+_PUSH_REFUSED: Final = frozenset(
+    {
+        Reason.PUSH_SECRET_INVALID,
+        Reason.PUSH_UNAUTHORIZED,
+        Reason.REGISTRY_CERTIFICATE_UNTRUSTED,
+        Reason.CA_SECRET_INVALID,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,23 @@ def _fingerprint(*parts: object) -> str:
 
 
 def image_fingerprint(automated_build: AutomatedBuild, secret_version: str) -> str:
-    """What repository settings depend on: spec.image and the push Secret's version (never
-    its content)."""
-    image = automated_build.spec.image.model_dump(mode="json")
+    """What repository settings depend on: spec.image and the versions of its Secrets (never
+    their content)."""
+    spec_image = automated_build.spec.image
+    # Without a caSecret the fingerprint is the one it was before caSecret existed (no
+    # re-apply of every repository's settings on upgrade).
+    unset = {"ca_secret"} if spec_image.ca_secret is None else None
+    image = spec_image.model_dump(mode="json", exclude=unset)
     caches = [rule.build_cache for rule in automated_build.spec.tags]
     return _fingerprint(image, caches, secret_version)
+
+
+def _preflight_id(
+    repository: str, push_secret: str | None, ca_secret: str | None, secret_version: str
+) -> str:
+    # Without a caSecret the id is the one it was before caSecret existed.
+    parts = (repository, push_secret) + ((ca_secret,) if ca_secret is not None else ())
+    return f"{PREFLIGHT}:{_fingerprint(*parts, secret_version)}"
 
 
 def _fresh(result: RegistryResult | None, now: datetime) -> bool:
@@ -141,7 +161,7 @@ def push_preflight(
     minutes per Secret version). An unreachable registry does not hold builds back."""
     image = automated_build.spec.image
     request = RegistryRequest(
-        f"{PREFLIGHT}:{_fingerprint(image.repository, image.push_secret, secret_version)}",
+        _preflight_id(image.repository, image.push_secret, image.ca_secret, secret_version),
         PREFLIGHT,
     )
     result = results.get(request.id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import json
 import re
@@ -29,6 +30,8 @@ from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.hosts import api_host, base_url, is_insecure, normalize_registry
 
 DEFAULT_TIMEOUT_S: Final = 20.0
+# Distinct CA bundles with an open session at once; beyond it the least recently used closes.
+MAX_CA_SESSIONS: Final = 64
 _CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 
 
@@ -50,8 +53,44 @@ def open_session(ca_bundle: bytes | str | None = None) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
 
 
+class RegistrySessions:
+    """The operator's registry sessions: one per CA bundle, so each connection pool trusts the
+    system's CAs plus exactly one AutomatedBuild's CA (a CA given for one registry never
+    vouches for another AutomatedBuild's registry). Keyed by the bundle's SHA-256, so every
+    AutomatedBuild with the same CA shares one pool."""
+
+    def __init__(self, limit: int = MAX_CA_SESSIONS) -> None:
+        self._limit = limit
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
+
+    async def get(self, ca_bundle: str | None) -> aiohttp.ClientSession:
+        """The session for ``ca_bundle`` (PEM; None: the system's CAs only), opened on first
+        use. Raises ``ValueError`` when the bundle is not PEM certificates."""
+        key = "" if ca_bundle is None else hashlib.sha256(ca_bundle.encode()).hexdigest()
+        session = self._sessions.pop(key, None)
+        if session is None or session.closed:
+            session = open_session(ca_bundle)
+        self._sessions[key] = session  # most recently used last
+        while len(self._sessions) > self._limit:
+            # Rare (more CAs in use than the limit): a check still using the closed session
+            # fails as unreachable once and is asked again.
+            await self._sessions.pop(next(iter(self._sessions))).close()
+        return session
+
+    async def close(self) -> None:
+        """Close every session (at shutdown)."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
 class RegistryUnreachableError(Exception):
     """The registry or its token endpoint did not answer (network, timeout, 5xx, not /v2/)."""
+
+
+class RegistryCertificateError(RegistryUnreachableError):
+    """The registry's TLS certificate did not verify (self-signed, unknown CA, wrong host):
+    no retry helps until the client trusts the right CA (spec.image.caSecret)."""
 
 
 class RegistryAuthError(Exception):
@@ -331,6 +370,15 @@ class RegistryClient:
                         f"to {method} {urllib.parse.urlsplit(url).path}"
                     )
                 return Response(answer.status, CIMultiDict(answer.headers), body)
+        except aiohttp.ClientConnectorCertificateError as error:
+            detail = getattr(error.certificate_error, "verify_message", None) or str(
+                error.certificate_error
+            )
+            raise RegistryCertificateError(
+                f"registry {self.registry} presented a TLS certificate that is not trusted "
+                f"({detail}): put the PEM certificate of the CA that signed it in a Secret's "
+                "key ca.crt and name that Secret in spec.image.caSecret"
+            ) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             raise RegistryUnreachableError(
                 f"registry {self.registry} is unreachable: {type(error).__name__}: {error}"

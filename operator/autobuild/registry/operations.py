@@ -10,14 +10,14 @@ spec.image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
 
 from autobuild.api.models import AutomatedBuildSpec, ImageSpec
-from autobuild.planning.job import cache_repo
+from autobuild.planning.job import REGISTRY_CA_KEY, cache_repo
 from autobuild.registry.digests import DigestVerification, verify_digests
 from autobuild.registry.dockerconfig import (
     Credentials,
@@ -47,6 +47,16 @@ def image_credentials(image: ImageSpec, push_secret: SecretLike | None) -> Crede
     if image.push_secret is None:
         return None
     return credentials_from_secret(push_secret, image.push_secret, image.registry)
+
+
+def image_ca_bundle(image: ImageSpec, secrets: Mapping[str, SecretLike | None]) -> str | None:
+    """The PEM of spec.image.caSecret's ``ca.crt`` (``secrets``: the referenced Secrets by
+    name); None without a caSecret, or when the Secret or key is missing (the decision reports
+    that as SecretNotFound / SecretKeyMissing)."""
+    if image.ca_secret is None:
+        return None
+    secret = secrets.get(image.ca_secret)
+    return None if secret is None else secret.data.get(REGISTRY_CA_KEY)
 
 
 async def preflight(

@@ -21,6 +21,7 @@ from autobuild.registry.client import (
     DEFAULT_TIMEOUT_S,
     Authorization,
     RegistryAuthError,
+    RegistryCertificateError,
     RegistryClient,
     RegistryUnreachableError,
 )
@@ -31,7 +32,8 @@ PUSH_ACTIONS = ("push", "pull")
 
 @dataclass(frozen=True)
 class PushCheck:
-    """The preflight's answer: ok, or a reason (``PushUnauthorized``, ``RegistryUnreachable``)."""
+    """The preflight's answer: ok, or a reason (``PushUnauthorized``, ``RegistryUnreachable``,
+    ``RegistryCertificateUntrusted``)."""
 
     ok: bool
     reason: str = ""
@@ -97,6 +99,9 @@ async def check_push(
         )
     except RegistryAuthError as error:
         return PushCheck(False, reasons.PUSH_UNAUTHORIZED, f"{error} (pushing to {target})")
+    except RegistryCertificateError as error:
+        # Not transient: Kaniko would fail on the same certificate, so no Job is started.
+        return PushCheck(False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED, str(error))
     except RegistryUnreachableError as error:
         return PushCheck(False, reasons.REGISTRY_UNREACHABLE, str(error))
 

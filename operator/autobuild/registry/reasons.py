@@ -9,6 +9,10 @@ PUSH_SECRET_INVALID: Final = "PushSecretInvalid"  # noqa: S105 (a reason)
 PUSH_UNAUTHORIZED: Final = "PushUnauthorized"
 # The registry (or its token endpoint, or Docker Hub's API) did not answer: transient, not fatal.
 REGISTRY_UNREACHABLE: Final = "RegistryUnreachable"
+# The registry's TLS certificate does not verify against the system's CAs and spec.image.caSecret.
+REGISTRY_CERTIFICATE_UNTRUSTED: Final = "RegistryCertificateUntrusted"
+# spec.image.caSecret's ca.crt is not PEM certificates.
+CA_SECRET_INVALID: Final = "CASecretInvalid"  # noqa: S105 (a reason)
 
 # Digest verification (after a build succeeded).
 DIGEST_MISMATCH: Final = "DigestMismatch"
