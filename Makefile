@@ -88,8 +88,9 @@ cluster-down: install
 # Docker Hub's Automated Builds walkthrough on the local cluster with its real node (Linux,
 # root): the operator builds a git repository with Kaniko on creation and again on a signed
 # GitHub push webhook, crane proves the registry's digests, a pod runs the image by digest
-# (examples/demo.py). Builds the binaries first if needed; leaves the cluster up.
-demo: controlplane
+# (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster up.
+demo: install
+	$(PY) examples/demo.py --check-host
 	$(MAKE) cluster-up NODE=real
 	$(PY) examples/demo.py
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -248,7 +249,23 @@ def run_image(cluster: localcluster.LocalCluster, image: str) -> None:
         raise SystemExit("the container failed")
 
 
-def main() -> int:
+def host_problems() -> list[str]:
+    """Why this host cannot run the demo (empty when it can): checked before anything is
+    built, so a host without root does not first spend minutes compiling."""
+    problems = realnode.host_problems()
+    if shutil.which("git") is None:
+        problems.append("`git` is not on PATH (the demo's git server runs `git http-backend`)")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["--check-host"]:
+        problems = host_problems()
+        for problem in problems:
+            print(f"make demo: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    if argv:
+        raise SystemExit("usage: demo.py [--check-host]")
     began = time.monotonic()
     cluster = attach_real_cluster()
     webhook_port = localcluster._free_ports(1)[0]
@@ -325,4 +342,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
