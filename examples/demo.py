@@ -102,7 +102,9 @@ def start_over(cluster: localcluster.LocalCluster) -> None:
 
 
 @contextmanager
-def operator(cluster: localcluster.LocalCluster, webhook_port: int) -> Iterator[None]:
+def operator(
+    cluster: localcluster.LocalCluster, webhook_port: int
+) -> Iterator[subprocess.Popen[bytes]]:
     """`autobuild run` for the demo namespace, configured as a cluster with this node needs
     it (executor image, insecure loopback registry, build pods on the host network)."""
     settings = cluster.operator_env()
@@ -120,7 +122,7 @@ def operator(cluster: localcluster.LocalCluster, webhook_port: int) -> Iterator[
             stderr=subprocess.STDOUT,
         )
         try:
-            yield
+            yield process
         finally:
             process.terminate()
             process.wait(20)
@@ -154,28 +156,35 @@ def automated_build(cluster: localcluster.LocalCluster, repo: Repo) -> dict[str,
     }
 
 
-def wait_for_build(cluster: localcluster.LocalCluster, ref: str) -> dict[str, Any]:
+def wait_for_build(
+    cluster: localcluster.LocalCluster, ref: str, process: subprocess.Popen[bytes]
+) -> dict[str, Any]:
     """Poll the status until the build of ``ref`` succeeded and the operator recorded the
-    registry's digest of each of its tags; print its phases on the way. Exits if it failed."""
+    registry's digest of each of its tags; print its phases on the way. Exits if it failed
+    or the operator ``process`` ended."""
     start = time.monotonic()
     seen = ""
     while time.monotonic() - start < BUILD_TIMEOUT_S:
+        if process.poll() is not None:
+            raise SystemExit(
+                f"the operator exited ({process.returncode}); see {STATE}/operator.log"
+            )
         status = json.loads(kubectl(cluster, "get", "ab", NAME, "-n", NAMESPACE, "-o", "json"))
-        builds = status.get("status", {}).get("builds", [])
-        build = next((b for b in builds if b["sourceRef"] == ref), None)
-        phase = build["phase"] if build else "not planned yet"
+        records: list[dict[str, Any]] = status.get("status", {}).get("builds", [])
+        build = next((b for b in records if b["sourceRef"] == ref), {})
+        phase = build.get("phase", "not planned yet")
         if phase != seen:
             print(f"  {time.monotonic() - start:5.1f}s  build of {ref}: {phase}", flush=True)
             seen = phase
-        if build and phase == "Failed":
+        if phase == "Failed":
             raise SystemExit(
                 f"the build failed: {build.get('reason')}: {build.get('message')}\n"
                 f"its Kaniko log: KUBECONFIG={cluster.kubeconfig} "
                 f".venv/bin/autobuild logs {NAME} -n {NAMESPACE} --build {build['id']}"
             )
-        digests = build.get("digests", {}) if build else {}
+        digests = build.get("digests", {})
         if phase == "Succeeded" and all(digests.get(tag) for tag in build["tags"]):
-            return dict(build)
+            return build
         time.sleep(1)
     raise SystemExit(
         f"the build of {ref} is still {seen!r} after {BUILD_TIMEOUT_S}s; see {STATE}/operator.log"
@@ -210,17 +219,21 @@ def deliver_github_push(webhook_port: int, repo: Repo, ref: str, commit: str) ->
 
 
 def prove_digests(cluster: localcluster.LocalCluster, builds: list[dict[str, Any]]) -> None:
-    """Each tag's digest as the status records it, and as the registry serves it now."""
+    """Each tag's digest as the status records it (Kaniko's, and the registry's after the
+    build), and as the registry serves it now."""
     image = f"{cluster.registry}/acme/{NAME}"
     print(f"  {'TAG':<8} {'status.builds[].digests':<73} crane digest")
     for build in builds:
         for tag in build["tags"]:
             served = realnode.crane_digest(cluster.node_artifacts, f"{image}:{tag}")
             recorded = build["digests"][tag]
-            verdict = "same" if served == recorded else f"DIFFERENT: {served}"
-            print(f"  {tag:<8} {recorded:<73} {verdict}")
-            if served != recorded:
-                raise SystemExit(f"the registry serves {image}:{tag} with another digest")
+            same = served == recorded == build["digest"]
+            print(f"  {tag:<8} {recorded:<73} {'same' if same else served}")
+            if not same:
+                raise SystemExit(
+                    f"{image}:{tag}: Kaniko pushed {build['digest']}, the status records "
+                    f"{recorded}, the registry serves {served}"
+                )
 
 
 def run_image(cluster: localcluster.LocalCluster, image: str) -> None:
@@ -286,7 +299,7 @@ def main(argv: list[str]) -> int:
 
         step("Install the CRD; run the operator with the real node's build settings")
         start_over(cluster)
-        with operator(cluster, webhook_port):
+        with operator(cluster, webhook_port) as process:
             step("Apply an AutomatedBuild: Kaniko builds main on creation and pushes it")
             manifest = automated_build(cluster, repo)
             apply(
@@ -301,7 +314,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps(manifest["spec"], indent=2))
             applied = time.monotonic()
             apply(cluster, manifest)
-            created = wait_for_build(cluster, "main")
+            created = wait_for_build(cluster, "main", process)
             timings["creation build"] = time.monotonic() - applied
             show(cluster)
 
@@ -320,7 +333,7 @@ def main(argv: list[str]) -> int:
                 f"POST http://127.0.0.1:{webhook_port}{hook_path or '/hooks/github'}"
                 f" (X-GitHub-Event: push, X-Hub-Signature-256) -> {answer}"
             )
-            tagged = wait_for_build(cluster, "v1.0")
+            tagged = wait_for_build(cluster, "v1.0", process)
             timings["webhook build"] = time.monotonic() - delivered
             show(cluster)
 
