@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install registry test unit lint crds chart-crds controlplane cluster-up cluster-down demo \
-	demo-real bench helm image
+	bench helm image
 
 install: $(STAMP)
 
@@ -85,16 +85,14 @@ cluster-up: controlplane
 cluster-down: install
 	$(CONTROLPLANE) down --state-dir $(CLUSTER_DIR)
 
-# The main job on the local control plane: CRD, operator, a real git server, builds (kwok
-# simulates the nodes: no image is really built). Leaves the cluster up; `make cluster-down`.
-demo: cluster-up
-	$(PY) examples/demo.py
-
-# A real image: the operator builds with Kaniko on the real node, the registry serves it with
-# the recorded digest, and a pod runs it (root only; leaves the cluster up).
-demo-real: controlplane
+# Docker Hub's Automated Builds walkthrough on the local cluster with its real node (Linux,
+# root): the operator builds a git repository with Kaniko on creation and again on a signed
+# GitHub push webhook, crane proves the registry's digests, a pod runs the image by digest
+# (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster up.
+demo: install
+	$(PY) examples/demo.py --check-host
 	$(MAKE) cluster-up NODE=real
-	$(PY) examples/demo_real.py
+	$(PY) examples/demo.py
 
 # Speed and cost of the operator against floors measured in the same run, on its own local
 # control plane (tests/bench/bench_operator.py): a table, then one JSON line; asserts nothing.
