@@ -32,8 +32,9 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from support.httpserver import ThreadedHTTPService
 
 __all__ = ["FakeDockerHub"]
 
@@ -139,8 +140,10 @@ class _HTTPServer(ThreadingHTTPServer):
         self.hub = hub
 
 
-class FakeDockerHub:
+class FakeDockerHub(ThreadedHTTPService):
     """Docker Hub's repository API on loopback; see the module docstring."""
+
+    service_name = "fakedockerhub"
 
     def __init__(
         self,
@@ -149,6 +152,7 @@ class FakeDockerHub:
         orgs: Mapping[str, set[str]] | None = None,
         rate_limit: int = 180,
     ) -> None:
+        super().__init__()
         self.accounts = dict(accounts)
         self.orgs = {org: set(members) for org, members in (orgs or {}).items()}
         self.rate_limit = rate_limit
@@ -159,15 +163,11 @@ class FakeDockerHub:
         self._lock = threading.Lock()
         self._window_start = time.time()
         self._used = 0
-        self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """The base URL, for ``AUTOBUILD_DOCKERHUB_URL``."""
-        if self._server is None:
-            raise RuntimeError("fake Docker Hub not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def add_repository(
         self, namespace: str, name: str, *, private: bool, description: str = ""
@@ -181,35 +181,8 @@ class FakeDockerHub:
         with self._lock:
             self._used = self.rate_limit
 
-    def start(self) -> FakeDockerHub:
-        """Serve in a background thread; returns self."""
-        self._server = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fakedockerhub", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> FakeDockerHub:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> _HTTPServer:
+        return _HTTPServer(self)
 
     # -- called by the handler ------------------------------------------------------------------
 

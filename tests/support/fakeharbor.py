@@ -22,8 +22,9 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from support.httpserver import ThreadedHTTPService
 
 __all__ = ["FakeHarbor"]
 
@@ -101,29 +102,28 @@ class _HTTPServer(ThreadingHTTPServer):
         self.harbor = harbor
 
 
-class FakeHarbor:
+class FakeHarbor(ThreadedHTTPService):
     """Harbor's project and repository API on loopback; see the module docstring."""
+
+    service_name = "fakeharbor"
 
     def __init__(
         self,
         users: Mapping[str, str],
         roles: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        super().__init__()
         self.users = dict(users)
         # project → user → role
         self.roles = {project: dict(members) for project, members in (roles or {}).items()}
         self.projects: dict[str, _Project] = {}
         self.calls: list[tuple[str, str, str | bool | None]] = []
         self._lock = threading.Lock()
-        self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def host(self) -> str:
         """``127.0.0.1:PORT``: the registry host of image references."""
-        if self._server is None:
-            raise RuntimeError("fake Harbor not started")
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     def add_project(self, name: str, *, public: bool, repositories: Mapping[str, str] = {}) -> None:
         """Seed a project with repositories (short name → description), owned by admin."""
@@ -133,35 +133,8 @@ class FakeHarbor:
                 project.repositories[repo] = self._repository(project, repo, description)
             self.projects[name] = project
 
-    def start(self) -> FakeHarbor:
-        """Serve in a background thread; returns self."""
-        self._server = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fakeharbor", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> FakeHarbor:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> _HTTPServer:
+        return _HTTPServer(self)
 
     # -- called by the handler ------------------------------------------------------------------
 

@@ -41,7 +41,6 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import bcrypt
@@ -50,6 +49,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from support.httpserver import Service
 
 if TYPE_CHECKING:
     from support.tokenserver import TokenServer
@@ -124,7 +125,7 @@ def _self_signed_tls() -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-class Registry:
+class Registry(Service):
     """One ``docker-registry`` process on ``127.0.0.1:<free port>`` with its own temp dir."""
 
     def __init__(
@@ -212,17 +213,6 @@ class Registry:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -31,13 +31,14 @@ import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from support.httpserver import ThreadedHTTPService
 
 __all__ = ["TokenServer"]
 
@@ -116,8 +117,10 @@ class _HTTPServer(ThreadingHTTPServer):
         self.owner = owner
 
 
-class TokenServer:
+class TokenServer(ThreadedHTTPService):
     """Issues registry JWTs signed by its own key; see the module docstring."""
+
+    service_name = "tokenserver"
 
     def __init__(
         self,
@@ -128,6 +131,7 @@ class TokenServer:
         issuer: str = "autobuild-test-token-server",
         realm_host: str = "localhost",
     ) -> None:
+        super().__init__()
         self.users = dict(users)
         self.grants = {user: dict(rules) for user, rules in (grants or {}).items()}
         self.service = service
@@ -140,8 +144,6 @@ class TokenServer:
         self._lock = threading.Lock()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._certificate = self._self_signed(self._key)
-        self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def certificate_pem(self) -> bytes:
@@ -151,39 +153,10 @@ class TokenServer:
     @property
     def realm(self) -> str:
         """The token endpoint URL, for the registry's ``auth.token.realm``."""
-        if self._server is None:
-            raise RuntimeError("token server not started")
-        return f"http://{self.realm_host}:{self._server.server_address[1]}/token"
+        return f"http://{self.realm_host}:{self.port}/token"
 
-    def start(self) -> TokenServer:
-        """Serve in a background thread; returns self."""
-        self._server = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="tokenserver", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> TokenServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> _HTTPServer:
+        return _HTTPServer(self)
 
     # -- policy and signing (called by the handler) ---------------------------------------------
 
