@@ -31,10 +31,10 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpserver import ThreadedHTTPService
+from support.httpserver import OwnedHTTPServer, ThreadedHTTPService
 
 __all__ = ["FakeDockerHub"]
 
@@ -51,7 +51,7 @@ def _now() -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: OwnedHTTPServer[FakeDockerHub]
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -70,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     def _dispatch(self, method: str) -> None:
-        hub = self.server.hub
+        hub = self.server.owner
         path = self.path.split("?", 1)[0]
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, document, head=method == "HEAD")
 
     def _login(self, path: str, body: Mapping[str, Any]) -> None:
-        hub = self.server.hub
+        hub = self.server.owner
         legacy = path.startswith("/v2/users/login")
         user = body.get("username" if legacy else "identifier")
         password = body.get("password" if legacy else "secret")
@@ -117,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
         head: bool = False,
     ) -> None:
         data = b"" if document is None else json.dumps(document).encode()
-        limit, remaining, reset, retry_after = rate or self.server.hub.rate_headers()
+        limit, remaining, reset, retry_after = rate or self.server.owner.rate_headers()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(0 if head else len(data)))
@@ -130,14 +130,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(data)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, hub: FakeDockerHub) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.hub = hub
 
 
 class FakeDockerHub(ThreadedHTTPService):
@@ -181,8 +173,8 @@ class FakeDockerHub(ThreadedHTTPService):
         with self._lock:
             self._used = self.rate_limit
 
-    def _bind(self) -> _HTTPServer:
-        return _HTTPServer(self)
+    def _bind(self) -> OwnedHTTPServer[FakeDockerHub]:
+        return OwnedHTTPServer(self, _Handler)
 
     # -- called by the handler ------------------------------------------------------------------
 

@@ -12,19 +12,16 @@ project, ``maintainer``/``developer`` may describe repositories; any user may cr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hmac
 import json
 import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpserver import ThreadedHTTPService
+from support.httpserver import OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["FakeHarbor"]
 
@@ -50,7 +47,7 @@ class _Project:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: OwnedHTTPServer[FakeHarbor]
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -66,10 +63,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PUT")
 
     def _dispatch(self, method: str) -> None:
-        harbor = self.server.harbor
+        harbor = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        user = harbor.authenticate(self.headers.get("Authorization", ""))
+        user = basic_user(self.headers.get("Authorization", ""), harbor.users)
         harbor.record(method, self.path, user)
         if user is False:
             status, document, headers = _error(401, "UNAUTHORIZED", "unauthorized")
@@ -92,14 +89,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Basic realm="harbor"')
         self.end_headers()
         self.wfile.write(data)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, harbor: FakeHarbor) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.harbor = harbor
 
 
 class FakeHarbor(ThreadedHTTPService):
@@ -133,8 +122,8 @@ class FakeHarbor(ThreadedHTTPService):
                 project.repositories[repo] = self._repository(project, repo, description)
             self.projects[name] = project
 
-    def _bind(self) -> _HTTPServer:
-        return _HTTPServer(self)
+    def _bind(self) -> OwnedHTTPServer[FakeHarbor]:
+        return OwnedHTTPServer(self, _Handler)
 
     # -- called by the handler ------------------------------------------------------------------
 
@@ -142,20 +131,6 @@ class FakeHarbor(ThreadedHTTPService):
         """Remember one request."""
         with self._lock:
             self.calls.append((method, path, user))
-
-    def authenticate(self, header: str) -> str | bool:
-        """The user of a Basic header; "" when anonymous; False for wrong credentials."""
-        if not header:
-            return ""
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        expected = self.users.get(user)
-        return user if expected is not None and hmac.compare_digest(expected, password) else False
 
     def route(
         self, method: str, raw_path: str, body: Mapping[str, Any], user: str | None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import contextlib
 import hmac
 import io
@@ -43,9 +42,9 @@ from types import FrameType
 from typing import IO, Any, ClassVar, cast
 
 try:
-    from support.httpserver import ThreadedHTTPService
+    from support.httpserver import ThreadedHTTPService, basic_credentials
 except ModuleNotFoundError:  # run as a script: sys.path has tests/support, not tests
-    from httpserver import ThreadedHTTPService  # type: ignore[import-not-found,no-redef]
+    from httpserver import ThreadedHTTPService, basic_credentials  # type: ignore[import-not-found,no-redef]
 
 __all__ = ["GitServer", "Repo", "git_env"]
 
@@ -252,13 +251,10 @@ class _Handler(BaseHTTPRequestHandler):
         token = _read_token(repo_dir)
         if token is None:
             return ""
-        kind, _, value = (self.headers.get("Authorization") or "").partition(" ")
-        if kind.lower() != "basic":
+        credentials = basic_credentials(self.headers.get("Authorization") or "")
+        if credentials is None:
             return None
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
+        user, password = credentials
         if not hmac.compare_digest(password.encode(), token.encode()):
             return None
         wanted = _read_secret_file(repo_dir / USERNAME_FILE)

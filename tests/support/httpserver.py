@@ -1,18 +1,25 @@
-"""Start and stop for the test servers, written once.
+"""What the test servers share, written once: start and stop, the loopback server, Basic auth.
 
 :class:`Service` is anything a test starts and stops (``with service:`` does both);
 :class:`ThreadedHTTPService` is a Service whose HTTP server runs on loopback in a daemon thread
 (the fakes of GitHub, Docker Hub and Harbor, the token server, the git server). A subclass
-builds its server in :meth:`ThreadedHTTPService._bind` and names itself in ``service_name``.
+builds its server in :meth:`ThreadedHTTPService._bind` and names itself in ``service_name``;
+:class:`OwnedHTTPServer` is that server for a handler that asks its fake (``server.owner``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import threading
 from abc import ABC, abstractmethod
-from http.server import HTTPServer
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Generic, Self, TypeVar
+
+OwnerT = TypeVar("OwnerT")
 
 
 class Service(ABC):
@@ -80,3 +87,40 @@ class ThreadedHTTPService(Service):
             server.shutdown()
             server.server_close()
             thread.join()
+
+
+class OwnedHTTPServer(ThreadingHTTPServer, Generic[OwnerT]):
+    """A threading HTTP server on 127.0.0.1 (a free port); its handlers reach ``owner``."""
+
+    daemon_threads = True
+
+    def __init__(self, owner: OwnerT, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.owner = owner
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """User and password of an HTTP Basic ``Authorization`` header; None when it is not one."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+def basic_user(header: str, users: Mapping[str, str]) -> str | bool:
+    """Who an ``Authorization`` header proves to be among ``users`` (name → password).
+
+    "" when there is no header (anonymous), False for any other scheme or wrong credentials.
+    """
+    if not header:
+        return ""
+    credentials = basic_credentials(header)
+    if credentials is None:
+        return False
+    user, password = credentials
+    expected = users.get(user)
+    return user if expected is not None and hmac.compare_digest(expected, password) else False

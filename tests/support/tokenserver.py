@@ -20,17 +20,15 @@ Use::
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import fnmatch
-import hmac
 import json
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 from cryptography import x509
@@ -38,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from support.httpserver import ThreadedHTTPService
+from support.httpserver import OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["TokenServer"]
 
@@ -50,7 +48,7 @@ def _b64url(data: bytes) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
+    server: OwnedHTTPServer[TokenServer]
     protocol_version = "HTTP/1.1"
     error_content_type: ClassVar[str] = "application/json"
 
@@ -64,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = urllib.parse.parse_qs(url.query)
         owner = self.server.owner
-        user = self._basic_user()
+        user = basic_user(self.headers.get("Authorization", ""), owner.users)
         owner.record(user, query)
         if user is False:
             self._json(401, {"details": "incorrect username or password"})
@@ -81,23 +79,6 @@ class _Handler(BaseHTTPRequestHandler):
             {"token": token, "access_token": token, "expires_in": TOKEN_TTL_S, "issued_at": now},
         )
 
-    def _basic_user(self) -> str | bool:
-        """The authenticated user name, "" when anonymous, False for wrong credentials."""
-        header = self.headers.get("Authorization", "")
-        if not header:
-            return ""
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        expected = self.server.owner.users.get(user)
-        if expected is None or not hmac.compare_digest(expected, password):
-            return False
-        return user
-
     def _json(self, status: int, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
@@ -107,14 +88,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Basic realm="autobuild-test"')
         self.end_headers()
         self.wfile.write(data)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: TokenServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.owner = owner
 
 
 class TokenServer(ThreadedHTTPService):
@@ -155,8 +128,8 @@ class TokenServer(ThreadedHTTPService):
         """The token endpoint URL, for the registry's ``auth.token.realm``."""
         return f"http://{self.realm_host}:{self.port}/token"
 
-    def _bind(self) -> _HTTPServer:
-        return _HTTPServer(self)
+    def _bind(self) -> OwnedHTTPServer[TokenServer]:
+        return OwnedHTTPServer(self, _Handler)
 
     # -- policy and signing (called by the handler) ---------------------------------------------
 
