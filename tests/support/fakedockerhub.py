@@ -30,7 +30,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -235,9 +235,9 @@ class FakeDockerHub(ThreadedHTTPService):
             if (match := _REPO.match(path)) and method in ("GET", "HEAD"):
                 return self._read(match.group(1), match.group(2), user)
             if (match := _PRIVACY.match(path)) and method == "POST":
-                return self._privacy(match.group(1), match.group(2), body, user)
+                return self._edit(match.group(1), match.group(2), user, body, self._privacy)
             if (match := _LEGACY.match(path)) and method == "PATCH":
-                return self._update(match.group(1), match.group(2), body, user)
+                return self._edit(match.group(1), match.group(2), user, body, self._update)
             return 404, {"message": "not found", "errinfo": None}
 
     # -- repository operations (lock held) ------------------------------------------------------
@@ -307,14 +307,23 @@ class FakeDockerHub(ThreadedHTTPService):
         self.repositories[(namespace, name)] = info
         return 201, info
 
-    def _update(
-        self, namespace: str, name: str, body: Mapping[str, Any], user: str
+    def _edit(
+        self,
+        namespace: str,
+        name: str,
+        user: str,
+        body: Mapping[str, Any],
+        change: Callable[[dict[str, Any], Mapping[str, Any]], tuple[int, Any]],
     ) -> tuple[int, Any]:
+        """``change`` a repository ``user`` may see (else 404) and write to (else 403)."""
         repository = self._visible(namespace, name, user)
         if repository is None:
             return 404, {"message": "object not found", "errinfo": {}}
         if not self._writable(namespace, user):
             return 403, {"message": "permission denied", "errinfo": {}}
+        return change(repository, body)
+
+    def _update(self, repository: dict[str, Any], body: Mapping[str, Any]) -> tuple[int, Any]:
         description = body.get("description", repository["description"])
         if not isinstance(description, str) or len(description) > 100:
             return 400, {"message": "description: too long", "errinfo": {}}
@@ -325,14 +334,7 @@ class FakeDockerHub(ThreadedHTTPService):
         repository["last_updated"] = _now()
         return 200, repository
 
-    def _privacy(
-        self, namespace: str, name: str, body: Mapping[str, Any], user: str
-    ) -> tuple[int, Any]:
-        repository = self._visible(namespace, name, user)
-        if repository is None:
-            return 404, {"message": "object not found", "errinfo": {}}
-        if not self._writable(namespace, user):
-            return 403, {"message": "permission denied", "errinfo": {}}
+    def _privacy(self, repository: dict[str, Any], body: Mapping[str, Any]) -> tuple[int, Any]:
         if not isinstance(body.get("is_private"), bool):
             return 400, {"message": "is_private: a boolean is required", "errinfo": {}}
         repository["is_private"] = body["is_private"]
