@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from types import TracebackType
-from typing import ClassVar, Generic, Self, TypeVar
+from typing import ClassVar, Generic, Literal, Self, TypeVar
 
 OwnerT = TypeVar("OwnerT")
 
@@ -111,7 +111,7 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return user, password
 
 
-def basic_user(header: str, users: Mapping[str, str]) -> str | bool:
+def basic_user(header: str, users: Mapping[str, str]) -> str | Literal[False]:
     """Who an ``Authorization`` header proves to be among ``users`` (name → password).
 
     "" when there is no header (anonymous), False for any other scheme or wrong credentials.

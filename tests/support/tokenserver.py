@@ -31,11 +31,10 @@ from collections.abc import Mapping, Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
+from support.certificates import self_signed_certificate
 from support.httpserver import OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["TokenServer"]
@@ -116,7 +115,7 @@ class TokenServer(ThreadedHTTPService):
         self.requests: list[tuple[str | bool, dict[str, list[str]]]] = []
         self._lock = threading.Lock()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._certificate = self._self_signed(self._key)
+        self._certificate = self_signed_certificate(self._key, "autobuild test token signer")
 
     @property
     def certificate_pem(self) -> bytes:
@@ -173,19 +172,3 @@ class TokenServer(ThreadedHTTPService):
         )
         signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
-
-    @staticmethod
-    def _self_signed(key: rsa.RSAPrivateKey) -> x509.Certificate:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "autobuild test token signer")])
-        now = dt.datetime.now(dt.UTC)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
