@@ -31,10 +31,9 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpserver import OwnedHTTPServer, ThreadedHTTPService
+from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService
 
 __all__ = ["FakeDockerHub"]
 
@@ -50,12 +49,8 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     server: OwnedHTTPServer[FakeDockerHub]
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``FakeDockerHub.calls`` records the requests."""
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -72,8 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         hub = self.server.owner
         path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         user = hub.user_for(self.headers.get("Authorization", ""))
         hub.record(method, path, user)
         limited = hub.take_rate_limit()
@@ -116,20 +110,16 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         head: bool = False,
     ) -> None:
-        data = b"" if document is None else json.dumps(document).encode()
         limit, remaining, reset, retry_after = rate or self.server.owner.rate_headers()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(0 if head else len(data)))
-        self.send_header("X-RateLimit-Limit", str(limit))
-        self.send_header("X-RateLimit-Remaining", str(remaining))
-        self.send_header("X-RateLimit-Reset", str(reset))
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(reset),
+        }
         if retry_after is not None:
-            self.send_header("Retry-After", str(int(retry_after)))
-            self.send_header("X-Retry-After", str(int(time.time() + retry_after)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(data)
+            headers["Retry-After"] = str(int(retry_after))
+            headers["X-Retry-After"] = str(int(time.time() + retry_after))
+        self.send_json(status, document, headers, head=head)
 
 
 class FakeDockerHub(ThreadedHTTPService):

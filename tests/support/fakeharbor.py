@@ -18,10 +18,9 @@ import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from support.httpserver import OwnedHTTPServer, ThreadedHTTPService, basic_user
+from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["FakeHarbor"]
 
@@ -46,12 +45,8 @@ class _Project:
     repositories: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     server: OwnedHTTPServer[FakeHarbor]
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``FakeHarbor.calls`` records the requests."""
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -64,8 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         harbor = self.server.owner
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         user = basic_user(self.headers.get("Authorization", ""), harbor.users)
         harbor.record(method, self.path, user)
         if user is False:
@@ -79,16 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status, document, headers = _error(400, "BAD_REQUEST", "invalid JSON")
             else:
                 status, document, headers = harbor.route(method, self.path, body, user or None)
-        data = b"" if document is None else json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            self.send_header(key, value)
         if status == 401:
-            self.send_header("WWW-Authenticate", 'Basic realm="harbor"')
-        self.end_headers()
-        self.wfile.write(data)
+            headers = {**headers, "WWW-Authenticate": 'Basic realm="harbor"'}
+        self.send_json(status, document, headers)
 
 
 class FakeHarbor(ThreadedHTTPService):

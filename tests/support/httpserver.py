@@ -4,7 +4,8 @@
 :class:`ThreadedHTTPService` is a Service whose HTTP server runs on loopback in a daemon thread
 (the fakes of GitHub, Docker Hub and Harbor, the token server, the git server). A subclass
 builds its server in :meth:`ThreadedHTTPService._bind` and names itself in ``service_name``;
-:class:`OwnedHTTPServer` is that server for a handler that asks its fake (``server.owner``).
+:class:`OwnedHTTPServer` is that server for a handler that asks its fake (``server.owner``),
+and :class:`JSONHandler` the base of the handlers of the fake JSON APIs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from types import TracebackType
-from typing import ClassVar, Generic, Literal, Self, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 OwnerT = TypeVar("OwnerT")
 
@@ -97,6 +99,40 @@ class OwnedHTTPServer(ThreadingHTTPServer, Generic[OwnerT]):
     def __init__(self, owner: OwnerT, handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(("127.0.0.1", 0), handler)
         self.owner = owner
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """A handler of a fake JSON API: HTTP/1.1, and no request log (the fakes record requests)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the fake records what it was asked."""
+
+    def read_body(self) -> bytes:
+        """The request body (``Content-Length`` bytes; none without the header)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send_json(
+        self,
+        status: int,
+        document: Any,
+        headers: Mapping[str, str] | None = None,
+        *,
+        head: bool = False,
+    ) -> None:
+        """Answer ``document`` as JSON (no body for None), with ``headers`` after the content
+        headers; ``head``: headers only, with ``Content-Length: 0``."""
+        data = b"" if document is None else json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(0 if head else len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(data)
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:

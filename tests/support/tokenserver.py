@@ -28,14 +28,13 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from support.certificates import self_signed_certificate
-from support.httpserver import OwnedHTTPServer, ThreadedHTTPService, basic_user
+from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["TokenServer"]
 
@@ -46,13 +45,9 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     server: OwnedHTTPServer[TokenServer]
-    protocol_version = "HTTP/1.1"
     error_content_type: ClassVar[str] = "application/json"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the requests are recorded in ``TokenServer.requests`` instead."""
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -79,14 +74,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _json(self, status: int, body: Mapping[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == 401:
-            self.send_header("WWW-Authenticate", 'Basic realm="autobuild-test"')
-        self.end_headers()
-        self.wfile.write(data)
+        challenge = {"WWW-Authenticate": 'Basic realm="autobuild-test"'} if status == 401 else {}
+        self.send_json(status, body, challenge)
 
 
 class TokenServer(ThreadedHTTPService):
