@@ -394,16 +394,10 @@ class FakeGitHub(ThreadedHTTPService):
                 "X-RateLimit-Reset": str(int(time.time() + wait)),
             }
             raise _Answer(403, "API rate limit exceeded for user ID 1.", headers)
-        if kind == "secondary":
+        if kind in ("secondary", "too-many"):
+            # The same secondary-limit answer; GitHub sends it as a 403 or as a 429.
             raise _Answer(
-                403,
-                "You have exceeded a secondary rate limit. "
-                "Please wait a few minutes before you try again.",
-                {"Retry-After": str(int(wait))},
-            )
-        if kind == "too-many":
-            raise _Answer(
-                429,
+                403 if kind == "secondary" else 429,
                 "You have exceeded a secondary rate limit. "
                 "Please wait a few minutes before you try again.",
                 {"Retry-After": str(int(wait))},
