@@ -35,6 +35,14 @@ def _cache_dir() -> Path:
     return Path(base) / "crane" / CRANE_VERSION
 
 
+def _run(argv: list[str], env: Mapping[str, str], what: str) -> str:
+    """Run ``argv``; its stdout, or RuntimeError naming ``what`` with the end of its stderr."""
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{proc.stderr.strip()[-4000:]}")
+    return proc.stdout.strip()
+
+
 def crane_binary() -> Path:
     """The cached crane binary, built first (under a lock, into a temp dir) when missing."""
     override = os.environ.get("CRANE_BINARY")
@@ -52,15 +60,7 @@ def crane_binary() -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         env = {**os.environ, "GOBIN": str(staging), "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}
-        proc = subprocess.run(
-            ["go", "install", f"{CRANE_MODULE}@{CRANE_VERSION}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"building crane failed:\n{proc.stderr[-4000:]}")
+        _run(["go", "install", f"{CRANE_MODULE}@{CRANE_VERSION}"], env, "building crane")
         shutil.rmtree(target.parent, ignore_errors=True)
         staging.rename(target.parent)
     return target
@@ -87,16 +87,7 @@ class Crane:
             "HOME": str(self.home),
             "DOCKER_CONFIG": str(self.config_dir),
         }
-        proc = subprocess.run(
-            [str(self.binary), *args, "--insecure"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"crane {' '.join(args)} failed: {proc.stderr.strip()}")
-        return proc.stdout.strip()
+        return _run([str(self.binary), *args, "--insecure"], env, f"crane {' '.join(args)}")
 
     def push_random_image(self, reference: str) -> str:
         """Push a one-layer image with random content to ``reference``; return its digest."""

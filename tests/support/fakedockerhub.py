@@ -30,10 +30,10 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService
 
 __all__ = ["FakeDockerHub"]
 
@@ -49,12 +49,8 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``FakeDockerHub.calls`` records the requests."""
+class _Handler(JSONHandler):
+    server: OwnedHTTPServer[FakeDockerHub]
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -69,10 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")
 
     def _dispatch(self, method: str) -> None:
-        hub = self.server.hub
+        hub = self.server.owner
         path = self.path.split("?", 1)[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         user = hub.user_for(self.headers.get("Authorization", ""))
         hub.record(method, path, user)
         limited = hub.take_rate_limit()
@@ -94,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, document, head=method == "HEAD")
 
     def _login(self, path: str, body: Mapping[str, Any]) -> None:
-        hub = self.server.hub
+        hub = self.server.owner
         legacy = path.startswith("/v2/users/login")
         user = body.get("username" if legacy else "identifier")
         password = body.get("password" if legacy else "secret")
@@ -115,32 +110,22 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         head: bool = False,
     ) -> None:
-        data = b"" if document is None else json.dumps(document).encode()
-        limit, remaining, reset, retry_after = rate or self.server.hub.rate_headers()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(0 if head else len(data)))
-        self.send_header("X-RateLimit-Limit", str(limit))
-        self.send_header("X-RateLimit-Remaining", str(remaining))
-        self.send_header("X-RateLimit-Reset", str(reset))
+        limit, remaining, reset, retry_after = rate or self.server.owner.rate_headers()
+        headers = {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(reset),
+        }
         if retry_after is not None:
-            self.send_header("Retry-After", str(int(retry_after)))
-            self.send_header("X-Retry-After", str(int(time.time() + retry_after)))
-        self.end_headers()
-        if not head:
-            self.wfile.write(data)
+            headers["Retry-After"] = str(int(retry_after))
+            headers["X-Retry-After"] = str(int(time.time() + retry_after))
+        self.send_json(status, document, headers, head=head)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, hub: FakeDockerHub) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.hub = hub
-
-
-class FakeDockerHub:
+class FakeDockerHub(ThreadedHTTPService):
     """Docker Hub's repository API on loopback; see the module docstring."""
+
+    service_name = "fakedockerhub"
 
     def __init__(
         self,
@@ -149,6 +134,7 @@ class FakeDockerHub:
         orgs: Mapping[str, set[str]] | None = None,
         rate_limit: int = 180,
     ) -> None:
+        super().__init__()
         self.accounts = dict(accounts)
         self.orgs = {org: set(members) for org, members in (orgs or {}).items()}
         self.rate_limit = rate_limit
@@ -159,15 +145,11 @@ class FakeDockerHub:
         self._lock = threading.Lock()
         self._window_start = time.time()
         self._used = 0
-        self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """The base URL, for ``AUTOBUILD_DOCKERHUB_URL``."""
-        if self._server is None:
-            raise RuntimeError("fake Docker Hub not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def add_repository(
         self, namespace: str, name: str, *, private: bool, description: str = ""
@@ -181,35 +163,8 @@ class FakeDockerHub:
         with self._lock:
             self._used = self.rate_limit
 
-    def start(self) -> FakeDockerHub:
-        """Serve in a background thread; returns self."""
-        self._server = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fakedockerhub", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> FakeDockerHub:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> OwnedHTTPServer[FakeDockerHub]:
+        return OwnedHTTPServer(self, _Handler)
 
     # -- called by the handler ------------------------------------------------------------------
 
@@ -270,9 +225,9 @@ class FakeDockerHub:
             if (match := _REPO.match(path)) and method in ("GET", "HEAD"):
                 return self._read(match.group(1), match.group(2), user)
             if (match := _PRIVACY.match(path)) and method == "POST":
-                return self._privacy(match.group(1), match.group(2), body, user)
+                return self._edit(match.group(1), match.group(2), user, body, self._privacy)
             if (match := _LEGACY.match(path)) and method == "PATCH":
-                return self._update(match.group(1), match.group(2), body, user)
+                return self._edit(match.group(1), match.group(2), user, body, self._update)
             return 404, {"message": "not found", "errinfo": None}
 
     # -- repository operations (lock held) ------------------------------------------------------
@@ -342,14 +297,23 @@ class FakeDockerHub:
         self.repositories[(namespace, name)] = info
         return 201, info
 
-    def _update(
-        self, namespace: str, name: str, body: Mapping[str, Any], user: str
+    def _edit(
+        self,
+        namespace: str,
+        name: str,
+        user: str,
+        body: Mapping[str, Any],
+        change: Callable[[dict[str, Any], Mapping[str, Any]], tuple[int, Any]],
     ) -> tuple[int, Any]:
+        """``change`` a repository ``user`` may see (else 404) and write to (else 403)."""
         repository = self._visible(namespace, name, user)
         if repository is None:
             return 404, {"message": "object not found", "errinfo": {}}
         if not self._writable(namespace, user):
             return 403, {"message": "permission denied", "errinfo": {}}
+        return change(repository, body)
+
+    def _update(self, repository: dict[str, Any], body: Mapping[str, Any]) -> tuple[int, Any]:
         description = body.get("description", repository["description"])
         if not isinstance(description, str) or len(description) > 100:
             return 400, {"message": "description: too long", "errinfo": {}}
@@ -360,14 +324,7 @@ class FakeDockerHub:
         repository["last_updated"] = _now()
         return 200, repository
 
-    def _privacy(
-        self, namespace: str, name: str, body: Mapping[str, Any], user: str
-    ) -> tuple[int, Any]:
-        repository = self._visible(namespace, name, user)
-        if repository is None:
-            return 404, {"message": "object not found", "errinfo": {}}
-        if not self._writable(namespace, user):
-            return 403, {"message": "permission denied", "errinfo": {}}
+    def _privacy(self, repository: dict[str, Any], body: Mapping[str, Any]) -> tuple[int, Any]:
         if not isinstance(body.get("is_private"), bool):
             return 400, {"message": "is_private: a boolean is required", "errinfo": {}}
         repository["is_private"] = body["is_private"]

@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -48,6 +47,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from support.httpserver import ThreadedHTTPService
 
 __all__ = ["FakeGitHub", "FakeRepo", "RecordedRequest"]
 
@@ -139,10 +140,13 @@ class RecordedRequest:
     status: int
 
 
-class FakeGitHub:
+class FakeGitHub(ThreadedHTTPService):
     """A started fake GitHub API; ``base_url`` is what ``Github(base_url=...)`` takes."""
 
+    service_name = "fakegithub"
+
     def __init__(self, *, prefix: str = "", host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.prefix = prefix.rstrip("/")
         self._host = host
         self._tokens: dict[str, tuple[str, str]] = {}  # token -> (login, scopes)
@@ -157,8 +161,6 @@ class FakeGitHub:
         self._open.set()
         self.held: list[str | None] = []  # logins of the requests waiting while paused
         self._before: list[tuple[str, str, Callable[[], None]]] = []
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes = Map(
             [
                 Rule(f"{self.prefix}/user", endpoint="user", methods=["GET"]),
@@ -273,40 +275,11 @@ class FakeGitHub:
     @property
     def base_url(self) -> str:
         """The API root, e.g. ``http://127.0.0.1:PORT`` or ``.../api/v3``."""
-        if self._server is None:
-            raise RuntimeError("FakeGitHub is not started")
-        return f"http://{self._host}:{self._server.server_port}{self.prefix}"
+        return f"http://{self._host}:{self.port}{self.prefix}"
 
-    def start(self) -> FakeGitHub:
-        """Listen on a free loopback port, serving from a background thread."""
+    def _bind(self) -> BaseWSGIServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = make_server(self._host, 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fakegithub", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> FakeGitHub:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return make_server(self._host, 0, self._wsgi, threaded=True)
 
     # -- request handling ---------------------------------------------------------------------
 
@@ -421,16 +394,10 @@ class FakeGitHub:
                 "X-RateLimit-Reset": str(int(time.time() + wait)),
             }
             raise _Answer(403, "API rate limit exceeded for user ID 1.", headers)
-        if kind == "secondary":
+        if kind in ("secondary", "too-many"):
+            # The same secondary-limit answer; GitHub sends it as a 403 or as a 429.
             raise _Answer(
-                403,
-                "You have exceeded a secondary rate limit. "
-                "Please wait a few minutes before you try again.",
-                {"Retry-After": str(int(wait))},
-            )
-        if kind == "too-many":
-            raise _Answer(
-                429,
+                403 if kind == "secondary" else 429,
                 "You have exceeded a secondary rate limit. "
                 "Please wait a few minutes before you try again.",
                 {"Retry-After": str(int(wait))},

@@ -12,18 +12,15 @@ project, ``maintainer``/``developer`` may describe repositories; any user may cr
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hmac
 import json
 import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["FakeHarbor"]
 
@@ -48,12 +45,8 @@ class _Project:
     repositories: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: ``FakeHarbor.calls`` records the requests."""
+class _Handler(JSONHandler):
+    server: OwnedHTTPServer[FakeHarbor]
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -65,10 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PUT")
 
     def _dispatch(self, method: str) -> None:
-        harbor = self.server.harbor
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        user = harbor.authenticate(self.headers.get("Authorization", ""))
+        harbor = self.server.owner
+        raw = self.read_body()
+        user = basic_user(self.headers.get("Authorization", ""), harbor.users)
         harbor.record(method, self.path, user)
         if user is False:
             status, document, headers = _error(401, "UNAUTHORIZED", "unauthorized")
@@ -81,49 +73,33 @@ class _Handler(BaseHTTPRequestHandler):
                 status, document, headers = _error(400, "BAD_REQUEST", "invalid JSON")
             else:
                 status, document, headers = harbor.route(method, self.path, body, user or None)
-        data = b"" if document is None else json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            self.send_header(key, value)
         if status == 401:
-            self.send_header("WWW-Authenticate", 'Basic realm="harbor"')
-        self.end_headers()
-        self.wfile.write(data)
+            headers = {**headers, "WWW-Authenticate": 'Basic realm="harbor"'}
+        self.send_json(status, document, headers)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, harbor: FakeHarbor) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.harbor = harbor
-
-
-class FakeHarbor:
+class FakeHarbor(ThreadedHTTPService):
     """Harbor's project and repository API on loopback; see the module docstring."""
+
+    service_name = "fakeharbor"
 
     def __init__(
         self,
         users: Mapping[str, str],
         roles: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
+        super().__init__()
         self.users = dict(users)
         # project → user → role
         self.roles = {project: dict(members) for project, members in (roles or {}).items()}
         self.projects: dict[str, _Project] = {}
         self.calls: list[tuple[str, str, str | bool | None]] = []
         self._lock = threading.Lock()
-        self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def host(self) -> str:
         """``127.0.0.1:PORT``: the registry host of image references."""
-        if self._server is None:
-            raise RuntimeError("fake Harbor not started")
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     def add_project(self, name: str, *, public: bool, repositories: Mapping[str, str] = {}) -> None:
         """Seed a project with repositories (short name → description), owned by admin."""
@@ -133,35 +109,8 @@ class FakeHarbor:
                 project.repositories[repo] = self._repository(project, repo, description)
             self.projects[name] = project
 
-    def start(self) -> FakeHarbor:
-        """Serve in a background thread; returns self."""
-        self._server = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fakeharbor", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> FakeHarbor:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> OwnedHTTPServer[FakeHarbor]:
+        return OwnedHTTPServer(self, _Handler)
 
     # -- called by the handler ------------------------------------------------------------------
 
@@ -169,20 +118,6 @@ class FakeHarbor:
         """Remember one request."""
         with self._lock:
             self.calls.append((method, path, user))
-
-    def authenticate(self, header: str) -> str | bool:
-        """The user of a Basic header; "" when anonymous; False for wrong credentials."""
-        if not header:
-            return ""
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        expected = self.users.get(user)
-        return user if expected is not None and hmac.compare_digest(expected, password) else False
 
     def route(
         self, method: str, raw_path: str, body: Mapping[str, Any], user: str | None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import binascii
 import contextlib
 import hmac
 import io
@@ -39,8 +38,13 @@ import threading
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import IO, Any, ClassVar, cast
+
+try:
+    from support.httpserver import ThreadedHTTPService, basic_credentials
+except ModuleNotFoundError:  # run as a script: sys.path has tests/support, not tests
+    from httpserver import ThreadedHTTPService, basic_credentials  # type: ignore[import-not-found,no-redef]
 
 __all__ = ["GitServer", "Repo", "git_env"]
 
@@ -247,13 +251,10 @@ class _Handler(BaseHTTPRequestHandler):
         token = _read_token(repo_dir)
         if token is None:
             return ""
-        kind, _, value = (self.headers.get("Authorization") or "").partition(" ")
-        if kind.lower() != "basic":
+        credentials = basic_credentials(self.headers.get("Authorization") or "")
+        if credentials is None:
             return None
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
+        user, password = credentials
         if not hmac.compare_digest(password.encode(), token.encode()):
             return None
         wanted = _read_secret_file(repo_dir / USERNAME_FILE)
@@ -396,55 +397,24 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
 
 
-class GitServer:
+class GitServer(ThreadedHTTPService):
     """Smart-HTTP git server on 127.0.0.1; a context manager that starts and stops it."""
 
+    service_name = "gitserver"
+
     def __init__(self, root: Path, *, port: int = 0) -> None:
+        super().__init__()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._port = port
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("GitServer is not started")
-        return int(self._httpd.server_address[1])
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` (no trailing slash)."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> GitServer:
-        if self._httpd is None:
-            self._httpd = _HTTPServer(self.root, self._port)
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, name="gitserver", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=10)
-            self._httpd = None
-            self._thread = None
-
-    def __enter__(self) -> GitServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> _HTTPServer:
+        return _HTTPServer(self.root, self._port)
 
     def create_repo(
         self,

@@ -26,7 +26,6 @@ overrides its path.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import ipaddress
 import os
 import secrets
@@ -41,15 +40,16 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import bcrypt
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from support.certificates import self_signed_certificate
+from support.httpserver import Service
 
 if TYPE_CHECKING:
     from support.tokenserver import TokenServer
@@ -97,24 +97,10 @@ def _htpasswd(users: Mapping[str, str]) -> str:
 def _self_signed_tls() -> tuple[bytes, bytes]:
     """A self-signed server certificate for 127.0.0.1 and localhost, and its key (PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "autobuild test registry")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    cert = self_signed_certificate(
+        key,
+        "autobuild test registry",
+        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")],
     )
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -124,7 +110,7 @@ def _self_signed_tls() -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-class Registry:
+class Registry(Service):
     """One ``docker-registry`` process on ``127.0.0.1:<free port>`` with its own temp dir."""
 
     def __init__(
@@ -212,17 +198,6 @@ class Registry:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -20,24 +20,21 @@ Use::
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import fnmatch
-import hmac
 import json
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, ClassVar
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
+
+from support.certificates import self_signed_certificate
+from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["TokenServer"]
 
@@ -48,13 +45,9 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
+class _Handler(JSONHandler):
+    server: OwnedHTTPServer[TokenServer]
     error_content_type: ClassVar[str] = "application/json"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the requests are recorded in ``TokenServer.requests`` instead."""
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -63,7 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = urllib.parse.parse_qs(url.query)
         owner = self.server.owner
-        user = self._basic_user()
+        user = basic_user(self.headers.get("Authorization", ""), owner.users)
         owner.record(user, query)
         if user is False:
             self._json(401, {"details": "incorrect username or password"})
@@ -80,44 +73,15 @@ class _Handler(BaseHTTPRequestHandler):
             {"token": token, "access_token": token, "expires_in": TOKEN_TTL_S, "issued_at": now},
         )
 
-    def _basic_user(self) -> str | bool:
-        """The authenticated user name, "" when anonymous, False for wrong credentials."""
-        header = self.headers.get("Authorization", "")
-        if not header:
-            return ""
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        expected = self.server.owner.users.get(user)
-        if expected is None or not hmac.compare_digest(expected, password):
-            return False
-        return user
-
     def _json(self, status: int, body: Mapping[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == 401:
-            self.send_header("WWW-Authenticate", 'Basic realm="autobuild-test"')
-        self.end_headers()
-        self.wfile.write(data)
+        challenge = {"WWW-Authenticate": 'Basic realm="autobuild-test"'} if status == 401 else {}
+        self.send_json(status, body, challenge)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, owner: TokenServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.owner = owner
-
-
-class TokenServer:
+class TokenServer(ThreadedHTTPService):
     """Issues registry JWTs signed by its own key; see the module docstring."""
+
+    service_name = "tokenserver"
 
     def __init__(
         self,
@@ -128,6 +92,7 @@ class TokenServer:
         issuer: str = "autobuild-test-token-server",
         realm_host: str = "localhost",
     ) -> None:
+        super().__init__()
         self.users = dict(users)
         self.grants = {user: dict(rules) for user, rules in (grants or {}).items()}
         self.service = service
@@ -139,9 +104,7 @@ class TokenServer:
         self.requests: list[tuple[str | bool, dict[str, list[str]]]] = []
         self._lock = threading.Lock()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._certificate = self._self_signed(self._key)
-        self._server: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._certificate = self_signed_certificate(self._key, "autobuild test token signer")
 
     @property
     def certificate_pem(self) -> bytes:
@@ -151,39 +114,10 @@ class TokenServer:
     @property
     def realm(self) -> str:
         """The token endpoint URL, for the registry's ``auth.token.realm``."""
-        if self._server is None:
-            raise RuntimeError("token server not started")
-        return f"http://{self.realm_host}:{self._server.server_address[1]}/token"
+        return f"http://{self.realm_host}:{self.port}/token"
 
-    def start(self) -> TokenServer:
-        """Serve in a background thread; returns self."""
-        self._server = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="tokenserver", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> TokenServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> OwnedHTTPServer[TokenServer]:
+        return OwnedHTTPServer(self, _Handler)
 
     # -- policy and signing (called by the handler) ---------------------------------------------
 
@@ -227,19 +161,3 @@ class TokenServer:
         )
         signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
-
-    @staticmethod
-    def _self_signed(key: rsa.RSAPrivateKey) -> x509.Certificate:
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "autobuild test token signer")])
-        now = dt.datetime.now(dt.UTC)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )

@@ -302,3 +302,16 @@ def gitlab_headers(event: str, token: str | None, delivery: str = "") -> dict[st
     if token is not None:
         headers["X-Gitlab-Token"] = token
     return headers
+
+
+def every_provider_headers(event: str, proof: str) -> dict[str, str]:
+    """The event and proof headers of every provider at once, set to ``event`` and ``proof``:
+    one fuzzed request then meets each provider's checks."""
+    return {
+        "X-GitHub-Event": event,
+        "X-Event-Key": event,
+        "X-Gitlab-Event": event,
+        "X-Hub-Signature-256": proof,
+        "X-Hub-Signature": proof,
+        "X-Gitlab-Token": proof,
+    }

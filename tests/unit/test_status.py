@@ -191,3 +191,8 @@ def test_latest_build_summary() -> None:
         DIGEST,
     )
     assert core.latest_build([]) is None
+
+
+def test_a_build_whose_kaniko_ended_is_running_until_the_job_says_how() -> None:
+    ended = pod({"terminated": {"exitCode": 0, "reason": "Completed", "message": DIGEST}})
+    assert core.observe(job(startTime=START), [ended]).phase is BuildPhase.RUNNING

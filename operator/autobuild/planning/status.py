@@ -195,7 +195,10 @@ def observe(job: Obj, pods: Sequence[Obj], now: datetime | None = None) -> Obser
         return _failure(job, pods)
     if (job.get("spec") or {}).get("suspend"):
         return Observation(BuildPhase.QUEUED)
-    if _kaniko_state(pods).get("running"):
+    state = _kaniko_state(pods)
+    # Kaniko has ended but the Job controller has not marked the Job yet (a second or two):
+    # still Running, never back to Pending.
+    if state.get("running") or state.get("terminated"):
         return Observation(BuildPhase.RUNNING, start)
     stuck = _not_running_yet(job, pods, now)
     if stuck is not None:

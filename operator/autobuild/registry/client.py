@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -19,7 +20,7 @@ import re
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -197,6 +198,18 @@ def is_private_ip_literal(host: str) -> bool:
         or address.is_unspecified
         or address.is_multicast
     )
+
+
+@contextlib.asynccontextmanager
+async def session_or_own(
+    session: aiohttp.ClientSession | None,
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """``session`` as it is, or (None) a session of its own that is closed on exit."""
+    if session is not None:
+        yield session
+        return
+    async with aiohttp.ClientSession() as own:
+        yield own
 
 
 def basic_authorization(credentials: Credentials) -> str:
@@ -383,3 +396,25 @@ class RegistryClient:
             raise RegistryUnreachableError(
                 f"registry {self.registry} is unreachable: {type(error).__name__}: {error}"
             ) from None
+
+
+@contextlib.asynccontextmanager
+async def registry_client(
+    registry: str,
+    repository: str,
+    credentials: Credentials | None,
+    *,
+    insecure_registries: Iterable[str] = (),
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> AsyncIterator[RegistryClient]:
+    """A :class:`RegistryClient` on ``session``, or on a session of its own closed on exit."""
+    async with session_or_own(session) as http:
+        yield RegistryClient(
+            http,
+            registry,
+            repository,
+            credentials,
+            insecure_registries=insecure_registries,
+            timeout=timeout,
+        )

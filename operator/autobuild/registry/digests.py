@@ -20,6 +20,7 @@ from autobuild.registry.client import (
     RegistryAuthError,
     RegistryClient,
     RegistryUnreachableError,
+    registry_client,
 )
 from autobuild.registry.dockerconfig import Credentials
 
@@ -88,26 +89,15 @@ async def read_tag_digests(
     Raises :class:`RegistryUnreachableError` or :class:`RegistryAuthError` when the registry
     cannot be asked at all.
     """
-    if session is None:
-        async with aiohttp.ClientSession() as own:
-            return await read_tag_digests(
-                registry,
-                repository,
-                tags,
-                credentials,
-                insecure_registries=insecure_registries,
-                session=own,
-                timeout=timeout,
-            )
-    client = RegistryClient(
-        session,
+    async with registry_client(
         registry,
         repository,
         credentials,
         insecure_registries=insecure_registries,
+        session=session,
         timeout=timeout,
-    )
-    return tuple([TagDigest(tag, await _digest(client, tag)) for tag in tags])
+    ) as client:
+        return tuple([TagDigest(tag, await _digest(client, tag)) for tag in tags])
 
 
 async def verify_digests(

@@ -24,6 +24,7 @@ from autobuild.registry.client import (
     RegistryCertificateError,
     RegistryClient,
     RegistryUnreachableError,
+    registry_client,
 )
 from autobuild.registry.dockerconfig import Credentials
 
@@ -55,55 +56,45 @@ async def check_push(
     registry, the repository and what was refused, never a credential); a registry that cannot
     be reached is ``RegistryUnreachable`` (transient: retry later, do not fail the build).
     """
-    if session is None:
-        async with aiohttp.ClientSession() as own:
-            return await check_push(
-                registry,
-                repository,
-                credentials,
-                insecure_registries=insecure_registries,
-                session=own,
-                timeout=timeout,
-            )
-    client = RegistryClient(
-        session,
+    async with registry_client(
         registry,
         repository,
         credentials,
         insecure_registries=insecure_registries,
+        session=session,
         timeout=timeout,
-    )
-    target = f"{client.registry}/{repository}"
-    try:
-        authorization = await client.authorize(PUSH_ACTIONS)
-        if authorization.granted is not None and "push" not in authorization.granted:
-            granted = ", ".join(sorted(authorization.granted)) or "nothing"
+    ) as client:
+        target = f"{client.registry}/{repository}"
+        try:
+            authorization = await client.authorize(PUSH_ACTIONS)
+            if authorization.granted is not None and "push" not in authorization.granted:
+                granted = ", ".join(sorted(authorization.granted)) or "nothing"
+                return PushCheck(
+                    False,
+                    reasons.PUSH_UNAUTHORIZED,
+                    f"the registry's token for {target} grants {granted}, not push: "
+                    + (
+                        "the push secret's account may not push to this repository"
+                        if credentials is not None
+                        else "anonymous access cannot push (spec.image has no pushSecret)"
+                    ),
+                )
+            upload = await client.send("POST", client.url("blobs/uploads/"), authorization)
+            if upload.status == 202:
+                await _cancel_upload(client, authorization, upload.headers.get("Location"))
+                return PushCheck(True)
             return PushCheck(
                 False,
                 reasons.PUSH_UNAUTHORIZED,
-                f"the registry's token for {target} grants {granted}, not push: "
-                + (
-                    "the push secret's account may not push to this repository"
-                    if credentials is not None
-                    else "anonymous access cannot push (spec.image has no pushSecret)"
-                ),
+                f"registry refused to start an upload to {target}: {upload.error_text()}",
             )
-        upload = await client.send("POST", client.url("blobs/uploads/"), authorization)
-        if upload.status == 202:
-            await _cancel_upload(client, authorization, upload.headers.get("Location"))
-            return PushCheck(True)
-        return PushCheck(
-            False,
-            reasons.PUSH_UNAUTHORIZED,
-            f"registry refused to start an upload to {target}: {upload.error_text()}",
-        )
-    except RegistryAuthError as error:
-        return PushCheck(False, reasons.PUSH_UNAUTHORIZED, f"{error} (pushing to {target})")
-    except RegistryCertificateError as error:
-        # Not transient: Kaniko would fail on the same certificate, so no Job is started.
-        return PushCheck(False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED, str(error))
-    except RegistryUnreachableError as error:
-        return PushCheck(False, reasons.REGISTRY_UNREACHABLE, str(error))
+        except RegistryAuthError as error:
+            return PushCheck(False, reasons.PUSH_UNAUTHORIZED, f"{error} (pushing to {target})")
+        except RegistryCertificateError as error:
+            # Not transient: Kaniko would fail on the same certificate, so no Job is started.
+            return PushCheck(False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED, str(error))
+        except RegistryUnreachableError as error:
+            return PushCheck(False, reasons.REGISTRY_UNREACHABLE, str(error))
 
 
 async def _cancel_upload(

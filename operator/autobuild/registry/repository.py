@@ -15,6 +15,7 @@ import aiohttp
 
 from autobuild.registry import reasons
 from autobuild.registry.api import ApiError
+from autobuild.registry.client import session_or_own
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.dockerhub import DockerHub
 from autobuild.registry.harbor import Harbor
@@ -85,61 +86,48 @@ async def apply_repository_settings(
     """
     if visibility not in ("Public", "Private"):
         raise ValueError(f"visibility must be Public or Private, not {visibility!r}")
-    if session is None:
-        async with aiohttp.ClientSession() as own:
-            return await apply_repository_settings(
-                registry,
-                repository,
-                visibility,
-                description,
-                credentials,
-                dockerhub_url=dockerhub_url,
-                insecure_registries=insecure_registries,
-                also_owned=also_owned,
-                session=own,
-                timeout=timeout,
+    async with session_or_own(session) as http:
+        desired = Desired(private=visibility == "Private", description=description)
+        full_name = f"{normalize_registry(registry)}/{repository}"
+        if is_docker_hub(registry):
+            kind = DOCKER_HUB_KIND
+            run = _docker_hub(
+                http, dockerhub_url.rstrip("/"), repository, desired, credentials, timeout
             )
-    desired = Desired(private=visibility == "Private", description=description)
-    full_name = f"{normalize_registry(registry)}/{repository}"
-    if is_docker_hub(registry):
-        kind = DOCKER_HUB_KIND
-        run = _docker_hub(
-            session, dockerhub_url.rstrip("/"), repository, desired, credentials, timeout
-        )
-    else:
-        harbor = Harbor(session, base_url(registry, insecure_registries), credentials, timeout)
+        else:
+            harbor = Harbor(http, base_url(registry, insecure_registries), credentials, timeout)
+            try:
+                found = await harbor.is_harbor()
+            except ApiError as error:
+                return _failed(full_name, PLAIN_KIND, error)
+            if not found:
+                return RepositorySettingsResult(
+                    full_name,
+                    PLAIN_KIND,
+                    ok=True,
+                    reason=reasons.VISIBILITY_UNSUPPORTED,
+                    message=(
+                        f"registry {normalize_registry(registry)} has no repository visibility or "
+                        "description autobuild can set (supported: Docker Hub, Harbor); the "
+                        "repository is as the registry makes it on the first push"
+                    ),
+                )
+            kind = HARBOR_KIND
+            run = _harbor(harbor, repository, desired, also_owned)
         try:
-            found = await harbor.is_harbor()
+            applied, reason, message = await run
         except ApiError as error:
-            return _failed(full_name, PLAIN_KIND, error)
-        if not found:
-            return RepositorySettingsResult(
-                full_name,
-                PLAIN_KIND,
-                ok=True,
-                reason=reasons.VISIBILITY_UNSUPPORTED,
-                message=(
-                    f"registry {normalize_registry(registry)} has no repository visibility or "
-                    "description autobuild can set (supported: Docker Hub, Harbor); the "
-                    "repository is as the registry makes it on the first push"
-                ),
-            )
-        kind = HARBOR_KIND
-        run = _harbor(harbor, repository, desired, also_owned)
-    try:
-        applied, reason, message = await run
-    except ApiError as error:
-        return _failed(full_name, kind, error)
-    return RepositorySettingsResult(
-        full_name,
-        kind,
-        ok=reason != reasons.VISIBILITY_CONFLICT,
-        visibility=None if reason == reasons.VISIBILITY_CONFLICT else visibility,
-        description=None if reason == reasons.REPOSITORY_PENDING else description,
-        applied=applied,
-        reason=reason,
-        message=message,
-    )
+            return _failed(full_name, kind, error)
+        return RepositorySettingsResult(
+            full_name,
+            kind,
+            ok=reason != reasons.VISIBILITY_CONFLICT,
+            visibility=None if reason == reasons.VISIBILITY_CONFLICT else visibility,
+            description=None if reason == reasons.REPOSITORY_PENDING else description,
+            applied=applied,
+            reason=reason,
+            message=message,
+        )
 
 
 async def _docker_hub(
