@@ -700,3 +700,31 @@ def test_an_untrusted_certificate_or_bad_ca_refuses_the_preflight(reason: str) -
     again = decide(replace(push, registry={preflight.id: refused}, secrets=renewed), SETTINGS)
     (new_preflight,) = [r for r in again.registry if r.kind == "preflight"]
     assert new_preflight.id != preflight.id
+
+
+def test_a_registry_that_stays_away_costs_no_status_write_per_try() -> None:
+    b = body()
+    first = decide(world(b, registry={}, heads=heads(b, {})), SETTINGS)
+    (request,) = [r for r in first.registry if r.kind == registry_gate.SETTINGS]
+    away = {"name": "acme/x", "kind": "Registry", "reason": "RegistryUnreachable"}
+    refused = RegistryResult(
+        NOW,
+        False,
+        "RegistryUnreachable",
+        "connection refused",
+        status={**away, "message": "connection refused"},
+    )
+    done, _ = settle(world(b, registry={request.id: refused}, heads=heads(b, {})))
+    assert done.body["status"]["repository"]["reason"] == "RegistryUnreachable"
+    later = NOW + timedelta(minutes=6)
+    again = decide(replace(done, now=later, registry={}), SETTINGS)
+    assert [r.id for r in again.registry] == [request.id]  # tried again after 5 minutes
+    reset = RegistryResult(
+        later,
+        False,
+        "RegistryUnreachable",
+        "connection reset",
+        status={**away, "message": "connection reset"},
+    )
+    answered = decide(replace(done, now=later, registry={request.id: reset}), SETTINGS)
+    assert answered.status is None  # same reason, other words: nothing to write

@@ -124,10 +124,14 @@ def repository_settings(
     retry = result is not None and result.reason in _SETTINGS_RETRY
     if result is None or (retry and now - result.at >= SETTINGS_RETRY):
         return SettingsOutcome(None, request)
+    wait = (result.at + SETTINGS_RETRY - now).total_seconds() if retry else None
+    if retry and previous is not None and previous.reason == result.reason:
+        # The same trouble as status already says: its error text varies from try to try
+        # (connection refused, reset, timeouts), and a status that churns costs a write each.
+        return SettingsOutcome(None, None, wait)
     state = RepositoryStatus.model_validate(
         {**(result.status or {}), "observed": "" if retry else fingerprint}
     )
-    wait = (result.at + SETTINGS_RETRY - now).total_seconds() if retry else None
     return SettingsOutcome(state, None, wait)
 
 
