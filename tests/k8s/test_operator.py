@@ -558,16 +558,7 @@ def test_missing_secret_is_stalled_then_recovers(world: World, repo: Repo) -> No
     body = manifest(world.namespace, repo)
     body["spec"]["image"]["pushSecret"] = "regcred"
     world.create(body)
-
-    def stalled() -> dict[str, Any] | None:
-        conditions = {c["type"]: c for c in world.status().get("conditions") or []}
-        return (
-            conditions.get("Stalled")
-            if conditions.get("Stalled", {}).get("status") == "True"
-            else None
-        )
-
-    condition = eventually(stalled, 30, "Stalled")
+    condition = eventually(lambda: stalled_condition(world), 30, "Stalled")
     assert condition["reason"] == "SecretNotFound"
     # Retrying is the operator's business: no finalizer or kopf state lands in the object.
     metadata = world.get()["metadata"]
@@ -697,6 +688,12 @@ def test_probes_and_json_logs(operator: Operator) -> None:
     assert lines, "no JSON log line"
     record = json.loads(lines[-1])
     assert {"message", "severity", "timestamp"} <= record.keys()
+
+
+def stalled_condition(world: World, name: str = "app") -> dict[str, Any] | None:
+    """The Stalled condition while it is True."""
+    conditions = world.status(name).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Stalled" and c["status"] == "True"), None)
 
 
 def ready_condition(world: World) -> dict[str, Any] | None:
@@ -1012,18 +1009,7 @@ def test_credentials_go_only_to_the_hosts_their_secret_names(
     body = manifest(world.namespace, private)
     body["spec"]["source"]["credentialsSecret"] = "link"
     world.create(body)
-    stalled = eventually(
-        lambda: next(
-            (
-                c
-                for c in world.status().get("conditions") or []
-                if c["type"] == "Stalled" and c["status"] == "True"
-            ),
-            None,
-        ),
-        30,
-        "Stalled",
-    )
+    stalled = eventually(lambda: stalled_condition(world), 30, "Stalled")
     assert stalled["reason"] == "CredentialsNotAllowed"
     assert "autobuild.dev/git-hosts" in stalled["message"]
     assert world.jobs() == []
@@ -1266,18 +1252,7 @@ def test_push_preflight_refuses_credentials_that_cannot_push(
         },
     )
     world.create(registry_manifest(world, repo, registry))
-    stalled = eventually(
-        lambda: next(
-            (
-                c
-                for c in world.status().get("conditions") or []
-                if c["type"] == "Stalled" and c["status"] == "True"
-            ),
-            None,
-        ),
-        60,
-        "Stalled",
-    )
+    stalled = eventually(lambda: stalled_condition(world), 60, "Stalled")
     assert stalled["reason"] == "PushUnauthorized"
     assert registry.host in stalled["message"]
     assert "wrong" not in json.dumps(world.status())
@@ -1302,17 +1277,6 @@ def tls_registry() -> Iterator[Registry]:
     in AUTOBUILD_INSECURE_REGISTRIES: only its CA (``ca_pem``) makes it trusted."""
     with Registry(users={"pusher": "right-password"}, tls=True) as running:
         yield running
-
-
-def stalled_condition(world: World) -> dict[str, Any] | None:
-    return next(
-        (
-            c
-            for c in world.status().get("conditions") or []
-            if c["type"] == "Stalled" and c["status"] == "True"
-        ),
-        None,
-    )
 
 
 def test_a_private_ca_registry_builds_only_with_its_ca_secret(

@@ -191,32 +191,32 @@ def previous_status(body: Obj) -> AutomatedBuildStatus:
         return AutomatedBuildStatus()
 
 
-def referenced_secrets(spec: Obj) -> list[str]:
-    """Names of the Secrets a spec refers to (raw spec: also for specs that fail validation)."""
-    names = []
-    for path, _ in _SECRET_KEYS:
-        value: Any = spec
-        for part in path:
-            value = (value or {}).get(part) if isinstance(value, Mapping) else None
-        if isinstance(value, str) and value:
-            names.append(value)
-    return list(dict.fromkeys(names))
-
-
-def _secret_problem(spec: Obj, secrets: Mapping[str, SecretView | None]) -> tracking.Problem | None:
+def _secret_references(spec: Obj) -> list[tuple[str, str, str]]:
+    """(field path, Secret name, key it must have) of each Secret the spec names; from the raw
+    spec, so that specs that fail validation are covered too."""
+    found = []
     for path, key in _SECRET_KEYS:
         value: Any = spec
         for part in path:
             value = (value or {}).get(part) if isinstance(value, Mapping) else None
-        if not isinstance(value, str) or not value:
-            continue
-        where = "spec." + ".".join(path)
-        secret = secrets.get(value)
+        if isinstance(value, str) and value:
+            found.append(("spec." + ".".join(path), value, key))
+    return found
+
+
+def referenced_secrets(spec: Obj) -> list[str]:
+    """Names of the Secrets a spec refers to."""
+    return list(dict.fromkeys(name for _, name, _ in _secret_references(spec)))
+
+
+def _secret_problem(spec: Obj, secrets: Mapping[str, SecretView | None]) -> tracking.Problem | None:
+    for where, name, key in _secret_references(spec):
+        secret = secrets.get(name)
         if secret is None:
-            return tracking.Problem(Reason.SECRET_NOT_FOUND, f"{where}: Secret {value!r} not found")
+            return tracking.Problem(Reason.SECRET_NOT_FOUND, f"{where}: Secret {name!r} not found")
         if key not in secret.data:
             return tracking.Problem(
-                Reason.SECRET_KEY_MISSING, f"{where}: Secret {value!r} has no key {key!r}"
+                Reason.SECRET_KEY_MISSING, f"{where}: Secret {name!r} has no key {key!r}"
             )
     return None
 
