@@ -240,8 +240,7 @@ def build_lifecycle(world: World, repo: Repo) -> None:
     world.finish_pod(job.metadata.name, 0, DIGEST)
     eventually(build_phase(world, "Succeeded"), 60, "Succeeded")
     assert world.status()["latestBuild"]["digest"] == DIGEST
-    events = world.core.list_namespaced_event(world.namespace).items
-    assert {"BuildStarted", "BuildSucceeded"} <= {e.reason for e in events}
+    world.wait_events("BuildStarted", "BuildSucceeded")
 
 
 @pytest.mark.parametrize("scope", ["all-namespaces", "watch-namespaces"])

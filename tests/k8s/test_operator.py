@@ -254,6 +254,21 @@ class World:
             self.namespace, label_selector=f"job-name={job_name}"
         ).items
 
+    def wait_events(self, *reasons: str) -> list[Any]:
+        """The AutomatedBuilds' Events once all ``reasons`` are among them: the operator posts
+        Events after the status write they describe, so a test that saw the status waits."""
+
+        def posted() -> list[Any]:
+            events = [
+                e
+                for e in self.core.list_namespaced_event(self.namespace).items
+                if e.involved_object.kind == "AutomatedBuild"
+            ]
+            return events if set(reasons) <= {e.reason for e in events} else []
+
+        found: list[Any] = eventually(posted, 30, f"Events {reasons}")
+        return found
+
     def builds(self, name: str = "app") -> list[dict[str, Any]]:
         return list(self.status(name).get("builds") or [])
 
@@ -349,9 +364,7 @@ def test_create_builds_main_with_exact_kaniko_args_and_records_success(
     assert status["image"] == "127.0.0.1:5000/acme/app"
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("True", "BuildSucceeded")
-    events = world.core.list_namespaced_event(world.namespace).items
-    reasons = {e.reason for e in events if e.involved_object.kind == "AutomatedBuild"}
-    assert {"BuildStarted", "BuildSucceeded"} <= reasons
+    world.wait_events("BuildStarted", "BuildSucceeded")
     # The operator counted the build (builds of earlier tests in the module may count too).
     after = eventually(
         lambda: (found := operator.metrics())[succeeded] > before[succeeded] and found,
@@ -398,9 +411,7 @@ def test_failing_pod_is_classified_and_its_log_never_reaches_status_or_events(
     assert "pushSecret" in build["message"]
     ready = next(c for c in world.status()["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "BuildFailed")
-    events = world.core.list_namespaced_event(world.namespace).items
-    failed = [e for e in events if e.reason == "BuildFailed"]
-    assert failed
+    events = world.wait_events("BuildFailed")
     written = json.dumps(world.status()) + " ".join(e.message for e in events)
     assert "dTpzZWNyZXQtcHVzaC1wYXNzd29yZA==" not in written
     assert "UNAUTHORIZED" not in written
@@ -765,8 +776,7 @@ def test_bad_trigger_request_is_reported_and_the_next_one_still_builds(
         "InvalidTrigger",
     )
     assert "not a safe git ref name" in handled["message"]
-    events = world.core.list_namespaced_event(world.namespace).items
-    assert any(e.reason == "InvalidTrigger" for e in events)
+    world.wait_events("InvalidTrigger")
     trigger(k8s_cluster, world)
     eventually(lambda: len(world.jobs()) == 2, 30, "a later trigger builds")
 
@@ -874,8 +884,7 @@ def test_the_shipped_rbac_is_enough(
         eventually(build_phase(world, "Running"), 30, "Running")
         world.finish_pod(job.metadata.name, 0, DIGEST)
         eventually(build_phase(world, "Succeeded"), 60, "Succeeded")
-        events = world.core.list_namespaced_event(world.namespace).items
-        assert {"BuildStarted", "BuildSucceeded"} <= {e.reason for e in events}
+        world.wait_events("BuildStarted", "BuildSucceeded")
         repo.commit("main", {"b.txt": "2"}, "second")
         trigger(k8s_cluster, world)
         # historyLimit 0 prunes the first Job as soon as the second exists: wait for what
@@ -1367,8 +1376,7 @@ def test_digests_are_checked_against_the_registry(
         "DigestMismatch",
     )
     assert mismatch["digests"] == {"latest": pushed}
-    events = world.core.list_namespaced_event(world.namespace).items
-    assert any(e.reason == "DigestMismatch" for e in events)
+    world.wait_events("DigestMismatch")
 
 
 def test_a_build_whose_pod_cannot_be_created_says_so(world: World, repo: Repo) -> None:
