@@ -8,6 +8,7 @@ from pathlib import Path
 from autobuild.api.models import BuildPhase
 from autobuild.planning.reasons import Reason
 from autobuild.registry import reasons as registry_reasons
+from autobuild.sources import github
 
 TROUBLESHOOTING = Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md"
 # A finished build's Event is named after its phase (decide._transitions).
@@ -18,13 +19,14 @@ BUILD_EVENTS = {
 
 
 def written_reasons() -> set[str]:
-    """Every reason constant of the operator: conditions, builds, triggers, registry, Events."""
+    """Every reason constant: conditions, builds, triggers, registry, Events, GitHub commands."""
     registry = {
         value
         for name, value in vars(registry_reasons).items()
         if name.isupper() and isinstance(value, str)
     }
-    return {r.value for r in Reason} | registry | BUILD_EVENTS
+    github_commands = {v for n, v in vars(github).items() if n.startswith("REASON_")}
+    return {r.value for r in Reason} | registry | github_commands | BUILD_EVENTS
 
 
 def documented_reasons() -> set[str]:
@@ -52,3 +54,4 @@ def test_the_registry_reasons_are_found() -> None:
     # The scan of the registry module must see its constants, or the first test proves nothing.
     assert {"VisibilityUnsupported", "RepositoryPending", "RateLimited"} <= written_reasons()
     assert "BuildTimedOut" in written_reasons()
+    assert "WebhookLimitReached" in written_reasons()
