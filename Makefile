@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install registry test unit lint crds chart-crds controlplane cluster-up cluster-down demo \
+.PHONY: install registry test unit lint crds docs chart-crds controlplane cluster-up cluster-down demo \
 	bench helm image
 
 install: $(STAMP)
@@ -36,11 +36,15 @@ lint: install
 	$(VENV)/bin/ruff format --check operator tests examples
 	$(VENV)/bin/mypy
 
-# Regenerate the CRD from the pydantic models (the single source of truth), and the chart's
-# copy of it (Helm installs CRDs only from the chart's crds/ directory).
+# Regenerate the CRD from the pydantic models (the single source of truth), the chart's copy
+# of it (Helm installs CRDs only from the chart's crds/ directory) and the API reference.
 crds: install
 	$(PY) -m autobuild.api.crd > crds/automatedbuild.yaml
-	$(MAKE) chart-crds
+	$(MAKE) chart-crds docs
+
+# docs/api.md, the API reference, from the same models (a unit test fails when it drifts).
+docs: install
+	$(PY) -m autobuild.api.reference > docs/api.md
 
 chart-crds:
 	cp crds/automatedbuild.yaml charts/autobuild/crds/automatedbuild.yaml

@@ -481,12 +481,22 @@ class Condition(_Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    type: str = Field(max_length=316)
-    status: str = Field(pattern=r"^(True|False|Unknown)$")
-    reason: str = Field(default="", max_length=1024)
-    message: str = Field(default="", max_length=32768)
-    observed_generation: int | None = Field(default=None, ge=0)
-    last_transition_time: datetime | None = None
+    type: str = Field(
+        max_length=316, description="Ready, Reconciling, Stalled or VisibilityApplied."
+    )
+    status: str = Field(pattern=r"^(True|False|Unknown)$", description="True, False or Unknown.")
+    reason: str = Field(
+        default="",
+        max_length=1024,
+        description="Why, in one CamelCase word (all of them: docs/troubleshooting.md).",
+    )
+    message: str = Field(default="", max_length=32768, description="The details, for people.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this condition describes."
+    )
+    last_transition_time: datetime | None = Field(
+        default=None, description="When status last changed."
+    )
 
 
 class BuildRecord(_Model):
@@ -498,22 +508,34 @@ class BuildRecord(_Model):
     rule: int = Field(ge=0, description="Index of the build rule in spec.tags.")
     source_type: SourceType
     source_ref: str = Field(description="The branch or tag name that was built.")
-    commit: str
+    commit: str = Field(description="The full commit id that was built.")
     trigger: Trigger
-    tags: list[str] = Field(default_factory=list)
-    job_name: str = ""
+    tags: list[str] = Field(
+        default_factory=list, description="The image tags, rendered from the rule's dockerTag."
+    )
+    job_name: str = Field(default="", description="The build's Kaniko Job.")
     phase: BuildPhase = BuildPhase.PENDING
-    start_time: datetime | None = None
-    completion_time: datetime | None = None
-    duration_seconds: int | None = Field(default=None, ge=0)
-    digest: str | None = None
+    start_time: datetime | None = Field(default=None, description="When the Job started.")
+    completion_time: datetime | None = Field(default=None, description="When the build ended.")
+    duration_seconds: int | None = Field(
+        default=None, ge=0, description="From startTime to completionTime."
+    )
+    digest: str | None = Field(
+        default=None, description="The image manifest digest Kaniko pushed (Succeeded builds)."
+    )
     digests: dict[str, str | None] = Field(
         default_factory=dict,
         description="Each pushed tag's manifest digest as the registry reports it after the "
         "build (null: it could not be read); a mismatch with digest sets reason DigestMismatch.",
     )
-    reason: str | None = None
-    message: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Why the build is where it is: a failure's classified reason, "
+        "DigestMismatch, a cause that keeps it Pending (docs/troubleshooting.md).",
+    )
+    message: str | None = Field(
+        default=None, description="The reason in a sentence; never a copy of the build log."
+    )
 
 
 class LatestBuild(_Model):
@@ -521,16 +543,16 @@ class LatestBuild(_Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = ""
+    id: str = Field(default="", description="The newest build's id (status.builds[0]).")
     phase: BuildPhase | None = None
-    source_ref: str = ""
-    commit: str = ""
-    short_commit: str = ""
+    source_ref: str = Field(default="", description="The branch or tag it built.")
+    commit: str = Field(default="", description="The full commit id it built.")
+    short_commit: str = Field(default="", description="The commit's first 7 characters.")
     tags: str = Field(default="", description="The build's image tags, comma-separated.")
-    digest: str = ""
-    reason: str = ""
-    start_time: datetime | None = None
-    completion_time: datetime | None = None
+    digest: str = Field(default="", description="The pushed manifest digest.")
+    reason: str = Field(default="", description="The build's reason, if any.")
+    start_time: datetime | None = Field(default=None, description="When its Job started.")
+    completion_time: datetime | None = Field(default=None, description="When it ended.")
 
 
 class RepositoryState(_Model):
@@ -538,19 +560,25 @@ class RepositoryState(_Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str = ""
+    name: str = Field(default="", description="The repository, e.g. docker.io/acme/app.")
     kind: str = Field(default="", description="DockerHub, Harbor or Registry (no such notion).")
-    visibility: str | None = None
-    description: str | None = None
+    visibility: str | None = Field(
+        default=None, description="The visibility it has now (Public or Private)."
+    )
+    description: str | None = Field(default=None, description="The short description it has now.")
     applied: list[str] = Field(default_factory=list, description="What was changed last time.")
-    reason: str = ""
-    message: str = ""
+    reason: str = Field(
+        default="", description="Why the settings are not (all) applied; empty when they are."
+    )
+    message: str = Field(default="", description="The reason in a sentence.")
 
 
 class RepositoryStatus(RepositoryState):
     """``status.repository``: the image repository and its build-cache repository."""
 
-    cache: RepositoryState | None = None
+    cache: RepositoryState | None = Field(
+        default=None, description="The build-cache repository, when a rule has buildCache."
+    )
     observed: str = Field(
         default="",
         description="Which spec.image and push Secret version these settings were applied for "
@@ -564,12 +592,12 @@ class LastTrigger(_Model):
     model_config = ConfigDict(extra="ignore")
 
     id: str = Field(description="The request id (`create` for the build on creation).")
-    time: datetime | None = None
+    time: datetime | None = Field(default=None, description="When the operator handled it.")
     ref: str = Field(default="", description="The ref asked for; empty: every exact rule's ref.")
     commit: str = Field(default="", description="The commit asked for; empty: the ref's head.")
     builds: list[str] = Field(default_factory=list, description="Ids of the builds it started.")
     reason: str = Field(default="", description="Triggered, NothingToBuild or InvalidTrigger.")
-    message: str = ""
+    message: str = Field(default="", description="What came of it, in a sentence.")
 
 
 class AutomatedBuildStatus(_Model):
@@ -577,7 +605,9 @@ class AutomatedBuildStatus(_Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    observed_generation: int | None = Field(default=None, ge=0)
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this status was written for."
+    )
     observed_source: str = Field(
         default="",
         description="The spec.source (repo, provider, credentials Secret) whose repository "
@@ -591,6 +621,7 @@ class AutomatedBuildStatus(_Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
+        description="Ready, Reconciling and Stalled (kstatus), and VisibilityApplied.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     latest_build: LatestBuild | None = None
