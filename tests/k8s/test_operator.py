@@ -254,6 +254,17 @@ class World:
             self.namespace, label_selector=f"job-name={job_name}"
         ).items
 
+    def push_secret(self, config: str, name: str = "regcred") -> None:
+        """A kubernetes.io/dockerconfigjson Secret holding ``config``."""
+        self.core.create_namespaced_secret(
+            self.namespace,
+            {
+                "metadata": {"name": name},
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": config},
+            },
+        )
+
     def wait_events(self, *reasons: str) -> list[Any]:
         """The AutomatedBuilds' Events once all ``reasons`` are among them: the operator posts
         Events after the status write they describe, so a test that saw the status waits."""
@@ -384,17 +395,8 @@ def test_create_builds_main_with_exact_kaniko_args_and_records_success(
 def test_failing_pod_is_classified_and_its_log_never_reaches_status_or_events(
     world: World, repo: Repo
 ) -> None:
-    world.core.create_namespaced_secret(
-        world.namespace,
-        {
-            "metadata": {"name": "regcred"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {
-                ".dockerconfigjson": json.dumps(
-                    {"auths": {"127.0.0.1:5000": {"auth": "dTpzZWNyZXQtcHVzaC1wYXNzd29yZA=="}}}
-                )
-            },
-        },
+    world.push_secret(
+        json.dumps({"auths": {"127.0.0.1:5000": {"auth": "dTpzZWNyZXQtcHVzaC1wYXNzd29yZA=="}}})
     )
     body = manifest(world.namespace, repo)
     body["spec"]["image"]["pushSecret"] = "regcred"
@@ -577,14 +579,7 @@ def test_missing_secret_is_stalled_then_recovers(world: World, repo: Repo) -> No
     assert not [k for k in metadata.get("annotations") or {} if "kopf" in k or "last-handled" in k]
     assert "spec.image.pushSecret" in condition["message"]
     assert world.jobs() == []
-    world.core.create_namespaced_secret(
-        world.namespace,
-        {
-            "metadata": {"name": "regcred"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {".dockerconfigjson": DEFAULT_REGISTRY_AUTH},
-        },
-    )
+    world.push_secret(DEFAULT_REGISTRY_AUTH)
     eventually(world.jobs, 60, "build after the Secret appeared")
 
 
@@ -863,14 +858,7 @@ def test_the_shipped_rbac_is_enough(
     restricted = Operator(limited, tmp_path / "restricted.log", operator.registry)
     try:
         restricted.start()
-        world.core.create_namespaced_secret(
-            world.namespace,
-            {
-                "metadata": {"name": "regcred"},
-                "type": "kubernetes.io/dockerconfigjson",
-                "stringData": {".dockerconfigjson": DEFAULT_REGISTRY_AUTH},
-            },
-        )
+        world.push_secret(DEFAULT_REGISTRY_AUTH)
         body = manifest(
             world.namespace,
             repo,
@@ -1252,14 +1240,7 @@ def registry_manifest(world: World, repo: Repo, registry: Registry, **spec: Any)
 def test_push_preflight_refuses_credentials_that_cannot_push(
     world: World, repo: Repo, registry: Registry
 ) -> None:
-    world.core.create_namespaced_secret(
-        world.namespace,
-        {
-            "metadata": {"name": "regcred"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {".dockerconfigjson": docker_config(registry.host, "pusher", "wrong")},
-        },
-    )
+    world.push_secret(docker_config(registry.host, "pusher", "wrong"))
     world.create(registry_manifest(world, repo, registry))
     stalled = eventually(lambda: stalled_condition(world), 60, "Stalled")
     assert stalled["reason"] == "PushUnauthorized"
@@ -1291,16 +1272,7 @@ def tls_registry() -> Iterator[Registry]:
 def test_a_private_ca_registry_builds_only_with_its_ca_secret(
     world: World, repo: Repo, tls_registry: Registry
 ) -> None:
-    world.core.create_namespaced_secret(
-        world.namespace,
-        {
-            "metadata": {"name": "regcred"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {
-                ".dockerconfigjson": docker_config(tls_registry.host, "pusher", "right-password")
-            },
-        },
-    )
+    world.push_secret(docker_config(tls_registry.host, "pusher", "right-password"))
     world.create(registry_manifest(world, repo, tls_registry))
     stalled = eventually(lambda: stalled_condition(world), 60, "Stalled")
     assert stalled["reason"] == "RegistryCertificateUntrusted"
@@ -1345,16 +1317,7 @@ def test_digests_are_checked_against_the_registry(
 ) -> None:
     crane = Crane(tmp_path, {registry.host: ("pusher", "right-password")})
     pushed = crane.push_random_image(f"{registry.host}/acme/app:latest")
-    world.core.create_namespaced_secret(
-        world.namespace,
-        {
-            "metadata": {"name": "regcred"},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {
-                ".dockerconfigjson": docker_config(registry.host, "pusher", "right-password")
-            },
-        },
-    )
+    world.push_secret(docker_config(registry.host, "pusher", "right-password"))
     world.create(registry_manifest(world, repo, registry, runPolicy="Parallel"))
     (job,) = eventually(world.jobs, 60, "creation build")
     world.finish_pod(job.metadata.name, 0, pushed)  # Kaniko's digest file says what it pushed
