@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from autobuild.planning.github import CommitState
 from autobuild.sources.github import (
     REASON_AUTHENTICATION_FAILED,
     REASON_NOT_A_FILE,
@@ -21,7 +22,6 @@ from autobuild.sources.github import (
     REASON_WEBHOOK_FORBIDDEN,
     REASON_WEBHOOK_LIMIT_REACHED,
     ClientOptions,
-    CommitState,
     GitHub,
     GitHubError,
 )

@@ -12,27 +12,27 @@ from pydantic import ValidationError
 
 from autobuild.api.models import BuildPhase, BuildRecord, BuildRule, SourceSpec, Trigger
 from autobuild.cli import load_automated_builds
-from autobuild.planning.planner import PushEvent, plan_builds
-from autobuild.settings import GitHubSettings
-from autobuild.sources.github import (
+from autobuild.planning.github import (
     CommitState,
-    GitHubError,
-    HookState,
-    Repository,
     commit_state,
     commit_status,
-    dockerfile_path,
     format_duration,
     hook_secret_manifest,
     hook_secret_name,
     hook_url,
-    manifest_for,
-    new_hook_secret,
-    repository_full_name,
     status_context,
     status_description,
     target_url,
-    webhook_status,
+)
+from autobuild.planning.planner import PushEvent, plan_builds
+from autobuild.settings import GitHubSettings
+from autobuild.sources.github import (
+    GitHubError,
+    Repository,
+    dockerfile_path,
+    manifest_for,
+    new_hook_secret,
+    repository_full_name,
 )
 from autobuild.yamlio import dump
 
@@ -300,21 +300,3 @@ def test_github_settings_from_env() -> None:
 def test_github_settings_refuse_bad_values(variable: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GitHubSettings.from_env({variable: value})
-
-
-def test_webhook_status_records_id_url_and_last_answer() -> None:
-    fresh = HookState(1, "https://a/hooks/github", True, True, None, "unused", None)
-    assert webhook_status(fresh) == {
-        "id": 1,
-        "url": "https://a/hooks/github",
-        "active": True,
-        "lastResponse": {"status": "unused"},
-    }
-    quiet = HookState(2, "https://a/hooks/github", False, False, None, None, None)
-    assert webhook_status(quiet) == {"id": 2, "url": "https://a/hooks/github", "active": False}
-    failed = HookState(3, "https://a", True, False, 502, "failed", "Bad Gateway")
-    assert webhook_status(failed)["lastResponse"] == {
-        "code": 502,
-        "status": "failed",
-        "message": "Bad Gateway",
-    }

@@ -536,6 +536,11 @@ class BuildRecord(_Model):
     message: str | None = Field(
         default=None, description="The reason in a sentence; never a copy of the build log."
     )
+    commit_status: str | None = Field(
+        default=None,
+        description="The GitHub commit status state last posted for this build (pending, "
+        "success, failure, error); unset when none is posted (no linked GitHub account).",
+    )
 
 
 class LatestBuild(_Model):
@@ -586,6 +591,37 @@ class RepositoryStatus(RepositoryState):
     )
 
 
+class WebhookResponse(_Model):
+    """GitHub's record of the last delivery to a hook."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    code: int | None = Field(default=None, description="The HTTP status the delivery got.")
+    status: str = Field(default="", description="GitHub's word for it (active, unused, ...).")
+    message: str = Field(default="", description="GitHub's message about it.")
+
+
+class WebhookStatus(_Model):
+    """``status.webhook``: the push webhook the operator registered on GitHub."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    repository: str = Field(default="", description="The GitHub repository (OWNER/NAME).")
+    url: str = Field(default="", description="Where the hook delivers (AUTOBUILD_PUBLIC_URL).")
+    id: int | None = Field(
+        default=None, description="GitHub's hook id; unset while no hook is registered."
+    )
+    active: bool | None = Field(default=None, description="Whether GitHub delivers to it.")
+    last_response: WebhookResponse | None = Field(
+        default=None, description="GitHub's answer to the last delivery, when it reported one."
+    )
+    observed: str = Field(
+        default="",
+        description="Which repository, URL and Secret versions the hook was registered for "
+        "(empty while it is to be registered again).",
+    )
+
+
 class LastTrigger(_Model):
     """The last build request the operator handled, and what came of it."""
 
@@ -621,11 +657,17 @@ class AutomatedBuildStatus(_Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled (kstatus), and VisibilityApplied.",
+        description="Ready, Reconciling and Stalled (kstatus), VisibilityApplied and "
+        "WebhookReady.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     latest_build: LatestBuild | None = None
     repository: RepositoryStatus | None = None
+    webhook: WebhookStatus | None = Field(
+        default=None,
+        description="The push webhook registered on GitHub for you (AUTOBUILD_PUBLIC_URL and a "
+        "linked account with admin rights); see the WebhookReady condition.",
+    )
     builds: list[BuildRecord] = Field(default_factory=list, description="Newest first.")
     last_trigger: LastTrigger | None = Field(
         default=None,

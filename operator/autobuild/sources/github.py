@@ -17,9 +17,9 @@ never longer than :attr:`ClientOptions.max_wait` inside one call. A longer wait 
 with :class:`GitHubError` ``RateLimited`` and ``retry_after``, so the caller requeues instead of
 holding a thread for an hour. Nothing here fails a build: callers decide what an error means.
 
-Tokens never appear in messages, logs or exceptions raised from here. The pure helpers at the
-end build what the reconcile posts: status context, description, state and link, the hook URL
-and the Secret that holds a generated hook secret.
+Tokens never appear in messages, logs or exceptions raised from here. What the reconcile
+registers and posts (hook URL, commit status context and text) is built by the pure
+:mod:`autobuild.planning.github`; the helpers at the end serve the CLI.
 """
 
 from __future__ import annotations
@@ -32,12 +32,10 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final, TypeVar
-from urllib.parse import quote, urlsplit
 
 import requests
 from github import Auth, Github, GithubException, GithubRetry
@@ -47,16 +45,9 @@ from github.Hook import Hook
 from github.Repository import Repository as PyGithubRepository
 
 from autobuild import API_GROUP, API_VERSION, KIND
-from autobuild.api.models import (
-    AutomatedBuild,
-    BuildPhase,
-    BuildRecord,
-    BuildRule,
-    ImageSpec,
-    SourceSpec,
-    Visibility,
-)
-from autobuild.planning.job import LABEL_UID
+from autobuild.api.models import AutomatedBuild, BuildRule, SourceSpec, Visibility
+from autobuild.planning import github as pure
+from autobuild.planning.github import STATUS_DESCRIPTION_MAX, CommitState, shorten
 from autobuild.settings import DEFAULT_GITHUB_URL
 
 __all__ = [
@@ -70,27 +61,15 @@ __all__ = [
     "REASON_WEBHOOK_FORBIDDEN",
     "REASON_WEBHOOK_LIMIT_REACHED",
     "ClientOptions",
-    "CommitState",
-    "CommitStatus",
     "FileAtCommit",
     "GitHub",
     "GitHubError",
     "HookState",
     "Repository",
-    "commit_state",
-    "commit_status",
     "dockerfile_path",
-    "format_duration",
-    "hook_secret_manifest",
-    "hook_secret_name",
-    "hook_url",
     "manifest_for",
     "new_hook_secret",
     "repository_full_name",
-    "status_context",
-    "status_description",
-    "target_url",
-    "webhook_status",
 ]
 
 T = TypeVar("T")
@@ -110,10 +89,7 @@ REASON_UNREACHABLE: Final = "Unreachable"
 REASON_REJECTED: Final = "Rejected"
 _RETRYABLE: Final = frozenset({REASON_RATE_LIMITED, REASON_UNREACHABLE})
 
-HOOK_PATH: Final = "/hooks/github"
 HOOK_EVENTS: Final = ("push",)
-HOOK_SECRET_KEY: Final = "secret"  # noqa: S105 (a key name: webhookSecret Secrets use it too)
-STATUS_DESCRIPTION_MAX: Final = 140  # GitHub answers 422 beyond this
 _MAX_DETAIL: Final = 300
 _SHA: Final = re.compile(r"[0-9a-f]{40}")
 
@@ -191,25 +167,6 @@ class HookState:
     last_response_code: int | None
     last_response_status: str | None
     last_response_message: str | None
-
-
-class CommitState(StrEnum):
-    """The four states of a GitHub commit status."""
-
-    PENDING = "pending"
-    SUCCESS = "success"
-    FAILURE = "failure"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class CommitStatus:
-    """What to post for one build on its commit (see :func:`commit_status`)."""
-
-    state: CommitState
-    context: str
-    description: str
-    target_url: str | None
 
 
 class GitHub:
@@ -363,7 +320,7 @@ class GitHub:
             client.get_repo(full_name).get_commit(sha).create_status(
                 state.value,
                 target_url=target_url if target_url else NotSet,
-                description=_cut(description, STATUS_DESCRIPTION_MAX),
+                description=shorten(description, STATUS_DESCRIPTION_MAX),
                 context=context,
             )
 
@@ -510,7 +467,7 @@ def _error_text(exc: GithubException) -> str:
 
 
 def _translate(exc: GithubException, what: str, not_found: str) -> GitHubError:
-    detail = _cut(_error_text(exc) or f"HTTP {exc.status}", _MAX_DETAIL)
+    detail = shorten(_error_text(exc) or f"HTTP {exc.status}", _MAX_DETAIL)
     status = exc.status
     if status == 401:
         reason = REASON_AUTHENTICATION_FAILED
@@ -546,131 +503,14 @@ def _check_full_name(full_name: str) -> None:
         raise GitHubError(REASON_REJECTED, f"expected OWNER/NAME, got {full_name[:100]!r}")
 
 
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 # -- pure helpers for the reconcile and the CLI -----------------------------------------------
 
-_PHASE_STATES: Final = {
-    BuildPhase.PENDING: CommitState.PENDING,
-    BuildPhase.QUEUED: CommitState.PENDING,
-    BuildPhase.RUNNING: CommitState.PENDING,
-    BuildPhase.SUCCEEDED: CommitState.SUCCESS,
-    BuildPhase.FAILED: CommitState.FAILURE,
-    # The build did not run to its end: "error" (GitHub: the check could not complete).
-    BuildPhase.TIMED_OUT: CommitState.ERROR,
-    BuildPhase.CANCELLED: CommitState.ERROR,
-}
-
-
-def commit_state(phase: BuildPhase) -> CommitState:
-    """The GitHub commit state of a build phase."""
-    return _PHASE_STATES[phase]
-
-
-def status_context(image: ImageSpec, tags: Sequence[str]) -> str:
-    """``autobuild/<image>:<first tag>``; Docker Hub images without ``docker.io/``."""
-    repository = image.repository.removeprefix("docker.io/")
-    return f"autobuild/{repository}:{tags[0]}" if tags else f"autobuild/{repository}"
-
-
-def format_duration(seconds: int) -> str:
-    """``45s``, ``2m 5s``, ``1h 0m 3s``."""
-    hours, rest = divmod(max(seconds, 0), 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m {secs}s"
-    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
-
-
-_PHASE_WORDS: Final = {
-    BuildPhase.PENDING: "Build pending",
-    BuildPhase.QUEUED: "Build queued",
-    BuildPhase.RUNNING: "Building",
-    BuildPhase.SUCCEEDED: "Build succeeded",
-    BuildPhase.FAILED: "Build failed",
-    BuildPhase.TIMED_OUT: "Build timed out",
-    BuildPhase.CANCELLED: "Build cancelled",
-}
-
-
-def status_description(
-    phase: BuildPhase, duration_seconds: int | None = None, reason: str | None = None
-) -> str:
-    """``Build succeeded in 2m 5s``, ``Build failed after 40s: PushDenied``; at most 140."""
-    text = _PHASE_WORDS[phase]
-    if duration_seconds is not None and phase not in (BuildPhase.PENDING, BuildPhase.QUEUED):
-        joiner = (
-            "in"
-            if phase == BuildPhase.SUCCEEDED
-            else "for"
-            if phase == BuildPhase.RUNNING
-            else "after"
-        )
-        text += f" {joiner} {format_duration(duration_seconds)}"
-    if reason and phase in (BuildPhase.FAILED, BuildPhase.TIMED_OUT, BuildPhase.CANCELLED):
-        text += f": {reason}"
-    return _cut(text, STATUS_DESCRIPTION_MAX)
-
-
-def target_url(template: str, *, namespace: str, name: str, build: str, commit: str) -> str | None:
-    """The status link from ``AUTOBUILD_BUILD_URL_TEMPLATE`` (None when it is unset).
-
-    Values are percent-encoded; the template was checked by the settings.
-    """
-    if not template:
-        return None
-    values = {"namespace": namespace, "name": name, "build": build, "commit": commit}
-    return template.format_map({k: quote(v, safe="") for k, v in values.items()})
-
-
-def commit_status(
-    image: ImageSpec, namespace: str, name: str, record: BuildRecord, url_template: str = ""
-) -> CommitStatus:
-    """The commit status one build should show now (post it when state or text changes)."""
-    return CommitStatus(
-        state=commit_state(record.phase),
-        context=status_context(image, record.tags),
-        description=status_description(record.phase, record.duration_seconds, record.reason),
-        target_url=target_url(
-            url_template, namespace=namespace, name=name, build=record.id, commit=record.commit
-        ),
-    )
-
-
-def hook_url(public_url: str, namespace: str, name: str) -> str:
-    """The push webhook URL of one AutomatedBuild: ``{public_url}/hooks/github?automatedbuild=
-    NAMESPACE/NAME``.
-
-    One hook per AutomatedBuild (not per repository): each has its own secret, and deleting one
-    AutomatedBuild removes only its hook while another one building the same repository keeps
-    receiving pushes. The receiver routes on the path; the query tells it which secret to try.
-    """
-    return f"{public_url.rstrip('/')}{HOOK_PATH}?automatedbuild={quote(namespace)}/{quote(name)}"
-
-
-def webhook_status(state: HookState) -> dict[str, Any]:
-    """``status.webhook`` of an AutomatedBuild (camelCase, no secret): id, url and GitHub's
-    answer to the last delivery when it reported one."""
-    status: dict[str, Any] = {"id": state.id, "url": state.url, "active": state.active}
-    last = {
-        "code": state.last_response_code,
-        "status": state.last_response_status,
-        "message": state.last_response_message,
-    }
-    if any(value is not None for value in last.values()):
-        status["lastResponse"] = {k: v for k, v in last.items() if v is not None}
-    return status
-
-
 def repository_full_name(source: SourceSpec) -> str:
-    """``owner/name`` of ``spec.source.repo`` (``github.com/acme/app``, ``https://.../app.git``)."""
-    path = urlsplit(source.repo if "://" in source.repo else f"https://{source.repo}").path
-    parts = [part for part in path.strip("/").split("/") if part]
-    if len(parts) != 2:
+    """``owner/name`` of ``spec.source.repo``; GitHubError when it is not OWNER/NAME."""
+    full_name = pure.repository_full_name(source)
+    if full_name is None:
         raise GitHubError(REASON_REJECTED, f"{source.repo!r} is not a GitHub OWNER/NAME repository")
-    return f"{parts[0]}/{parts[1].removesuffix('.git')}"
+    return full_name
 
 
 def dockerfile_path(rule: BuildRule) -> str:
@@ -678,57 +518,9 @@ def dockerfile_path(rule: BuildRule) -> str:
     return posixpath.normpath(posixpath.join(rule.context_sub_path, rule.dockerfile))
 
 
-def hook_secret_name(automated_build_name: str) -> str:
-    """Name of the Secret holding the generated hook secret: ``<name>-github-hook``.
-
-    Names too long for the suffix keep a hash of the full name, so two never collide.
-    """
-    suffix = "-github-hook"
-    if len(automated_build_name) + len(suffix) <= 253:
-        return automated_build_name + suffix
-    digest = hashlib.sha256(automated_build_name.encode()).hexdigest()[:10]
-    return f"{automated_build_name[: 253 - len(suffix) - 11].rstrip('.-')}-{digest}{suffix}"
-
-
 def new_hook_secret() -> str:
     """A fresh random webhook secret (256 bits, hex)."""
     return secrets.token_hex(32)
-
-
-def hook_secret_manifest(
-    namespace: str, automated_build_name: str, uid: str, secret: str
-) -> dict[str, Any]:
-    """The Secret the operator creates (and owns) to keep a generated hook secret.
-
-    Key ``secret`` as in ``webhookSecret`` Secrets; owned by the AutomatedBuild, so the garbage
-    collector removes it with it; labelled with its uid like the build Jobs.
-    """
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": {
-            "name": hook_secret_name(automated_build_name),
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/name": "autobuild",
-                "app.kubernetes.io/component": "github-webhook",
-                "app.kubernetes.io/managed-by": "autobuild",
-                LABEL_UID: uid,
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                    "kind": KIND,
-                    "name": automated_build_name,
-                    "uid": uid,
-                    "controller": True,
-                    "blockOwnerDeletion": False,
-                }
-            ],
-        },
-        "stringData": {HOOK_SECRET_KEY: secret},
-    }
 
 
 def _image_component(text: str) -> str:
