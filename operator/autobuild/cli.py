@@ -488,6 +488,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ValueError as exc:
         raise CliError(f"--webhook-address: {exc}") from exc
     RUNTIME.webhook_address = args.webhook_address
+    try:  # a bad setting stops the start, with its name, before anything runs
+        BuildSettings.from_env()
+        GitHubSettings.from_env()
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     server = PROBES.serve(host.strip("[]"), int(port))
     err.write(f"autobuild: probes on http://{args.probes}/healthz and /readyz\n")
     try:

@@ -105,23 +105,29 @@ class GitHubSettings:
     public_url: str = ""
     # Link of each commit status (placeholders: BUILD_URL_FIELDS); empty: no link.
     build_url_template: str = ""
+    # Seconds a deleted AutomatedBuild waits for its webhook to be removed from GitHub.
+    unhook_timeout: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GitHubSettings:
         """Settings with ``AUTOBUILD_*`` overrides from ``env``; bad values raise ValueError."""
         source = os.environ if env is None else env
-        values: dict[str, str] = {}
+        values: dict[str, str | int] = {}
         for spec in fields(cls):
             variable = f"AUTOBUILD_{spec.name.upper()}"
             raw = source.get(variable, "").strip()
             if not raw:
                 continue
-            if spec.name == "build_url_template":
+            if spec.name == "unhook_timeout":
+                if not raw.isdigit():
+                    raise ValueError(f"{variable}: expected whole seconds, got {raw!r}")
+                values[spec.name] = int(raw)
+            elif spec.name == "build_url_template":
                 check_build_url_template(raw, variable)
                 values[spec.name] = raw
             else:
                 values[spec.name] = check_http_url(raw, variable).rstrip("/")
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def check_http_url(url: str, what: str) -> str:

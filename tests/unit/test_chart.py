@@ -187,17 +187,22 @@ def test_default_settings_are_the_operators_defaults(default_render: list[dict[s
     assert env["AUTOBUILD_EXECUTOR_IMAGE"] == BuildSettings().executor_image
 
 
-def test_default_rbac_is_one_cluster_role_for_all_namespaces(
-    default_render: list[dict[str, Any]],
-) -> None:
-    role = one(default_render, "ClusterRole")
-    granted = {
+def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every rule of a Role or ClusterRole."""
+    return {
         (group, resource, verb)
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
+
+
+def test_default_rbac_is_one_cluster_role_for_all_namespaces(
+    default_render: list[dict[str, Any]],
+) -> None:
+    role = one(default_render, "ClusterRole")
+    granted = grants(role)
     # Nothing broad: no wildcards, no writes to spec, no Secret writes.
     assert not any("*" in part for part in (x for triple in granted for x in triple))
     assert ("autobuild.dev", "automatedbuilds", "patch") not in granted
@@ -207,6 +212,16 @@ def test_default_rbac_is_one_cluster_role_for_all_namespaces(
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
     ]
+
+
+def test_a_public_url_grants_exactly_what_webhook_registration_needs(
+    helm: Path, default_render: list[dict[str, Any]]
+) -> None:
+    values = {"webhook": {"publicUrl": "https://autobuild.example.com"}}
+    role = one(documents(helm_template(helm, values=values).stdout), "ClusterRole")
+    added = grants(role) - grants(one(default_render, "ClusterRole"))
+    # The finalizer (metadata.finalizers) and the Secret of a generated webhook secret.
+    assert added == {("autobuild.dev", "automatedbuilds", "patch"), ("", "secrets", "create")}
 
 
 def test_custom_values_reach_the_operator(helm: Path) -> None:
@@ -298,8 +313,10 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_access(helm: Path)
     roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
     bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")}
     assert roles.keys() == bindings.keys() == {"team-a", "team-b"}
-    default_role = one(documents(helm_template(helm).stdout), "ClusterRole")
-    assert roles["team-a"]["rules"] == default_role["rules"][1:]
+    # CUSTOM has a public URL: the namespaced rules with webhook registration's.
+    public = {"webhook": {"publicUrl": CUSTOM["webhook"]["publicUrl"]}}
+    all_namespaces = one(documents(helm_template(helm, values=public).stdout), "ClusterRole")
+    assert roles["team-a"]["rules"] == all_namespaces["rules"][1:]
     for binding in bindings.values():
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["subjects"] == [

@@ -111,6 +111,16 @@ posts Events and watches Secrets (keeping only those an AutomatedBuild reference
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- if .Values.webhook.publicUrl }}
+# GitHub webhook registration (webhook.publicUrl): the Secret of a generated webhook secret
+# (owned by its AutomatedBuild) and the finalizer that removes the hook (metadata only).
+- apiGroups: [autobuild.dev]
+  resources: [automatedbuilds]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+{{- end }}
 {{- end }}
 
 {{/*

@@ -597,8 +597,10 @@ class WebhookResponse(_Model):
     model_config = ConfigDict(extra="ignore")
 
     code: int | None = Field(default=None, description="The HTTP status the delivery got.")
-    status: str = Field(default="", description="GitHub's word for it (active, unused, ...).")
-    message: str = Field(default="", description="GitHub's message about it.")
+    status: str | None = Field(
+        default=None, description="GitHub's word for it (active, unused, ...)."
+    )
+    message: str | None = Field(default=None, description="GitHub's message about it.")
 
 
 class WebhookStatus(_Model):
@@ -657,8 +659,7 @@ class AutomatedBuildStatus(_Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled (kstatus), VisibilityApplied and "
-        "WebhookReady.",
+        description="Ready, Reconciling and Stalled (kstatus), VisibilityApplied and WebhookReady.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     latest_build: LatestBuild | None = None

@@ -5,7 +5,8 @@ kopf's per-object machinery is not used for resources: its ``@kopf.index`` readi
 quadratic in the number of objects at start-up, and its handlers never retry ``on.event`` work.
 The controller lists and watches AutomatedBuilds, their Jobs and Pods and the Secrets they
 reference into one in-memory store, and reconciles from there (``reconcile.py``). Nothing here
-adds finalizers or writes to objects, so an idle restart writes nothing.
+writes to objects, so an idle restart writes nothing; the one finalizer (``autobuild.dev/github-
+hook``) is added by the reconcile, only to objects whose GitHub webhook it registers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import kopf
 from autobuild.controller.kubeapi import KubeApi
 from autobuild.controller.probes import Probes
 from autobuild.controller.reconcile import Controller
-from autobuild.settings import BuildSettings
+from autobuild.settings import BuildSettings, GitHubSettings
 
 PROBES = Probes()
 _READINESS_SECONDS = 1.0
@@ -49,6 +50,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         BuildSettings.from_env(),
         RUNTIME.namespaces,
         webhook_address=RUNTIME.webhook_address,
+        github=GitHubSettings.from_env(),
     )
     RUNTIME.controller = controller
 

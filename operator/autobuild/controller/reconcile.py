@@ -14,11 +14,12 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
+from autobuild.api.models import WebhookResponse, WebhookStatus
 from autobuild.controller.kubeapi import ApiError, KubeApi
 from autobuild.controller.queue import WorkQueue
 from autobuild.controller.store import Informer, Key, Store, start_in_order
 from autobuild.metrics import Metrics, StateSources
-from autobuild.planning import registry_gate
+from autobuild.planning import hooks, registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.decide import (
     Decision,
@@ -31,6 +32,7 @@ from autobuild.planning.decide import (
     git_access,
 )
 from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
+from autobuild.planning.github import hook_secret_manifest
 from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.reasons import Reason
@@ -42,8 +44,9 @@ from autobuild.registry.operations import (
     preflight,
     verify_build,
 )
-from autobuild.settings import BuildSettings
+from autobuild.settings import BuildSettings, GitHubSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
+from autobuild.sources.github import GitHub, GitHubError, HookState, new_hook_secret
 from autobuild.webhooks.poller import PollTarget, run_poller
 from autobuild.webhooks.receiver import WebhookServer, create_app, start_server
 from autobuild.webhooks.trigger import TriggerURLRequest, trigger_events
@@ -83,14 +86,18 @@ class Controller:
         workers: int = 8,
         webhook_address: str | None = None,
         metrics: Metrics | None = None,
+        github: GitHubSettings | None = None,
     ) -> None:
         self.api = api
+        self.github_settings = github or GitHubSettings()
+        # PyGithub on its own threads; created on the first call (most clusters make none).
+        self._github: GitHub | None = None
         self.metrics = metrics if metrics is not None else Metrics()
         self.webhook_address = webhook_address
         self.webhooks: WebhookServer | None = None
         self.settings = settings
         self.queue: WorkQueue[Key] = WorkQueue(self.metrics.instrument(self.process), workers)
-        self.store = Store(self.queue.add)
+        self.store = Store(self.queue.add, self.github_settings)
         self.store.deleted = self.queue.forget
         self.synced = asyncio.Event()
         self._resolving: set[Key] = set()
@@ -192,6 +199,8 @@ class Controller:
             if self.webhooks is not None:
                 await self.webhooks.stop()
             await self._registry_sessions.close()
+            if self._github is not None:
+                await asyncio.to_thread(self._github.close)
 
     def ready(self) -> bool:
         """Listed everything once, and every list and watch works now (an API server that
@@ -257,7 +266,7 @@ class Controller:
         snapshot = self.store.snapshot(key, _now())
         if snapshot is None:
             return None
-        decision = decide(snapshot, self.settings)
+        decision = decide(snapshot, self.settings, self.github_settings)
         return await self._act(key, snapshot.body, decision)
 
     async def _read_unknown_secrets(self, key: Key) -> None:
@@ -288,6 +297,22 @@ class Controller:
         for write in decision.delete:
             await self._delete_job(jobs, write)
         self.store.take_pushes(key, decision.pushes_done)
+        self.store.forget_github(key, decision.github_forget)
+        if decision.hook_secret is not None:
+            await self._create_hook_secret(key, body)
+        # The Events go with the first write that lands: the finalizer (after which a
+        # deleted object is gone), else the status.
+        events = decision.events
+        if decision.finalizers is not None:
+            if not await self._write_finalizers(key, body, decision.finalizers):
+                return _CONFLICT_RETRY
+            for note in events:
+                await self._post_event(body, note)
+            events = ()
+        for call in decision.github:
+            if (key, call.id) not in self._checking:
+                self._checking.add((key, call.id))
+                self._spawn(self._github_call(key, call))
         if decision.resolve is not None and key not in self._resolving:
             self._resolving.add(key)
             self._spawn(self._resolve(key, decision.resolve))
@@ -305,9 +330,92 @@ class Controller:
             if not await self._write_status(key, body, decision.status):
                 return _CONFLICT_RETRY
             self.metrics.record_status(body.get("status"), decision.status)
-            for note in decision.events:
+            for note in events:
                 await self._post_event(body, note)
         return decision.requeue_after
+
+    async def _create_hook_secret(self, key: Key, body: Mapping[str, Any]) -> None:
+        """Create the Secret that keeps a generated webhook secret (owned by the object)."""
+        meta = body["metadata"]
+        manifest = hook_secret_manifest(key[0], key[1], str(meta.get("uid", "")), new_hook_secret())
+        try:
+            created = await self.api.request(
+                "POST", f"/api/v1/namespaces/{key[0]}/secrets", body=manifest
+            )
+        except ApiError as exc:
+            if exc.status != 409:  # 409: it exists; its watch event brings it
+                raise
+            return
+        self.store.apply_secret("ADDED", created)
+
+    async def _write_finalizers(
+        self, key: Key, body: Mapping[str, Any], finalizers: Sequence[str]
+    ) -> bool:
+        """Set metadata.finalizers, conditional on the version decided on (a merge patch
+        replaces the whole list: another controller's finalizer must not be lost)."""
+        meta = {
+            "resourceVersion": body["metadata"].get("resourceVersion"),
+            "finalizers": finalizers,
+        }
+        path = f"{_AB_GROUP}/namespaces/{key[0]}/{PLURAL}/{key[1]}"
+        try:
+            answer = await self.api.request(
+                "PATCH", path, body={"metadata": meta}, content_type=_MERGE_PATCH
+            )
+        except ApiError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        self.store.apply_automated_build("MODIFIED", answer)
+        return True
+
+    async def _github_call(self, key: Key, call: hooks.GitHubRequest) -> None:
+        """Make a GitHub call beside the queue; its answer goes to the store. Never raises:
+        GitHub's trouble is the object's condition or an Event, not the operator's."""
+        try:
+            result = await self._run_github_call(call)
+        except GitHubError as exc:
+            result = hooks.GitHubResult(
+                _now(), False, exc.reason, str(exc), exc.retryable, exc.retry_after
+            )
+        except Exception as exc:  # an answer nobody expected: report it, try again later
+            log.exception("%s/%s: GitHub call %s failed", key[0], key[1], call.kind)
+            result = hooks.GitHubResult(_now(), False, Reason.ERROR, str(exc)[:300], True)
+        finally:
+            self._checking.discard((key, call.id))
+        self.store.set_github(key, call.id, result)
+
+    async def _run_github_call(self, call: hooks.GitHubRequest) -> hooks.GitHubResult:
+        if self._github is None:
+            self._github = GitHub(self.github_settings.github_url)
+        github = self._github
+        if call.kind == hooks.HOOK:
+            state = await github.ensure_hook(call.token, call.repository, call.url, call.secret)
+            return hooks.GitHubResult(_now(), True, hook=_webhook(state, call.repository))
+        if call.kind == hooks.UNHOOK:
+            deleted = await github.delete_hook(
+                call.token, call.repository, call.hook_id, url=call.url
+            )
+            return hooks.GitHubResult(_now(), True, deleted=deleted)
+        if call.kind == hooks.REFRESH:
+            assert call.hook_id is not None
+            found = await github.hook_state(
+                call.token, call.repository, call.hook_id, url=call.url, etag=call.etag
+            )
+            hook = _webhook(found.state, call.repository) if found.state is not None else None
+            return hooks.GitHubResult(_now(), True, hook=hook, etag=found.etag, gone=found.gone)
+        assert call.status is not None
+        status = call.status
+        await github.post_status(
+            call.token,
+            call.repository,
+            call.sha,
+            status.state,
+            status.context,
+            status.description,
+            status.target_url,
+        )
+        return hooks.GitHubResult(_now(), True)
 
     async def _patch_job(self, jobs: str, write: JobWrite, patch: Mapping[str, Any]) -> int:
         """A conditional merge patch (the version decide saw): a release can never undo a
@@ -480,6 +588,24 @@ class Controller:
             request.credentials_version,
         )
         self.store.set_heads(key, result)
+
+
+def _webhook(state: HookState, repository: str) -> WebhookStatus:
+    """``status.webhook`` of a hook as GitHub shows it (no secret)."""
+    last = None
+    if state.last_response_code is not None or state.last_response_status:
+        last = WebhookResponse(
+            code=state.last_response_code,
+            status=state.last_response_status,
+            message=state.last_response_message,
+        )
+    return WebhookStatus(
+        repository=repository,
+        url=state.url,
+        id=state.id,
+        active=state.active,
+        last_response=last,
+    )
 
 
 __all__ = ["Controller"]

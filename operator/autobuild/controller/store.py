@@ -14,6 +14,7 @@ import binascii
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -21,10 +22,12 @@ from pydantic import ValidationError
 
 from autobuild.api.models import AutomatedBuild
 from autobuild.controller.kubeapi import OPENED, ApiError, GoneError, KubeApi, sleep_backoff
-from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, referenced_secrets
+from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, watched_secrets
+from autobuild.planning.hooks import GitHubResult, generated_secret_name
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
+from autobuild.settings import GitHubSettings
 from autobuild.webhooks.poller import PollTarget
 from autobuild.webhooks.receiver import HookTarget
 from autobuild.webhooks.repokey import repo_key
@@ -44,6 +47,7 @@ _META_KEEP: Final = (
     "generation",
     "creationTimestamp",
     "deletionTimestamp",
+    "finalizers",
     "labels",
     "annotations",
 )
@@ -113,8 +117,11 @@ def secret_view(obj: Mapping[str, Any]) -> SecretView:
 class Store:
     """The operator's memory of the cluster; ``enqueue`` is called with every key to look at."""
 
-    def __init__(self, enqueue: Callable[[Key], None]) -> None:
+    def __init__(
+        self, enqueue: Callable[[Key], None], github: GitHubSettings | None = None
+    ) -> None:
         self._enqueue = enqueue
+        self._github_settings = github or GitHubSettings()
         self.automated_builds: dict[Key, dict[str, Any]] = {}
         self._keys_by_uid: dict[str, Key] = {}
         self._jobs: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -128,6 +135,7 @@ class Store:
         self._own_writes: dict[Key, int] = {}
         self._registry: dict[Key, dict[str, RegistryResult]] = {}
         self._logs: dict[Key, dict[str, tuple[str, str] | None]] = {}
+        self._github: dict[Key, dict[str, GitHubResult]] = {}
         # For deliveries: AutomatedBuilds by repository, and their parsed specs.
         self._repo_of: dict[Key, str] = {}
         self._by_repo: defaultdict[str, set[Key]] = defaultdict(set)
@@ -157,8 +165,11 @@ class Store:
         uid = str(body["metadata"].get("uid") or "")
         if uid:
             self._keys_by_uid[uid] = key
-        self._track_secrets(key, referenced_secrets(body.get("spec") or {}))
         self._index_repo(key, body)
+        # Parsed only when hooks are registered: the generated hook Secret depends on it.
+        parsed = self.parsed(key) if self._github_settings.public_url else None
+        spec = body.get("spec") or {}
+        self._track_secrets(key, watched_secrets(spec, parsed, self._github_settings))
         if self._own_writes.get(key) == _version(obj):
             return  # the watch event of our own status write: nothing new to look at
         self._enqueue(key)
@@ -177,7 +188,15 @@ class Store:
             del self._keys_by_uid[uid]
         self._track_secrets(key, [])
         self._index_repo(key, None)
-        for memory in (self._heads, self._pushes, self._own_writes, self._registry, self._logs):
+        memories = (
+            self._heads,
+            self._pushes,
+            self._own_writes,
+            self._registry,
+            self._logs,
+            self._github,
+        )
+        for memory in memories:
             memory.pop(key, None)
         self.deleted(key)
 
@@ -222,9 +241,11 @@ class Store:
             automated_build = self.parsed(key)
             if automated_build is None:
                 continue
-            secret = self._secret_value(
-                key[0], automated_build.spec.source.webhook_secret, "secret"
+            # webhookSecret, or the secret of the hook the operator registered.
+            name = automated_build.spec.source.webhook_secret or generated_secret_name(
+                automated_build, self._github_settings
             )
+            secret = self._secret_value(key[0], name, "secret")
             found.append(HookTarget(key[0], key[1], automated_build.spec.provider, secret))
         return found
 
@@ -390,6 +411,25 @@ class Store:
             del answers[oldest]
         self._enqueue(key)
 
+    def set_github(self, key: Key, request_id: str, result: GitHubResult) -> None:
+        """The answer of a GitHub call for an object; a failure again counts one more try."""
+        if key not in self.automated_builds:
+            return
+        answers = self._github.setdefault(key, {})
+        before = answers.pop(request_id, None)
+        if before is not None and not before.ok and not result.ok:
+            result = replace(result, attempts=before.attempts + 1)
+        answers[request_id] = result
+        if len(answers) > MAX_REGISTRY_ANSWERS:  # statuses of long-gone builds
+            del answers[next(iter(answers))]  # the oldest
+        self._enqueue(key)
+
+    def forget_github(self, key: Key, request_ids: Sequence[str]) -> None:
+        """Drop GitHub answers that no longer hold (a hook deleted on GitHub)."""
+        answers = self._github.get(key, {})
+        for request_id in request_ids:
+            answers.pop(request_id, None)
+
     def set_log_reason(self, key: Key, job_name: str, found: tuple[str, str] | None) -> None:
         """What the head of a failed build's log said (None: nothing known)."""
         if key in self.automated_builds:
@@ -416,6 +456,7 @@ class Store:
             pushes=tuple(self._pushes.get(key, ())),
             registry=dict(self._registry.get(key, {})),
             logs=dict(self._logs.get(key, {})),
+            github=dict(self._github.get(key, {})),
         )
 
     def keys(self) -> list[Key]:

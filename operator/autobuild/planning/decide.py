@@ -28,7 +28,7 @@ from autobuild.api.models import (
     RunPolicy,
     Trigger,
 )
-from autobuild.planning import registry_gate
+from autobuild.planning import hooks, registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.credentials import git_credentials_problem, git_username
 from autobuild.planning.job import (
@@ -56,7 +56,7 @@ from autobuild.planning.triggers import (
     parse_requests,
     pending_requests,
 )
-from autobuild.settings import BuildSettings
+from autobuild.settings import BuildSettings, GitHubSettings
 
 Obj = Mapping[str, Any]
 # How long a failed `git ls-remote` stands before it is tried again.
@@ -131,6 +131,8 @@ class Snapshot:
     registry: Mapping[str, RegistryResult] = field(default_factory=dict)
     # What the head of a failed build's log said (job name -> reason and message, or None).
     logs: Mapping[str, tuple[str, str] | None] = field(default_factory=dict)
+    # Answers of GitHub calls (webhook, commit statuses) by request id.
+    github: Mapping[str, hooks.GitHubResult] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -175,12 +177,20 @@ class Decision:
     read_logs: tuple[LogRead, ...] = ()
     pushes_done: int = 0
     requeue_after: float | None = None
+    github: tuple[hooks.GitHubRequest, ...] = ()
+    # The new metadata.finalizers (None: unchanged), written before status.
+    finalizers: tuple[str, ...] | None = None
+    # Create the Secret that keeps a generated webhook secret (its name; act makes the secret).
+    hook_secret: str | None = None
+    # GitHub answers to drop from memory (by request id).
+    github_forget: tuple[str, ...] = ()
 
     @property
     def writes(self) -> int:
         """How many API writes acting on it takes (Events included)."""
         jobs = len(self.create) + len(self.release) + len(self.cancel) + len(self.delete)
-        return jobs + (self.status is not None) + len(self.events)
+        others = (self.finalizers is not None) + (self.hook_secret is not None)
+        return jobs + others + (self.status is not None) + len(self.events)
 
 
 def previous_status(body: Obj) -> AutomatedBuildStatus:
@@ -207,6 +217,16 @@ def _secret_references(spec: Obj) -> list[tuple[str, str, str]]:
 def referenced_secrets(spec: Obj) -> list[str]:
     """Names of the Secrets a spec refers to."""
     return list(dict.fromkeys(name for _, name, _ in _secret_references(spec)))
+
+
+def watched_secrets(
+    spec: Obj, automated_build: AutomatedBuild | None, github: GitHubSettings
+) -> list[str]:
+    """The Secrets a reconcile reads: those the spec refers to, and the one the operator
+    creates for a generated webhook secret."""
+    names = referenced_secrets(spec)
+    generated = hooks.generated_secret_name(automated_build, github) if automated_build else None
+    return [*names, generated] if generated and generated not in names else names
 
 
 def _secret_problem(spec: Obj, secrets: Mapping[str, SecretView | None]) -> tracking.Problem | None:
@@ -562,12 +582,16 @@ def _secret_values(secrets: Mapping[str, SecretView | None]) -> list[str]:
     return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
 
 
-def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
-    """Bring one AutomatedBuild's Jobs and status in line with its spec, its pending build
-    requests and the state of its Jobs and Pods."""
+def decide(
+    snapshot: Snapshot, settings: BuildSettings, github: GitHubSettings | None = None
+) -> Decision:
+    """Bring one AutomatedBuild's Jobs, status and GitHub webhook in line with its spec, its
+    pending build requests and the state of its Jobs and Pods."""
+    github = github or GitHubSettings()
     previous = previous_status(snapshot.body)
     work = _Pass()
     automated_build: AutomatedBuild | None = None
+    password: str | None = None
     try:
         automated_build = AutomatedBuild.model_validate(snapshot.body)
     except ValidationError as exc:
@@ -631,11 +655,32 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
         checks_to_run += [outcome.request] if outcome.request else []
         if outcome.requeue_after is not None:
             work.requeue(outcome.requeue_after)
+    # password: the linked token, only when its Secret allows the repository's host.
+    calls: list[hooks.GitHubRequest] = []
+    if automated_build is not None:
+        records, calls, notes, wait = hooks.commit_statuses(
+            automated_build,
+            hooks.github_repository(automated_build, github),
+            password,
+            records,
+            {b.id: b for b in previous.builds},
+            snapshot.github,
+            snapshot.now,
+            github.build_url_template,
+        )
+        work.events += [EventNote(n.type, n.reason, n.message) for n in notes]
+        if wait is not None:
+            work.requeue(wait)
+    hook = hooks.webhook(_hook_world(snapshot, automated_build, previous, password, github), github)
+    calls += hook.requests
+    work.events += [EventNote(n.type, n.reason, n.message) for n in hook.notes]
+    if hook.requeue_after is not None:
+        work.requeue(hook.requeue_after)
     status = None
     events = list(work.events)
     if not hold_status:
         status, status_events = _status(
-            snapshot, automated_build, previous, records, repository, work
+            snapshot, automated_build, previous, records, repository, hook, work
         )
         events += status_events
     secrets = _secret_values(snapshot.secrets)
@@ -651,6 +696,40 @@ def decide(snapshot: Snapshot, settings: BuildSettings) -> Decision:
         read_logs=tuple(log_reads),
         pushes_done=pushes_done,
         requeue_after=work.requeue_after,
+        github=tuple(calls),
+        finalizers=hook.finalizers,
+        hook_secret=hook.create_secret,
+        github_forget=tuple(hook.forget),
+    )
+
+
+def _hook_world(
+    snapshot: Snapshot,
+    automated_build: AutomatedBuild | None,
+    previous: AutomatedBuildStatus,
+    token: str | None,
+    github: GitHubSettings,
+) -> hooks.HookWorld:
+    """What the webhook decision reads, from the snapshot."""
+    meta = snapshot.body["metadata"]
+    secret_name: str | None = None
+    if automated_build is not None:
+        secret_name = automated_build.spec.source.webhook_secret or (
+            hooks.generated_secret_name(automated_build, github)
+        )
+    view = snapshot.secrets.get(secret_name) if secret_name else None
+    value = view.data.get("secret") if view is not None else None
+    return hooks.HookWorld(
+        automated_build=automated_build,
+        previous=previous,
+        finalizers=tuple(meta.get("finalizers") or ()),
+        deleting_since=tracking.parse_time(meta.get("deletionTimestamp")),
+        token=token,
+        token_version=_credentials_version(automated_build, snapshot) if automated_build else "",
+        secret=value or None,
+        secret_version=view.version if view is not None else "",
+        results=snapshot.github,
+        now=snapshot.now,
     )
 
 
@@ -788,23 +867,33 @@ def _status(
     previous: AutomatedBuildStatus,
     records: list[BuildRecord],
     repository: RepositoryStatus | None,
+    hook: hooks.HookOutcome,
     work: _Pass,
 ) -> tuple[dict[str, Any] | None, list[EventNote]]:
     """The new status, or None when it would not change; and the Events of the change."""
     meta = snapshot.body["metadata"]
     generation = int(meta.get("generation", 0))
     image = automated_build.spec.image.repository if automated_build else previous.image
-    hook = previous.webhook_path
+    webhook_path = previous.webhook_path
     if automated_build is not None:
-        hook = WEBHOOK_PATHS.get(automated_build.spec.provider, WEBHOOK_PATHS[Provider.GITHUB])
+        webhook_path = WEBHOOK_PATHS.get(
+            automated_build.spec.provider, WEBHOOK_PATHS[Provider.GITHUB]
+        )
     observed_source = previous.observed_source
     if automated_build is not None and work.source_answered:
         observed_source = source_fingerprint(automated_build)
+    webhook_ready = []
+    if hook.condition is not None:
+        webhook_ready.append(
+            tracking.condition(
+                hooks.WEBHOOK_READY, *hook.condition, generation, previous.conditions, snapshot.now
+            )
+        )
     status = AutomatedBuildStatus(
         observed_generation=generation,
         observed_source=observed_source,
         image=image,
-        webhook_path=hook,
+        webhook_path=webhook_path,
         conditions=[
             *tracking.conditions(
                 generation, work.problem, records, previous.conditions, snapshot.now
@@ -816,9 +905,11 @@ def _status(
                 previous.conditions,
                 snapshot.now,
             ),
+            *webhook_ready,
         ],
         latest_build=tracking.latest_build(records),
         repository=repository,
+        webhook=hook.webhook,
         builds=records,
         last_trigger=work.last_trigger or previous.last_trigger,
     )
@@ -832,6 +923,7 @@ def _status(
     # A merge patch deletes with null: say so for fields that may disappear.
     new.setdefault("latestBuild", None)
     new.setdefault("lastTrigger", None)
+    new.setdefault("webhook", None)
     return new, events
 
 
@@ -847,4 +939,5 @@ __all__ = [
     "previous_status",
     "redact",
     "referenced_secrets",
+    "watched_secrets",
 ]

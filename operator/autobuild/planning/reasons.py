@@ -30,6 +30,16 @@ class Reason(StrEnum):
     # VisibilityApplied
     APPLIED = "Applied"
     APPLYING = "Applying"
+    # WebhookReady and the GitHub Events (GitHub's own refusals: autobuild.sources.github)
+    REGISTERING = "Registering"
+    REGISTERED = "Registered"
+    WEBHOOK_REGISTERED = "WebhookRegistered"
+    WEBHOOK_REMOVED = "WebhookRemoved"
+    WEBHOOK_NOT_REMOVED = "WebhookNotRemoved"
+    WEBHOOK_GONE = "WebhookGone"
+    WEBHOOK_DELIVERY_FAILED = "WebhookDeliveryFailed"
+    WEBHOOK_INACTIVE = "WebhookInactive"
+    COMMIT_STATUS_FAILED = "CommitStatusFailed"
     # Triggers (Events and status.lastTrigger)
     TRIGGERED = "Triggered"
     INVALID_TRIGGER = "InvalidTrigger"

@@ -505,6 +505,7 @@ def _check_full_name(full_name: str) -> None:
 
 # -- pure helpers for the reconcile and the CLI -----------------------------------------------
 
+
 def repository_full_name(source: SourceSpec) -> str:
     """``owner/name`` of ``spec.source.repo``; GitHubError when it is not OWNER/NAME."""
     full_name = pure.repository_full_name(source)

@@ -1,0 +1,543 @@
+"""The GitHub side of the decision: the push webhook an AutomatedBuild should have, the
+finalizer that removes it on deletion, and the commit status each build shows. Pure.
+
+The controller performs the calls (:mod:`autobuild.sources.github`) and hands their answers back
+in the snapshot as :class:`GitHubResult`; deciding again on the same answers asks nothing new.
+
+- **Webhook**: with ``AUTOBUILD_PUBLIC_URL`` and a linked token on a GitHub repository, one push
+  hook per AutomatedBuild at :func:`~autobuild.planning.github.hook_url`, signed with
+  ``webhookSecret`` or a generated secret in a Secret the operator owns. Registered once per
+  fingerprint (repository, URL, Secret versions) and recorded in ``status.webhook``; looked at
+  again every :data:`REFRESH_EVERY` with a conditional request, re-created if someone deleted it.
+- **Finalizer**: added before the first registration, removed once no hook can exist: on
+  deletion after the hook is removed (or after :attr:`GitHubSettings.unhook_timeout`, with an
+  Event), or when registration is refused for good.
+- **Commit statuses**: ``pending`` when a build is queued, then its outcome; a status that
+  cannot be posted is retried, then reported as an Event, and never fails the build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+from urllib.parse import urlsplit
+
+from autobuild.api import repos
+from autobuild.api.models import (
+    AutomatedBuild,
+    AutomatedBuildStatus,
+    BuildRecord,
+    Provider,
+    WebhookStatus,
+)
+from autobuild.planning.github import (
+    CommitStatus,
+    commit_state,
+    commit_status,
+    hook_secret_name,
+    hook_url,
+    repository_full_name,
+)
+from autobuild.planning.reasons import Reason
+from autobuild.settings import GitHubSettings
+
+FINALIZER: Final = "autobuild.dev/github-hook"
+HOOK: Final = "hook"
+UNHOOK: Final = "unhook"
+REFRESH: Final = "refresh"
+STATUS: Final = "status"
+# How often a registered hook is read again (a conditional request: unchanged costs a 304).
+REFRESH_EVERY: Final = timedelta(minutes=30)
+REFRESH_GRACE: Final = timedelta(minutes=5)
+# Retries of a call that may pass later: 30 s, doubling, at most 10 min (or GitHub's Retry-After).
+_RETRY_FIRST: Final = 30.0
+_RETRY_MAX: Final = 600.0
+# A refused registration (no admin rights, hook limit) is tried again this often: rights can be
+# granted and hooks removed without any change the operator would see.
+_REFUSED_RETRY: Final = 600.0
+# Tries of one commit status, and of removing a hook that is no longer wanted.
+STATUS_ATTEMPTS: Final = 3
+_UNHOOK_ATTEMPTS: Final = 5
+WEBHOOK_READY: Final = "WebhookReady"
+
+
+@dataclass(frozen=True)
+class GitHubRequest:
+    """A GitHub call to make: ``id`` names it (kind and what it is about)."""
+
+    id: str
+    kind: str
+    repository: str
+    token: str = field(repr=False)
+    url: str = ""
+    hook_id: int | None = None
+    secret: str = field(default="", repr=False)
+    etag: str | None = None
+    sha: str = ""
+    status: CommitStatus | None = None
+
+
+@dataclass(frozen=True)
+class GitHubResult:
+    """The answer to a :class:`GitHubRequest`. ``attempts`` counts tries of the same id."""
+
+    at: datetime
+    ok: bool
+    reason: str = ""
+    message: str = ""
+    retryable: bool = False
+    retry_after: float | None = None
+    attempts: int = 1
+    # HOOK and REFRESH: the hook as GitHub shows it (REFRESH: None when not modified).
+    hook: WebhookStatus | None = None
+    etag: str | None = None
+    # REFRESH: the hook is gone (deleted on GitHub, or no longer pointing to us).
+    gone: bool = False
+    # UNHOOK: a hook was deleted (False: there was none left to delete).
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Note:
+    """An Event to post: type, reason, message."""
+
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class HookOutcome:
+    """What the webhook decision wants written."""
+
+    webhook: WebhookStatus | None
+    # The WebhookReady condition (status, reason, message); None: the object has no hook.
+    condition: tuple[str, str, str] | None = None
+    requests: list[GitHubRequest] = field(default_factory=list)
+    # The new metadata.finalizers (None: unchanged).
+    finalizers: tuple[str, ...] | None = None
+    # Create the Secret that keeps a generated hook secret (its name).
+    create_secret: str | None = None
+    # Answers to drop: a registration whose hook was deleted on GitHub must be made again.
+    forget: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    requeue_after: float | None = None
+
+    def requeue(self, seconds: float) -> None:
+        """Look again after ``seconds`` at the latest."""
+        seconds = max(seconds, 1.0)
+        self.requeue_after = (
+            seconds if self.requeue_after is None else min(self.requeue_after, seconds)
+        )
+
+
+@dataclass(frozen=True)
+class HookWorld:
+    """What the webhook decision reads about one AutomatedBuild."""
+
+    automated_build: AutomatedBuild | None
+    previous: AutomatedBuildStatus
+    finalizers: tuple[str, ...]
+    deleting_since: datetime | None
+    # The linked token, when its Secret allows the repository's host (None: no GitHub calls).
+    token: str | None
+    token_version: str
+    # The hook secret (webhookSecret's or the generated one) and its Secret's version.
+    secret: str | None
+    secret_version: str
+    results: Mapping[str, GitHubResult]
+    now: datetime
+
+
+def api_web_host(github_url: str) -> str:
+    """The host whose repositories the GitHub API at ``github_url`` serves (``api.github.com``
+    serves ``github.com``; a GitHub Enterprise server serves its own host)."""
+    host = (urlsplit(github_url).hostname or "").lower()
+    return "github.com" if host == "api.github.com" else host
+
+
+def github_repository(automated_build: AutomatedBuild, settings: GitHubSettings) -> str | None:
+    """``OWNER/NAME`` when the repository is on the GitHub that ``AUTOBUILD_GITHUB_URL`` serves:
+    only then may its linked token go to that API (None otherwise)."""
+    spec = automated_build.spec
+    if spec.provider is not Provider.GITHUB:
+        return None
+    if repos.repo_host(spec.source.repo) != api_web_host(settings.github_url):
+        return None
+    return repository_full_name(spec.source)
+
+
+def generated_secret_name(automated_build: AutomatedBuild, settings: GitHubSettings) -> str | None:
+    """The Secret the operator creates for the hook secret, when it registers hooks for this
+    object and the spec names no ``webhookSecret`` (None otherwise)."""
+    spec = automated_build.spec
+    if not settings.public_url or spec.source.webhook_secret or not spec.source.credentials_secret:
+        return None
+    if github_repository(automated_build, settings) is None:
+        return None
+    return hook_secret_name(automated_build.metadata.name)
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def _wait(result: GitHubResult, now: datetime, refused: float = _RETRY_MAX) -> float:
+    """Seconds until a failed call may be tried again (0: now)."""
+    if result.retryable:
+        delay = result.retry_after or min(_RETRY_FIRST * 2 ** (result.attempts - 1), _RETRY_MAX)
+    else:
+        delay = refused
+    return max(0.0, delay - (now - result.at).total_seconds())
+
+
+def _without(finalizers: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f for f in finalizers if f != FINALIZER)
+
+
+def webhook(world: HookWorld, settings: GitHubSettings) -> HookOutcome:
+    """The push webhook this AutomatedBuild should have, and the calls and writes to get there."""
+    previous = world.previous.webhook
+    recorded = previous if previous is not None and previous.id is not None else None
+    wanted = _wanted(world, settings)
+    if world.deleting_since is not None:
+        return _on_delete(world, settings, recorded or previous, wanted)
+    if recorded is not None and (wanted is None or (recorded.repository, recorded.url) != wanted):
+        return _remove_stale(world, recorded, wanted)
+    if wanted is None:
+        finalizers = _without(world.finalizers) if FINALIZER in world.finalizers else None
+        return HookOutcome(None, None, finalizers=finalizers)
+    return _register(world, recorded, *wanted)
+
+
+def _wanted(world: HookWorld, settings: GitHubSettings) -> tuple[str, str] | None:
+    """(repository, hook URL) when the operator should keep a hook for the object."""
+    automated_build = world.automated_build
+    if automated_build is None or not settings.public_url or world.token is None:
+        return None
+    repository = github_repository(automated_build, settings)
+    if repository is None:
+        return None
+    meta = automated_build.metadata
+    return repository, hook_url(settings.public_url, meta.namespace, meta.name)
+
+
+def _on_delete(
+    world: HookWorld,
+    settings: GitHubSettings,
+    target: WebhookStatus | None,
+    wanted: tuple[str, str] | None,
+) -> HookOutcome:
+    """Remove the hook, then the finalizer; give up after ``unhook_timeout`` with an Event."""
+    out = HookOutcome(world.previous.webhook)
+    if FINALIZER not in world.finalizers:
+        return out
+    release = _without(world.finalizers)
+    if target is None and wanted is not None:
+        target = WebhookStatus(repository=wanted[0], url=wanted[1])
+    if target is None or not target.url:
+        out.finalizers = release
+        return out
+    where = f"webhook {target.id or target.url} on {target.repository}"
+    if world.token is None:
+        out.finalizers = release
+        out.notes.append(
+            Note(
+                "Warning",
+                Reason.WEBHOOK_NOT_REMOVED,
+                f"{where} was left in place: no linked token may reach GitHub any more; "
+                "remove it in the repository's settings",
+            )
+        )
+        return out
+    request = _unhook(world.token, target)
+    result = world.results.get(request.id)
+    if result is None:
+        out.requests.append(request)
+        return out
+    if result.ok:
+        out.finalizers = release
+        if result.deleted:
+            out.notes.append(Note("Normal", Reason.WEBHOOK_REMOVED, f"removed {where}"))
+        return out
+    assert world.deleting_since is not None
+    waited = (world.now - world.deleting_since).total_seconds()
+    if not result.retryable or waited >= settings.unhook_timeout:
+        out.finalizers = release
+        out.notes.append(
+            Note(
+                "Warning",
+                Reason.WEBHOOK_NOT_REMOVED,
+                f"{where} was left in place after {int(waited)}s: {result.message}; "
+                "remove it in the repository's settings",
+            )
+        )
+        return out
+    wait = min(_wait(result, world.now), settings.unhook_timeout - waited)
+    if wait <= 0:
+        out.requests.append(request)
+    else:
+        out.requeue(wait)
+    return out
+
+
+def _unhook(token: str, target: WebhookStatus) -> GitHubRequest:
+    what = target.id if target.id is not None else target.url
+    return GitHubRequest(
+        f"{UNHOOK}:{target.repository}:{what}",
+        UNHOOK,
+        target.repository,
+        token,
+        url=target.url,
+        hook_id=target.id,
+    )
+
+
+def _remove_stale(
+    world: HookWorld, recorded: WebhookStatus, wanted: tuple[str, str] | None
+) -> HookOutcome:
+    """The repository or URL changed (or hooks are off now): remove the old hook first."""
+    out = HookOutcome(recorded, _registering("removing the webhook on the old repository first"))
+    where = f"webhook {recorded.id} on {recorded.repository}"
+    result = None
+    if world.token is not None:
+        request = _unhook(world.token, recorded)
+        result = world.results.get(request.id)
+        if result is None:
+            out.requests.append(request)
+            return out
+        if not result.ok and result.retryable and result.attempts < _UNHOOK_ATTEMPTS:
+            wait = _wait(result, world.now)
+            if wait <= 0:
+                out.requests.append(request)
+            else:
+                out.requeue(wait)
+            return out
+    if result is not None and result.ok:
+        if result.deleted:
+            out.notes.append(Note("Normal", Reason.WEBHOOK_REMOVED, f"removed {where}"))
+    else:
+        why = result.message if result is not None else "no linked token may reach GitHub"
+        out.notes.append(
+            Note(
+                "Warning",
+                Reason.WEBHOOK_NOT_REMOVED,
+                f"{where} is no longer wanted and was left in place ({why}); remove it in the "
+                "repository's settings",
+            )
+        )
+    out.webhook = None
+    if wanted is None:
+        out.condition = None
+        if FINALIZER in world.finalizers:
+            out.finalizers = _without(world.finalizers)
+    else:
+        out.requeue(1)  # register the new one on the next pass
+    return out
+
+
+def _registering(message: str) -> tuple[str, str, str]:
+    return ("Unknown", Reason.REGISTERING, message)
+
+
+def _register(
+    world: HookWorld, recorded: WebhookStatus | None, repository: str, url: str
+) -> HookOutcome:
+    """Keep the hook registered for the current fingerprint, and look at it now and then."""
+    previous = world.previous.webhook
+    out = HookOutcome(previous, _registering(f"registering the push webhook on {repository}"))
+    if world.secret is None:
+        automated_build = world.automated_build
+        assert automated_build is not None
+        out.create_secret = hook_secret_name(automated_build.metadata.name)
+        return out
+    fingerprint = _fingerprint(repository, url, world.secret_version, world.token_version)
+    if recorded is not None and recorded.observed == fingerprint:
+        return _refresh(world, recorded, out, f"{HOOK}:{fingerprint}")
+    request = GitHubRequest(
+        f"{HOOK}:{fingerprint}", HOOK, repository, world.token or "", url=url, secret=world.secret
+    )
+    result = world.results.get(request.id)
+    due = result is None or _wait(result, world.now, _REFUSED_RETRY) <= 0
+    if due and FINALIZER not in world.finalizers:
+        # First the finalizer, then the hook: a deletion in between must still find it.
+        out.finalizers = (*world.finalizers, FINALIZER)
+        return out
+    if result is not None and result.ok and result.hook is not None:
+        out.webhook = result.hook.model_copy(update={"observed": fingerprint})
+        out.condition = _ready(out.webhook)
+        out.notes.append(
+            Note(
+                "Normal",
+                Reason.WEBHOOK_REGISTERED,
+                f"push webhook {result.hook.id} on {repository} delivers to {url}",
+            )
+        )
+        out.requeue(REFRESH_EVERY.total_seconds())
+        return out
+    if due:
+        out.requests.append(request)
+        return out
+    assert result is not None
+    out.webhook = WebhookStatus(
+        repository=repository, url=url, id=recorded.id if recorded is not None else None
+    )
+    out.condition = ("False", result.reason, result.message)
+    if recorded is None and not result.retryable and FINALIZER in world.finalizers:
+        out.finalizers = _without(world.finalizers)  # no hook, none coming: no finalizer
+    out.requeue(_wait(result, world.now, _REFUSED_RETRY))
+    return out
+
+
+def _refresh(
+    world: HookWorld, recorded: WebhookStatus, out: HookOutcome, registration: str
+) -> HookOutcome:
+    """A registered hook is read again once per REFRESH_EVERY, at a moment of its own (so that
+    thousands of hooks spread over the period, also after a restart); conditional, so an
+    unchanged hook costs a 304. A moment missed by more than REFRESH_GRACE is skipped."""
+    out.webhook = recorded
+    out.condition = _ready(recorded)
+    period = REFRESH_EVERY.total_seconds()
+    offset = int(recorded.observed or "0", 16) % int(period)
+    now = world.now.timestamp()
+    slot = int((now - offset) // period)
+    since = now - (slot * period + offset)
+    out.requeue(period - since)
+    prefix = f"{REFRESH}:{recorded.id}:"
+    request = GitHubRequest(
+        f"{prefix}{slot}",
+        REFRESH,
+        recorded.repository,
+        world.token or "",
+        url=recorded.url,
+        hook_id=recorded.id,
+        etag=_last_etag(world.results, prefix),
+    )
+    result = world.results.get(request.id)
+    if result is None:
+        if since < REFRESH_GRACE.total_seconds():
+            out.requests.append(request)
+        return out
+    if result.gone:
+        # Deleted on GitHub, or edited to deliver elsewhere: register it again.
+        out.webhook = WebhookStatus(repository=recorded.repository, url=recorded.url)
+        out.condition = _registering(f"webhook {recorded.id} is gone: registering it again")
+        out.notes.append(
+            Note(
+                "Warning",
+                Reason.WEBHOOK_GONE,
+                f"webhook {recorded.id} on {recorded.repository} was deleted on GitHub: "
+                "registering it again",
+            )
+        )
+        out.forget.append(registration)
+        out.requeue(1)
+    elif result.ok and result.hook is not None:
+        out.webhook = result.hook.model_copy(update={"observed": recorded.observed})
+        out.condition = _ready(out.webhook)
+    return out
+
+
+def _last_etag(results: Mapping[str, GitHubResult], prefix: str) -> str | None:
+    found = [r for key, r in results.items() if key.startswith(prefix) and r.etag]
+    return max(found, key=lambda r: r.at).etag if found else None
+
+
+def _ready(hook: WebhookStatus) -> tuple[str, str, str]:
+    """WebhookReady of a registered hook: False when GitHub says its deliveries fail."""
+    where = f"webhook {hook.id} on {hook.repository} delivers to {hook.url}"
+    last = hook.last_response
+    if last is not None and last.code is not None and last.code >= 400:
+        return (
+            "False",
+            Reason.WEBHOOK_DELIVERY_FAILED,
+            f"{where}; the last delivery got {last.code} {last.message}".rstrip(),
+        )
+    if hook.active is False:
+        return ("False", Reason.WEBHOOK_INACTIVE, f"{where} but is disabled on GitHub")
+    return ("True", Reason.REGISTERED, where)
+
+
+def commit_statuses(
+    automated_build: AutomatedBuild,
+    repository: str | None,
+    token: str | None,
+    records: Sequence[BuildRecord],
+    previous: Mapping[str, BuildRecord],
+    results: Mapping[str, GitHubResult],
+    now: datetime,
+    url_template: str = "",
+) -> tuple[list[BuildRecord], list[GitHubRequest], list[Note], float | None]:
+    """Each build's commit status: posted when it is queued and when it ends, recorded in
+    ``builds[].commitStatus``. Builds already in status before statuses were posted (an
+    upgrade, a token linked later) get none. Returns records, calls, Events and a requeue."""
+    if repository is None or token is None:
+        return list(records), [], [], None
+    meta = automated_build.metadata
+    out: list[BuildRecord] = []
+    requests: list[GitHubRequest] = []
+    notes: list[Note] = []
+    requeue: float | None = None
+    for record in records:
+        before = previous.get(record.id)
+        posted = before.commit_status if before is not None else None
+        want = commit_state(record.phase).value
+        request_id = f"{STATUS}:{record.id}:{want}"
+        result = results.get(request_id)
+        news = before is None or before.phase != record.phase or posted is not None
+        if posted == want or not (news or result is not None):
+            out.append(record.model_copy(update={"commit_status": posted}))
+            continue
+        if result is not None and (result.ok or not _retry_status(result)):
+            if not result.ok:
+                notes.append(
+                    Note(
+                        "Warning",
+                        Reason.COMMIT_STATUS_FAILED,
+                        f"build {record.id}: {want} not posted after {result.attempts} "
+                        f"tries: {result.message}",
+                    )
+                )
+            out.append(record.model_copy(update={"commit_status": want}))
+            continue
+        out.append(record.model_copy(update={"commit_status": posted}))
+        wait = 0.0 if result is None else _wait(result, now)
+        if wait > 0:
+            requeue = wait if requeue is None else min(requeue, wait)
+            continue
+        status = commit_status(
+            automated_build.spec.image, meta.namespace, meta.name, record, url_template
+        )
+        requests.append(
+            GitHubRequest(request_id, STATUS, repository, token, sha=record.commit, status=status)
+        )
+    return out, requests, notes, requeue
+
+
+def _retry_status(result: GitHubResult) -> bool:
+    return result.retryable and result.attempts < STATUS_ATTEMPTS
+
+
+__all__ = [
+    "FINALIZER",
+    "HOOK",
+    "REFRESH",
+    "REFRESH_EVERY",
+    "STATUS",
+    "UNHOOK",
+    "WEBHOOK_READY",
+    "GitHubRequest",
+    "GitHubResult",
+    "HookOutcome",
+    "HookWorld",
+    "Note",
+    "api_web_host",
+    "commit_statuses",
+    "generated_secret_name",
+    "github_repository",
+    "webhook",
+]
