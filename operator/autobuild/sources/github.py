@@ -278,11 +278,7 @@ class GitHub:
 
         def call(client: Github) -> HookState:
             repo = _complete(client.get_repo(full_name))
-            if not repo.permissions.admin:
-                raise GitHubError(
-                    REASON_WEBHOOK_FORBIDDEN,
-                    f"cannot {what}: the linked account has no admin rights on the repository",
-                )
+            _require_admin(repo, what)
             for attempt in range(2):
                 hook = _own_hook(repo, url)
                 if hook is not None:
@@ -335,20 +331,24 @@ class GitHub:
 
         ``etag`` is the one of the previous read: GitHub answers 304 when nothing changed, and
         304s do not count against the rate limit, so a periodic refresh costs almost nothing.
-        A hook that was deleted, or that now points elsewhere than ``url``, is ``gone``.
+        A hook that was deleted, or that now points elsewhere than ``url``, is ``gone``; but GitHub
+        also answers 404 when the token lost its admin rights: that is ``WebhookForbidden``.
         """
         _check_full_name(full_name)
         what = f"read webhook {hook_id} on {full_name}"
 
         def call(client: Github) -> HookRefresh:
             # Lazy: no request until update(), which sends If-None-Match and takes the 304.
-            hook = client.get_repo(full_name).get_hook(hook_id)
+            repo = client.get_repo(full_name)
+            hook = repo.get_hook(hook_id)
             try:
                 changed = hook.update({"If-None-Match": etag} if etag else None)
             except GithubException as exc:
-                if exc.status == 404:
-                    return HookRefresh(state=None, etag=None, gone=True)
-                raise
+                if exc.status != 404:
+                    raise
+                # GitHub hides the hooks of those without admin rights behind the same 404.
+                _require_admin(_complete(repo), what)
+                return HookRefresh(state=None, etag=None, gone=True)
             if not changed:
                 return HookRefresh(state=None, etag=etag, gone=False)
             if hook.config.get("url") != url:
@@ -432,9 +432,17 @@ class GitHub:
                     retry_after=_SECONDARY_LIMIT_WAIT if limited else None,
                 ) from None
             except requests.RequestException as exc:
+                # requests reports a read timeout spent in retries as a ConnectionError.
+                timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc)
                 raise GitHubError(
                     REASON_UNREACHABLE,
-                    f"cannot {what}: {self.base_url} did not answer ({type(exc).__name__})",
+                    f"cannot {what}: {self.base_url} did not answer ("
+                    + (
+                        f"timed out after {self.options.timeout}s"
+                        if timed_out
+                        else type(exc).__name__
+                    )
+                    + ")",
                 ) from None
 
     def _client(self, token: str | None) -> tuple[Github, threading.Lock]:
@@ -533,6 +541,15 @@ def _complete(repo: PyGithubRepository) -> PyGithubRepository:
     """Fetch a lazy repository now, so a 404 means "no such repository" here."""
     repo.complete()
     return repo
+
+
+def _require_admin(repo: PyGithubRepository, what: str) -> None:
+    """Raise ``WebhookForbidden`` unless the token may manage the repository's hooks."""
+    if not repo.permissions.admin:
+        raise GitHubError(
+            REASON_WEBHOOK_FORBIDDEN,
+            f"cannot {what}: the linked account has no admin rights on the repository",
+        )
 
 
 def _repository(repo: PyGithubRepository) -> Repository:
