@@ -14,8 +14,9 @@ and repositories, answering exactly the routes autobuild calls through PyGithub:
   ``state`` and the 140-character ``description`` validated).
 
 Every answer carries ``X-RateLimit-*`` headers, GET answers an ``ETag`` (``If-None-Match`` gives
-304, which does not count against an authenticated caller's rate limit, as on GitHub). ``Authorization: token X`` or ``Bearer X``; an unknown token gets 401 "Bad credentials";
-no header is an anonymous caller who sees public repositories only. ``prefix="/api/v3"`` serves
+304, which does not count against an authenticated caller's rate limit, as on GitHub).
+``Authorization: token X`` or ``Bearer X``; an unknown token gets 401 "Bad credentials"; no
+header is an anonymous caller who sees public repositories only. ``prefix="/api/v3"`` serves
 GitHub Enterprise's paths. :meth:`FakeGitHub.fail_next` makes the next requests answer primary
 or secondary rate limits (403 or 429) or server errors, like GitHub does.
 
