@@ -35,8 +35,12 @@ def client(fake: FakeGitHub, token: str | None = TOKEN, **options: object) -> Gi
     )
 
 
-def get(fake: FakeGitHub, path: str, authorization: str | None) -> tuple[int, dict[str, str], str]:
+def get(
+    fake: FakeGitHub, path: str, authorization: str | None, etag: str | None = None
+) -> tuple[int, dict[str, str], str]:
     request = urllib.request.Request(fake.base_url + path)
+    if etag:
+        request.add_header("If-None-Match", etag)
     if authorization:
         request.add_header("Authorization", authorization)
     try:
@@ -104,6 +108,36 @@ def test_conditional_requests_answer_304(fake: FakeGitHub) -> None:
     assert repo.update() is True
     assert repo.description == "after"
     assert [r.status for r in fake.requests_to("GET", "/repos/octo/app")] == [200, 304, 200]
+
+
+def test_a_304_costs_nothing_when_authenticated(fake: FakeGitHub) -> None:
+    fake.add_repo("octo/app")
+    for authorization, costs in ((f"token {TOKEN}", 0), (None, 1)):
+        status, headers, _ = get(fake, "/repos/octo/app", authorization)
+        assert status == 200
+        before = int(headers["X-RateLimit-Remaining"])
+        status, headers, body = get(fake, "/repos/octo/app", authorization, headers["ETag"])
+        assert (status, body) == (304, "")
+        assert int(headers["X-RateLimit-Remaining"]) == before - costs
+    recorded = fake.requests_to("GET", "/repos/octo/app")
+    assert [(r.status, r.if_none_match is not None) for r in recorded] == [
+        (200, False),
+        (304, True),
+        (200, False),
+        (304, True),
+    ]
+
+
+def test_a_delivery_changes_the_hook_and_its_etag(fake: FakeGitHub) -> None:
+    repo = fake.add_repo("octo/app")
+    repo.add_hook(7, "https://h/1")
+    hook = client(fake).get_repo("octo/app").get_hook(7)
+    assert hook.last_response.code == 200
+    repo.set_hook_last_response(7, 502, "failed", "Invalid HTTP Response: 502")
+    assert hook.update() is True
+    assert (hook.last_response.code, hook.last_response.status) == (502, "failed")
+    assert hook.last_response.message == "Invalid HTTP Response: 502"
+    assert hook.update() is False
 
 
 def test_hooks_commits_contents_and_statuses_parse(fake: FakeGitHub) -> None:

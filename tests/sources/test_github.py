@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from autobuild.sources.github import (
     ClientOptions,
     GitHub,
     GitHubError,
+    HookRefresh,
 )
 from support.fakegithub import HOOK_LIMIT, FakeGitHub, FakeRepo
 
@@ -342,6 +344,9 @@ def test_secondary_limits_until_retries_run_out_are_rate_limited(
     error = failure(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(retries=1))
     assert error.reason == REASON_RATE_LIMITED
     assert error.retryable
+    # GitHub said "now" (Retry-After: 0) twice: come back in a second, not in a busy loop.
+    assert error.retry_after == 1
+    assert [r.status for r in fake.requests] == [429, 429]
 
 
 def test_a_busy_token_does_not_take_the_workers_of_others(fake: FakeGitHub, repo: FakeRepo) -> None:
@@ -370,3 +375,194 @@ def test_a_busy_token_does_not_take_the_workers_of_others(fake: FakeGitHub, repo
 
     asyncio.run(run())
     assert [r.login for r in fake.requests].count("octo") == 3
+
+
+def test_hook_state_is_a_free_304_until_a_delivery_changes_it(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    hook = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"))
+
+    first = call(fake, lambda gh: gh.hook_state(TOKEN, "octo/app", hook.id, url=HOOK))
+    unchanged = call(
+        fake, lambda gh: gh.hook_state(TOKEN, "octo/app", hook.id, url=HOOK, etag=first.etag)
+    )
+    repo.set_hook_last_response(hook.id, 502, "failed", "Invalid HTTP Response: 502")
+    delivered = call(
+        fake, lambda gh: gh.hook_state(TOKEN, "octo/app", hook.id, url=HOOK, etag=first.etag)
+    )
+
+    assert first.state is not None
+    assert (first.state.id, first.state.url, first.state.active) == (hook.id, HOOK, True)
+    assert (first.state.last_response_code, first.state.last_response_status) == (None, "unused")
+    assert first.etag
+    assert not first.gone
+    assert unchanged == HookRefresh(state=None, etag=first.etag, gone=False)
+    assert delivered.state is not None
+    assert delivered.state.last_response_code == 502
+    assert delivered.state.last_response_status == "failed"
+    assert delivered.state.last_response_message == "Invalid HTTP Response: 502"
+    assert delivered.etag not in (None, first.etag)
+    reads = fake.requests_to("GET", f"/hooks/{hook.id}")
+    assert [(r.status, r.if_none_match) for r in reads] == [
+        (200, None),
+        (304, first.etag),
+        (200, first.etag),
+    ]
+
+
+def test_hook_state_of_a_deleted_or_repointed_hook_is_gone(
+    fake: FakeGitHub, repo: FakeRepo
+) -> None:
+    hook = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"))
+    first = call(fake, lambda gh: gh.hook_state(TOKEN, "octo/app", hook.id, url=HOOK))
+
+    repo.hooks[hook.id]["config"]["url"] = "https://elsewhere.example/hook"
+    repointed = call(
+        fake, lambda gh: gh.hook_state(TOKEN, "octo/app", hook.id, url=HOOK, etag=first.etag)
+    )
+    del repo.hooks[hook.id]
+    deleted = call(
+        fake, lambda gh: gh.hook_state(TOKEN, "octo/app", hook.id, url=HOOK, etag=first.etag)
+    )
+
+    assert repointed == HookRefresh(state=None, etag=None, gone=True)
+    assert deleted == HookRefresh(state=None, etag=None, gone=True)
+    assert [r.status for r in fake.requests_to("GET", f"/hooks/{hook.id}")] == [200, 200, 404]
+
+
+def test_hook_state_without_admin_rights_is_forbidden(fake: FakeGitHub, repo: FakeRepo) -> None:
+    repo.add_hook(900, HOOK)
+    error = failure(fake, lambda gh: gh.hook_state(WRITER_TOKEN, "octo/app", 900, url=HOOK))
+    # GitHub answers the hook with 404 to non-admins, as if it were deleted: it is not gone.
+    assert error.reason == REASON_WEBHOOK_FORBIDDEN
+    assert "admin rights" in str(error)
+    assert [r.status for r in fake.requests] == [404, 200]
+
+
+def test_delete_without_id_finds_the_hook_by_its_url(fake: FakeGitHub, repo: FakeRepo) -> None:
+    # The operator created the hook, then crashed before it recorded the id.
+    mine = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"))
+    theirs = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK + "-other", "t"))
+
+    deleted = call(fake, lambda gh: gh.delete_hook(TOKEN, "octo/app", None, url=HOOK))
+    again = call(fake, lambda gh: gh.delete_hook(TOKEN, "octo/app", None, url=HOOK))
+
+    assert (deleted, again) == (True, False)
+    assert list(repo.hooks) == [theirs.id]
+    assert [r.status for r in fake.requests_to("DELETE", "/hooks/" + str(mine.id))] == [204]
+    assert fake.requests_to("DELETE", f"/hooks/{theirs.id}") == []
+
+
+# -- the calls the operator makes, rate-limited and unreachable --------------------------------
+
+HOOK_ID = 900
+OperatorCall = Callable[[GitHub], Any]
+
+
+def operator_calls(sha: str) -> dict[str, OperatorCall]:
+    """The operator's calls on octo/app, whose hook HOOK_ID points to HOOK."""
+    return {
+        "ensure_hook": lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"),
+        "post_status": lambda gh: gh.post_status(
+            TOKEN, "octo/app", sha, CommitState.PENDING, "c", "d"
+        ),
+        "delete_hook": lambda gh: gh.delete_hook(TOKEN, "octo/app", HOOK_ID, url=HOOK),
+        "hook_state": lambda gh: gh.hook_state(TOKEN, "octo/app", HOOK_ID, url=HOOK),
+    }
+
+
+OPERATOR_CALLS = list(operator_calls("0" * 40))
+
+
+@pytest.fixture
+def sha(repo: FakeRepo) -> str:
+    repo.add_hook(HOOK_ID, HOOK, "s")
+    return repo.add_commit({"Dockerfile": b"FROM scratch\n"})
+
+
+@pytest.mark.parametrize("name", OPERATOR_CALLS)
+def test_primary_rate_limit_gives_the_seconds_until_reset(
+    fake: FakeGitHub, sha: str, name: str
+) -> None:
+    fake.fail_next("primary", wait=3600)
+    asked = time.time()
+    error = failure(fake, operator_calls(sha)[name])
+    answered = time.time()
+    assert (error.reason, error.status) == (REASON_RATE_LIMITED, 403)
+    assert error.retryable
+    # X-RateLimit-Reset is a whole second, plus one second of margin.
+    assert error.retry_after is not None
+    assert 3600 - (answered - asked) - 1 <= error.retry_after <= 3600 + 1
+    assert "resets in" in str(error)
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("kind", ["secondary", "too-many"])
+def test_a_long_retry_after_is_returned_not_slept(fake: FakeGitHub, sha: str, kind: str) -> None:
+    # urllib3 would cut 3600 s down to its maximum and retry into the same limit.
+    fake.fail_next(kind, wait=3600)
+    error = failure(fake, operator_calls(sha)["post_status"])
+    assert (error.reason, error.retry_after) == (REASON_RATE_LIMITED, 3600)
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize("name", OPERATOR_CALLS)
+def test_short_secondary_limits_are_waited_out_inside_the_call(
+    fake: FakeGitHub, repo: FakeRepo, sha: str, name: str
+) -> None:
+    fake.fail_next("secondary", wait=1)
+    fake.fail_next("too-many", wait=1)
+
+    result = call(fake, operator_calls(sha)[name])
+
+    statuses = [r.status for r in fake.requests]
+    assert statuses[:2] == [403, 429]
+    assert all(status < 400 for status in statuses[2:])
+    if name == "post_status":
+        assert len(repo.statuses) == 1
+    elif name == "delete_hook":
+        assert result is True
+        assert repo.hooks == {}
+    elif name == "hook_state":
+        assert result.state.id == HOOK_ID
+    else:
+        assert (result.id, result.created) == (HOOK_ID, False)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("name", OPERATOR_CALLS)
+def test_a_github_that_is_down_is_unreachable(name: str) -> None:
+    port = closed_port()
+
+    async def run() -> None:
+        github = GitHub(f"http://127.0.0.1:{port}", ClientOptions(retries=1, timeout=5))
+        try:
+            await operator_calls("a" * 40)[name](github)
+        finally:
+            github.close()
+
+    with pytest.raises(GitHubError) as caught:
+        asyncio.run(run())
+    assert caught.value.reason == REASON_UNREACHABLE
+    assert caught.value.retryable
+    assert caught.value.retry_after is None
+    assert f"127.0.0.1:{port}" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", OPERATOR_CALLS)
+def test_a_github_that_does_not_answer_times_out(fake: FakeGitHub, sha: str, name: str) -> None:
+    fake.pause()
+    try:
+        error = failure(
+            fake, operator_calls(sha)[name], ClientOptions(retries=0, timeout=1, max_wait=5)
+        )
+    finally:
+        fake.resume()
+    assert error.reason == REASON_UNREACHABLE
+    assert "did not answer (timed out after 1s)" in str(error)

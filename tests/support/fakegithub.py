@@ -14,8 +14,9 @@ and repositories, answering exactly the routes autobuild calls through PyGithub:
   ``state`` and the 140-character ``description`` validated).
 
 Every answer carries ``X-RateLimit-*`` headers, GET answers an ``ETag`` (``If-None-Match`` gives
-304). ``Authorization: token X`` or ``Bearer X``; an unknown token gets 401 "Bad credentials";
-no header is an anonymous caller who sees public repositories only. ``prefix="/api/v3"`` serves
+304, which does not count against an authenticated caller's rate limit, as on GitHub).
+``Authorization: token X`` or ``Bearer X``; an unknown token gets 401 "Bad credentials"; no
+header is an anonymous caller who sees public repositories only. ``prefix="/api/v3"`` serves
 GitHub Enterprise's paths. :meth:`FakeGitHub.fail_next` makes the next requests answer primary
 or secondary rate limits (403 or 429) or server errors, like GitHub does.
 
@@ -121,6 +122,14 @@ class FakeRepo:
         }
         self.hook_secrets[hook_id] = secret
 
+    def set_hook_last_response(
+        self, hook_id: int, code: int | None, status: str, message: str | None
+    ) -> None:
+        """Record GitHub's answer to a delivery of hook ``hook_id`` (``last_response``), as
+        GitHub does after each delivery: ``200, "active", "OK"``, ``None, "unused", None``, or a
+        failure such as ``502, "failed", "Invalid HTTP Response: 502"``. Its ETag changes."""
+        self.hooks[hook_id]["last_response"] = {"code": code, "status": status, "message": message}
+
     def role(self, login: str | None) -> str | None:
         """The caller's role; anonymous callers and strangers read public repos only."""
         if login is not None and login in self.roles:
@@ -138,6 +147,7 @@ class RecordedRequest:
     login: str | None
     body: Any
     status: int
+    if_none_match: str | None = None  # the conditional request's ETag, if it sent one
 
 
 class FakeGitHub(ThreadedHTTPService):
@@ -333,9 +343,17 @@ class FakeGitHub(ThreadedHTTPService):
         except HTTPException as exc:
             status, payload = exc.code or 500, {"message": exc.description}
         response = self._respond(request, status, payload, headers)
+        if response.status_code == 304 and login is not None:
+            response.headers.update(self._refund(login))
         self.requests.append(
             RecordedRequest(
-                request.method, request.path, dict(request.args), login, body, response.status_code
+                request.method,
+                request.path,
+                dict(request.args),
+                login,
+                body,
+                response.status_code,
+                request.headers.get("If-None-Match"),
             )
         )
         return response
@@ -381,6 +399,16 @@ class FakeGitHub(ThreadedHTTPService):
             "X-RateLimit-Reset": str(int(time.time()) + 3600),
             "X-RateLimit-Used": str(limit - max(remaining, 0)),
             "X-RateLimit-Resource": "core",
+        }
+
+    def _refund(self, login: str) -> dict[str, str]:
+        """Give back the request a 304 cost (GitHub does not count them when authenticated)."""
+        with self._lock:
+            remaining = min(self._remaining[login] + 1, RATE_LIMIT)
+            self._remaining[login] = remaining
+        return {
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Used": str(RATE_LIMIT - remaining),
         }
 
     def _inject_failure(self, headers: dict[str, str]) -> None:

@@ -8,14 +8,17 @@ PyGithub is synchronous and its connection object is not safe to share between t
   reused, and each client serves one call at a time (calls of one token queue on the event
   loop, not in a worker thread, so a busy token never takes the workers from the others);
 * clients are lazy (``Github(lazy=True)``): ``repo.get_commit(sha).create_status(...)`` is one
-  POST, without fetching the repository and the commit first.
+  POST, without fetching the repository and the commit first;
+* :meth:`GitHub.hook_state` reads a hook with a conditional request (``If-None-Match``): an
+  unchanged hook is a 304, which GitHub does not count against the rate limit.
 
 Rate limits, deliberately: PyGithub's throttle keeps 0.25 s between requests and 1 s between
 writes per token (GitHub's advice for integrations); :class:`github.GithubRetry` retries 5xx,
 429 and rate-limited 403 answers, sleeping ``Retry-After`` or until ``X-RateLimit-Reset`` — but
-never longer than :attr:`ClientOptions.max_wait` inside one call. A longer wait ends the call
-with :class:`GitHubError` ``RateLimited`` and ``retry_after``, so the caller requeues instead of
-holding a thread for an hour. Nothing here fails a build: callers decide what an error means.
+never longer than :attr:`ClientOptions.max_wait` inside one call. A longer wait, or retries spent
+on rate limits, end the call with :class:`GitHubError` ``RateLimited`` and ``retry_after``, so
+the caller requeues instead of holding a thread for an hour. Nothing here fails a build: callers
+decide what an error means.
 
 Tokens never appear in messages, logs or exceptions raised from here. What the reconcile
 registers and posts (hook URL, commit status context and text) is built by the pure
@@ -31,6 +34,7 @@ import posixpath
 import re
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import requests
+import urllib3
 from github import Auth, Github, GithubException, GithubRetry
 from github.GithubException import RateLimitExceededExceedsMaxWait
 from github.GithubObject import NotSet
@@ -64,6 +69,7 @@ __all__ = [
     "FileAtCommit",
     "GitHub",
     "GitHubError",
+    "HookRefresh",
     "HookState",
     "Repository",
     "dockerfile_path",
@@ -91,6 +97,8 @@ _RETRYABLE: Final = frozenset({REASON_RATE_LIMITED, REASON_UNREACHABLE})
 
 HOOK_EVENTS: Final = ("push",)
 _MAX_DETAIL: Final = 300
+# GitHub's advice for a secondary rate limit that names no time: "wait for at least one minute".
+_SECONDARY_LIMIT_WAIT: Final = 60.0
 _SHA: Final = re.compile(r"[0-9a-f]{40}")
 
 
@@ -167,6 +175,21 @@ class HookState:
     last_response_code: int | None
     last_response_status: str | None
     last_response_message: str | None
+
+
+@dataclass(frozen=True)
+class HookRefresh:
+    """One conditional read of the operator's hook (:meth:`GitHub.hook_state`).
+
+    ``state`` is None when the hook did not change since the read that returned ``etag`` (or
+    when it is gone); ``etag`` is what to send next time (the previous one after a 304);
+    ``gone`` is True when the hook no longer exists or no longer points to the operator's URL:
+    it is not ours any more, register it again.
+    """
+
+    state: HookState | None
+    etag: str | None
+    gone: bool
 
 
 class GitHub:
@@ -255,11 +278,7 @@ class GitHub:
 
         def call(client: Github) -> HookState:
             repo = _complete(client.get_repo(full_name))
-            if not repo.permissions.admin:
-                raise GitHubError(
-                    REASON_WEBHOOK_FORBIDDEN,
-                    f"cannot {what}: the linked account has no admin rights on the repository",
-                )
+            _require_admin(repo, what)
             for attempt in range(2):
                 hook = _own_hook(repo, url)
                 if hook is not None:
@@ -277,18 +296,23 @@ class GitHub:
 
         return await self._run(token, what, call, not_found=REASON_WEBHOOK_FORBIDDEN)
 
-    async def delete_hook(self, token: str, full_name: str, hook_id: int, *, url: str) -> bool:
+    async def delete_hook(
+        self, token: str, full_name: str, hook_id: int | None, *, url: str
+    ) -> bool:
         """Delete the hook ``hook_id`` if it is still the one pointing to ``url``.
 
-        Returns False when there was nothing to delete (already gone, or no longer visible to
-        the token); a hook with that id but another URL is left alone (also False).
+        With ``hook_id`` None (the operator crashed between creating the hook and recording its
+        id) the hook is found by its exact URL among the repository's hooks. Returns False when
+        there was nothing to delete (already gone, or no longer visible to the token); a hook
+        with that id but another URL is left alone (also False).
         """
         _check_full_name(full_name)
-        what = f"delete webhook {hook_id} on {full_name}"
+        what = f"delete webhook {hook_id if hook_id is not None else url} on {full_name}"
 
         def call(client: Github) -> bool:
-            hook = client.get_repo(full_name).get_hook(hook_id)
-            if hook.config.get("url") != url:
+            repo = client.get_repo(full_name)
+            hook = repo.get_hook(hook_id) if hook_id is not None else _own_hook(repo, url)
+            if hook is None or hook.config.get("url") != url:
                 return False
             hook.delete()
             return True
@@ -299,6 +323,39 @@ class GitHub:
             if exc.reason == REASON_NOT_FOUND:
                 return False
             raise
+
+    async def hook_state(
+        self, token: str, full_name: str, hook_id: int, *, url: str, etag: str | None = None
+    ) -> HookRefresh:
+        """Read the hook ``hook_id`` (GitHub's answer to its last delivery) if it changed.
+
+        ``etag`` is the one of the previous read: GitHub answers 304 when nothing changed, and
+        304s do not count against the rate limit, so a periodic refresh costs almost nothing.
+        A hook that was deleted, or that now points elsewhere than ``url``, is ``gone``; but GitHub
+        also answers 404 when the token lost its admin rights: that is ``WebhookForbidden``.
+        """
+        _check_full_name(full_name)
+        what = f"read webhook {hook_id} on {full_name}"
+
+        def call(client: Github) -> HookRefresh:
+            # Lazy: no request until update(), which sends If-None-Match and takes the 304.
+            repo = client.get_repo(full_name)
+            hook = repo.get_hook(hook_id)
+            try:
+                changed = hook.update({"If-None-Match": etag} if etag else None)
+            except GithubException as exc:
+                if exc.status != 404:
+                    raise
+                # GitHub hides the hooks of those without admin rights behind the same 404.
+                _require_admin(_complete(repo), what)
+                return HookRefresh(state=None, etag=None, gone=True)
+            if not changed:
+                return HookRefresh(state=None, etag=etag, gone=False)
+            if hook.config.get("url") != url:
+                return HookRefresh(state=None, etag=None, gone=True)
+            return HookRefresh(_hook_state(hook, created=False), hook.etag, gone=False)
+
+        return await self._run(token, what, call, not_found=REASON_WEBHOOK_FORBIDDEN)
 
     async def post_status(
         self,
@@ -364,18 +421,28 @@ class GitHub:
             except GithubException as exc:
                 raise _translate(exc, what, not_found) from None
             except requests.exceptions.RetryError as exc:
-                # Retries spent on rate-limit answers (403/429) that set no wait of their own.
+                # Retries spent on rate-limit answers that named no time (403 "secondary rate
+                # limit" with neither Retry-After nor X-RateLimit-Remaining: 0), or on 5xx.
                 limited = any(f"too many {code} " in str(exc) for code in (403, 429))
                 raise GitHubError(
                     REASON_RATE_LIMITED if limited else REASON_UNREACHABLE,
                     f"cannot {what}: {self.base_url} kept failing after "
                     f"{self.options.retries} retries"
                     + (" (rate limited)" if limited else " (server errors)"),
+                    retry_after=_SECONDARY_LIMIT_WAIT if limited else None,
                 ) from None
             except requests.RequestException as exc:
+                # requests reports a read timeout spent in retries as a ConnectionError.
+                timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc)
                 raise GitHubError(
                     REASON_UNREACHABLE,
-                    f"cannot {what}: {self.base_url} did not answer ({type(exc).__name__})",
+                    f"cannot {what}: {self.base_url} did not answer ("
+                    + (
+                        f"timed out after {self.options.timeout}s"
+                        if timed_out
+                        else type(exc).__name__
+                    )
+                    + ")",
                 ) from None
 
     def _client(self, token: str | None) -> tuple[Github, threading.Lock]:
@@ -386,13 +453,12 @@ class GitHub:
                 self._clients.move_to_end(key)
                 return found
             options = self.options
-            retry = GithubRetry(
+            retry = _Retry(
                 total=options.retries,
                 backoff_factor=0.5,
                 status_forcelist=[*range(500, 600), 429],
                 secondary_rate_wait=min(60, options.max_wait),
                 max_rate_limit_wait=options.max_wait,
-                retry_after_max=options.max_wait,
             )
             client = Github(
                 auth=Auth.Token(token) if token else None,
@@ -413,6 +479,59 @@ class GitHub:
             return entry
 
 
+class _Retry(GithubRetry):
+    """:class:`GithubRetry` that never sleeps a shortened rate-limit wait.
+
+    urllib3 cuts a ``Retry-After`` longer than its maximum down and retries into the same limit;
+    this raises :class:`RateLimitExceededExceedsMaxWait` with GitHub's wait instead (as
+    GithubRetry does for a far primary reset), and when the retries are spent on rate limits,
+    raises it with the wait the last answer asked for, so the caller knows when to come back.
+    """
+
+    def increment(  # type: ignore[override]  # GithubRetry narrows the response type too
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: urllib3.BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> urllib3.Retry:
+        wait = _rate_limit_wait(response)
+        limit = self.max_rate_limit_wait
+        if response is not None and wait is not None and limit is not None and wait > limit:
+            response.drain_conn()
+            raise RateLimitExceededExceedsMaxWait(
+                response.status, None, dict(response.headers), wait=wait
+            )
+        try:
+            return super().increment(method, url, response, error, _pool, _stacktrace)  # type: ignore[arg-type]
+        except urllib3.exceptions.MaxRetryError:
+            if response is None or wait is None:
+                raise
+            response.drain_conn()
+            raise RateLimitExceededExceedsMaxWait(
+                response.status, None, dict(response.headers), wait=max(wait, 1.0)
+            ) from None
+
+
+def _rate_limit_wait(response: urllib3.BaseHTTPResponse | None) -> float | None:
+    """Seconds a 403/429 rate-limit answer asks to wait, from its headers as GitHub documents
+    them: ``Retry-After``, else until ``X-RateLimit-Reset`` when ``X-RateLimit-Remaining`` is
+    0; None for other answers (a 403 that names no wait is left to GithubRetry's body check)."""
+    if response is None or response.status not in (403, 429):
+        return None
+    headers = response.headers
+    retry_after = str(headers.get("Retry-After", "")).strip()
+    if retry_after.isdigit():
+        return float(retry_after)
+    reset = str(headers.get("X-RateLimit-Reset", "")).strip()
+    if str(headers.get("X-RateLimit-Remaining", "")).strip() == "0" and reset.isdigit():
+        # Plus one second: it is not known when in that second the limit resets.
+        return max(int(reset) - time.time(), 0.0) + 1
+    return None
+
+
 def _token_key(token: str | None) -> str:
     """A digest that names a token's client, so that no token sits in a dict key."""
     return hashlib.sha256((token or "").encode()).hexdigest()
@@ -422,6 +541,15 @@ def _complete(repo: PyGithubRepository) -> PyGithubRepository:
     """Fetch a lazy repository now, so a 404 means "no such repository" here."""
     repo.complete()
     return repo
+
+
+def _require_admin(repo: PyGithubRepository, what: str) -> None:
+    """Raise ``WebhookForbidden`` unless the token may manage the repository's hooks."""
+    if not repo.permissions.admin:
+        raise GitHubError(
+            REASON_WEBHOOK_FORBIDDEN,
+            f"cannot {what}: the linked account has no admin rights on the repository",
+        )
 
 
 def _repository(repo: PyGithubRepository) -> Repository:
