@@ -31,6 +31,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
 import localcluster
 
+ROOT = Path(__file__).resolve().parents[1]
+
 _KEPT_LOGS = pytest.StashKey[list[str]]()
 
 
@@ -127,6 +129,15 @@ def k8s_api(k8s_cluster: K8sCluster) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def crd(k8s_cluster: K8sCluster) -> None:
+    """The AutomatedBuild CRD (crds/), applied and Established."""
+    k8s_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
+    localcluster.wait_crd_established(
+        k8s_cluster.kubectl_path, k8s_cluster.kubeconfig, "automatedbuilds.autobuild.dev"
+    )
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import localcluster
 
 from support.fakegithub import FakeGitHub, FakeRepo
 
@@ -27,14 +26,6 @@ GROUP, VERSION, PLURAL = "autobuild.dev", "v1alpha1", "automatedbuilds"
 TOKEN = "ghp_k8sT0kenValue0123456789abcdefABCDEFGH"
 OLD_DOCKERFILE = b"FROM scratch\r\nCOPY old /\r\n"
 NEW_DOCKERFILE = "FROM alpine:3.20\n# caf\u00e9 \u2615\nRUN true\n".encode()
-
-
-@pytest.fixture(scope="module")
-def crd(k8s_cluster: Any) -> None:
-    k8s_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
-    localcluster.wait_crd_established(
-        k8s_cluster.kubectl_path, k8s_cluster.kubeconfig, "automatedbuilds.autobuild.dev"
-    )
 
 
 @pytest.fixture

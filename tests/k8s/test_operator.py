@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import localcluster
 
 from support import webhook_payloads as hooks
 from support.crane import Crane
@@ -64,19 +63,27 @@ class Operator:
     """``autobuild run`` as a real subprocess."""
 
     def __init__(
-        self, kubeconfig: Path, log: Path, registry: str = "", args: Sequence[str] = ()
+        self,
+        kubeconfig: Path,
+        log: Path,
+        registry: str = "",
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        webhook_port: int = 0,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
         self.registry = registry
         self.args = list(args)  # more `autobuild run` options, e.g. ["-n", "ns"]
+        self.env = dict(env or {})  # more AUTOBUILD_* settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.webhook_port = 0
+        # Chosen before the start when a setting must name it (AUTOBUILD_PUBLIC_URL).
+        self.webhook_port = webhook_port
 
     def start(self) -> None:
         port = free_port()
-        webhook_port = free_port()
+        webhook_port = self.webhook_port or free_port()
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
         env["AUTOBUILD_NODE_SELECTOR"] = "=".join(BUILDER_LABEL)
         # The loopback git server speaks plain HTTP: tokens may go there, and only there.
@@ -85,6 +92,7 @@ class Operator:
         env["AUTOBUILD_INSECURE_REGISTRIES"] = ",".join(
             filter(None, ["127.0.0.1:5000", self.registry])
         )
+        env.update(self.env)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -154,14 +162,6 @@ class Operator:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
-
-
-@pytest.fixture(scope="module")
-def crd(k8s_cluster: Any) -> None:
-    k8s_cluster.kubectl("apply", "-f", str(ROOT / "crds" / "automatedbuild.yaml"))
-    localcluster.wait_crd_established(
-        k8s_cluster.kubectl_path, k8s_cluster.kubeconfig, "automatedbuilds.autobuild.dev"
-    )
 
 
 @pytest.fixture(scope="module")
@@ -842,18 +842,26 @@ def test_operator_survives_an_api_server_restart(
     eventually(lambda: len(world.jobs()) == 2, 60, "a build triggered after the outage")
 
 
-def test_the_shipped_rbac_is_enough(
-    world: World, repo: Repo, k8s_cluster: Any, operator: Operator, tmp_path: Path
-) -> None:
-    """The operator runs with only manifests/base/rbac.yaml's ClusterRole, through a real token."""
-    k8s_cluster.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "rbac.yaml"))
+def service_account_kubeconfig(k8s_cluster: Any, where: Path, *more_rbac: Path) -> Path:
+    """A kubeconfig with a real token of the operator's ServiceAccount, bound by the shipped
+    manifests/base/rbac.yaml (and ``more_rbac``) only."""
+    for rbac in (ROOT / "manifests" / "base" / "rbac.yaml", *more_rbac):
+        k8s_cluster.kubectl("apply", "-f", str(rbac))
     token = k8s_cluster.kubectl(
         "create", "token", "autobuild-operator", "-n", "autobuild-system", "--duration=1h"
     ).stdout.strip()
     config = yaml.safe_load(Path(k8s_cluster.kubeconfig).read_text())
     config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
-    limited = tmp_path / "operator-kubeconfig"
+    limited = where / "operator-kubeconfig"
     limited.write_text(yaml.safe_dump(config))
+    return limited
+
+
+def test_the_shipped_rbac_is_enough(
+    world: World, repo: Repo, k8s_cluster: Any, operator: Operator, tmp_path: Path
+) -> None:
+    """The operator runs with only manifests/base/rbac.yaml's ClusterRole, through a real token."""
+    limited = service_account_kubeconfig(k8s_cluster, tmp_path)
     operator.stop()
     restricted = Operator(limited, tmp_path / "restricted.log", operator.registry)
     try:

@@ -250,16 +250,19 @@ class FakeGitHub(ThreadedHTTPService):
             self.repos[full_name.lower()] = repo
         return repo
 
-    def fail_next(self, kind: str, count: int = 1, wait: float = 1) -> None:
+    def fail_next(self, kind: str, count: int = 1, wait: float = 1, *, clear: bool = False) -> None:
         """Answer the next ``count`` requests with a failure, as GitHub does.
 
         ``kind``: ``primary`` (403 "API rate limit exceeded", remaining 0, reset in ``wait``
         seconds), ``secondary`` (403 secondary rate limit with ``Retry-After: wait``),
-        ``too-many`` (429 with ``Retry-After: wait``) or ``server-error`` (502).
+        ``too-many`` (429 with ``Retry-After: wait``) or ``server-error`` (502). ``clear``
+        first drops the failures still queued (GitHub is back).
         """
         if kind not in ("primary", "secondary", "too-many", "server-error"):
             raise ValueError(f"unknown failure kind {kind!r}")
         with self._lock:
+            if clear:
+                self._failures.clear()
             self._failures += [(kind, wait)] * count
 
     def pause(self) -> None:
