@@ -194,6 +194,10 @@ class Repo:
         args = ["-a", "-m", message or f"Release {name}"] if annotated else []
         _git(f"--git-dir={self.path}", "tag", "-f", *args, name, commit)
 
+    def configure(self, key: str, value: str) -> None:
+        """Set a server-side option of the repository, e.g. ``uploadpack.allowFilter``."""
+        _git(f"--git-dir={self.path}", "config", key, value)
+
     def delete_ref(self, ref: str) -> None:
         """Delete a ref, e.g. ``refs/heads/feature`` or ``refs/tags/v1``."""
         if not ref.startswith("refs/"):
@@ -301,8 +305,11 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in self.headers.items():
             if key.lower() not in self._hop_by_hop:
                 env["HTTP_" + key.upper().replace("-", "_")] = value
-        if (proto := self.headers.get("Git-Protocol")) and self.server.protocol_v2:
-            env["GIT_PROTOCOL"] = proto
+        if self.server.protocol_v2:
+            if proto := self.headers.get("Git-Protocol"):
+                env["GIT_PROTOCOL"] = proto
+        else:  # http-backend also reads the header itself, as HTTP_GIT_PROTOCOL
+            env.pop("HTTP_GIT_PROTOCOL", None)
         chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
         length = int(self.headers.get("Content-Length") or 0)
         if not chunked:
