@@ -348,6 +348,15 @@ def test_bad_input_is_refused_before_git_runs(
     assert spawned == []
 
 
+def test_no_writable_temporary_directory_is_source_unreachable(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[dict[str, Any]]
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-dir"))
+    with pytest.raises(SourceUnreachable, match="no writable temporary directory"):
+        read(repo.clone_url, "a" * 40, "Dockerfile")
+    assert spawned == []
+
+
 def test_a_token_without_a_username_is_refused(repo: Repo) -> None:
     with pytest.raises(ValueError, match="username"):
         read(repo.clone_url, "a" * 40, "Dockerfile", token=TOKEN)

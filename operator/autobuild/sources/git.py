@@ -214,9 +214,9 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _make_temp_dir(url: str, what: str) -> str:
+def _make_temp_dir(url: str, what: str, prefix: str = "autobuild-git-") -> str:
     try:
-        return tempfile.mkdtemp(prefix="autobuild-git-")
+        return tempfile.mkdtemp(prefix=prefix)
     except OSError as e:
         # E.g. readOnlyRootFilesystem without a writable /tmp: no git can run at all.
         raise SourceUnreachable(
@@ -552,7 +552,7 @@ async def read_file_at_commit(
     if ref is not None:
         _check_ref(ref)
     header, secrets = _credentials(token, username)
-    scratch = _make_temp_dir(url, "git fetch")
+    scratch = _make_temp_dir(url, "git fetch", "autobuild-git-read-")
     try:
         async with asyncio.timeout(timeout):
             return await _read_at_commit(_Remote(url, scratch, header, secrets), commit, path, ref)
