@@ -22,10 +22,16 @@ from pydantic import ValidationError
 
 from autobuild import API_GROUP, KIND, yamlio
 from autobuild.api import checks
-from autobuild.api.models import AutomatedBuild, BuildRecord, Provider, Trigger
+from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, BuildRecord, Provider, Trigger
 from autobuild.planning import status as build_status
-from autobuild.planning.credentials import git_credentials_problem
-from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, render_job
+from autobuild.planning.credentials import (
+    TOKEN_KEY,
+    USERNAME_KEY,
+    default_username,
+    git_credentials_problem,
+    git_username,
+)
+from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, clone_url, render_job
 from autobuild.planning.planner import PushEvent, check_commit, full_ref, parse_ref, plan_builds
 from autobuild.planning.triggers import TriggerRequest, request_id
 from autobuild.settings import BuildSettings, GitHubSettings, check_http_url
@@ -321,19 +327,43 @@ def _github(args: argparse.Namespace) -> GitHub:
     return GitHub(url, ClientOptions(seconds_between_writes=0), workers=1)
 
 
+@dataclass(frozen=True)
+class LinkedSecret:
+    """A linked account's Secret as the CLI uses it: its decoded ``token`` (and ``username``
+    when it has that key) and its annotations (the hosts its token may go to)."""
+
+    data: dict[str, str]
+    annotations: dict[str, str]
+
+
+def _linked_secret(namespace: str, secret_name: str) -> LinkedSecret:
+    """Read the Secret through the Kubernetes API; a CliError when it or its token is missing."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    where = f"Secret {namespace}/{secret_name}"
+    try:
+        secret = client.CoreV1Api().read_namespaced_secret(secret_name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise CliError(f"{where} not found") from exc
+        raise
+    raw = secret.data or {}
+    if TOKEN_KEY not in raw:
+        raise CliError(f"{where} has no key {TOKEN_KEY!r}")
+    data = {}
+    for key in (TOKEN_KEY, USERNAME_KEY):
+        if key in raw:
+            try:
+                data[key] = base64.b64decode(raw[key], validate=True).decode().strip()
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise CliError(f"{where}: key {key!r} is not valid") from exc
+    return LinkedSecret(data, dict(secret.metadata.annotations or {}))
+
+
 def _secret_token(namespace: str, secret_name: str) -> str:
     """The ``token`` key of a Secret (the linked account), read through the Kubernetes API."""
-    from autobuild.controller import kube
-
-    data = asyncio.run(kube.read_secret(namespace, secret_name))
-    if data is None:
-        raise CliError(f"Secret {namespace}/{secret_name} not found")
-    if "token" not in data:
-        raise CliError(f"Secret {namespace}/{secret_name} has no key 'token'")
-    try:
-        return base64.b64decode(data["token"], validate=True).decode().strip()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise CliError(f"Secret {namespace}/{secret_name}: key 'token' is not valid") from exc
+    return _linked_secret(namespace, secret_name).data[TOKEN_KEY]
 
 
 def _linked_token(args: argparse.Namespace) -> str:
@@ -435,23 +465,16 @@ def dockerfile_location(
     return record, dockerfile_path(rules[record.rule])
 
 
-def dockerfile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``autobuild dockerfile``: the Dockerfile as it was at a build's commit (GitHub only)."""
+def _dockerfile_from_github(
+    args: argparse.Namespace,
+    namespace: str,
+    spec: AutomatedBuildSpec,
+    record: BuildRecord,
+    path: str,
+) -> tuple[str, str, bytes]:
+    """(repository, path, bytes) read through the GitHub contents API, as the linked account."""
     from autobuild.sources.github import repository_full_name
 
-    namespace, body = _cluster_target(args)
-    try:
-        automated_build = AutomatedBuild.model_validate(body)
-    except ValidationError as exc:
-        raise CliError("\n".join(checks.describe_validation_error(exc))) from exc
-    spec = automated_build.spec
-    if spec.provider != Provider.GITHUB:
-        raise CliError(
-            f"AutomatedBuild {args.name} builds from {spec.provider.value} ({spec.source.repo}): "
-            "autobuild dockerfile reads files through the GitHub API and supports GitHub "
-            "repositories only for now"
-        )
-    record, path = dockerfile_location(automated_build, args.build)
     if args.token_file:
         token: str | None = _linked_token(args)
     elif spec.source.credentials_secret:
@@ -460,14 +483,87 @@ def dockerfile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         token = None  # a public repository
     full_name = repository_full_name(spec.source)
     found = _on_github(args, lambda github: github.read_file(token, full_name, path, record.commit))
-    err.write(f"# {full_name}: {found.path} at {found.commit} (build {record.id})\n")
+    return full_name, found.path, found.content
+
+
+def _git_credentials(
+    args: argparse.Namespace, namespace: str, automated_build: AutomatedBuild
+) -> tuple[str | None, str | None]:
+    """The token and username to send to a plain git host: ``--token-file`` (the provider's
+    username), else the credentialsSecret's, only where the operator would send them (the
+    Secret's ``autobuild.dev/git-hosts`` annotation lists the host), else none."""
+    spec = automated_build.spec
+    if args.token_file:
+        return _linked_token(args), default_username(spec.provider)
+    name = spec.source.credentials_secret
+    if name is None:
+        return None, None  # a public repository
+    secret = _linked_secret(namespace, name)
+    try:
+        settings = BuildSettings.from_env()
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    problem = git_credentials_problem(
+        spec.source.repo, name, secret.annotations, settings.insecure_git_hosts
+    )
+    if problem is not None:
+        raise CliError(
+            f"AutomatedBuild {automated_build.metadata.name}: {problem[0]}: {problem[1]}"
+        )
+    return secret.data[TOKEN_KEY], git_username(spec.provider, secret.data)
+
+
+def _dockerfile_over_git(
+    args: argparse.Namespace,
+    namespace: str,
+    automated_build: AutomatedBuild,
+    record: BuildRecord,
+    path: str,
+) -> bytes:
+    """The file's bytes at the build's commit, from a shallow git fetch of that commit (of the
+    build's branch or tag when the server does not send commits by id)."""
+    from autobuild.sources.git import GitFileError, SourceUnreachable, read_file_at_commit
+
+    token, username = _git_credentials(args, namespace, automated_build)
+    spec = automated_build.spec
+    ref = full_ref(record.source_type, record.source_ref)
+    reading = read_file_at_commit(
+        clone_url(spec), record.commit, path, ref=ref, token=token, username=username
+    )
+    try:
+        return asyncio.run(reading)
+    except (SourceUnreachable, GitFileError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _write_bytes(out: TextIO, content: bytes) -> None:
+    """Write ``content`` exactly (through the binary buffer when the stream has one)."""
     out.flush()
     binary = getattr(out, "buffer", None)
-    if binary is not None:  # the bytes exactly as committed
-        binary.write(found.content)
+    if binary is not None:
+        binary.write(content)
         binary.flush()
     else:
-        out.write(found.content.decode(errors="replace"))
+        out.write(content.decode(errors="replace"))
+
+
+def dockerfile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``autobuild dockerfile``: the Dockerfile as it was at a build's commit, through the
+    GitHub API for GitHub repositories and with a shallow git fetch from other hosts."""
+    namespace, body = _cluster_target(args)
+    try:
+        automated_build = AutomatedBuild.model_validate(body)
+    except ValidationError as exc:
+        raise CliError("\n".join(checks.describe_validation_error(exc))) from exc
+    spec = automated_build.spec
+    record, path = dockerfile_location(automated_build, args.build)
+    if spec.provider == Provider.GITHUB:
+        repository, path, content = _dockerfile_from_github(args, namespace, spec, record, path)
+    else:
+        repository = spec.source.repo
+        content = _dockerfile_over_git(args, namespace, automated_build, record, path)
+    err.write(f"# {repository}: {path} at {record.commit} (build {record.id})\n")
+    _write_bytes(out, content)
     return 0
 
 
@@ -579,7 +675,7 @@ def build_parser(prog: str = "autobuild") -> argparse.ArgumentParser:
 
 
 def _add_github_commands(commands: Any) -> None:
-    """``repos``, ``new`` and ``dockerfile``: the linked GitHub account."""
+    """``repos``, ``new`` and ``dockerfile``: the linked account (GitHub's API, or git)."""
     github_url = {
         "help": "the GitHub API (default: AUTOBUILD_GITHUB_URL, else https://api.github.com; "
         "GitHub Enterprise: https://HOST/api/v3)",
@@ -610,10 +706,12 @@ def _add_github_commands(commands: Any) -> None:
         cmd.add_argument("-n", "--namespace", help="the Secret's namespace (default: context's)")
     dockerfile_cmd = commands.add_parser(
         "dockerfile",
-        help="print the Dockerfile as it was at a build's commit (GitHub)",
+        help="print the Dockerfile as it was at a build's commit",
         description="Print the Dockerfile of a build (the newest by default) exactly as it was "
-        "at its commit, read through the GitHub API with the AutomatedBuild's linked account. "
-        "The path and commit go to stderr.",
+        "at its commit, with the AutomatedBuild's linked account: through the GitHub API for "
+        "GitHub repositories, with a shallow git fetch of that commit from other hosts (the "
+        "Secret's token goes only to the hosts its annotation autobuild.dev/git-hosts lists, "
+        "over http:// only to AUTOBUILD_INSECURE_GIT_HOSTS). The path and commit go to stderr.",
     )
     dockerfile_cmd.add_argument("name", help="the AutomatedBuild")
     dockerfile_cmd.add_argument("-n", "--namespace", help="its namespace (default: context's)")

@@ -1,6 +1,7 @@
 """``autobuild repos --secret`` and ``autobuild dockerfile`` on the real control plane, with the
-linked account's token in a Secret and GitHub played by the fake API (no operator needed: the
-tests write the AutomatedBuild's status themselves, as the operator would)."""
+linked account's token in a Secret, GitHub played by the fake API and other hosts by the real
+git server (no operator needed: the tests write the AutomatedBuild's status themselves, as the
+operator would)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from kubernetes import client
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.fakegithub import FakeGitHub, FakeRepo
+from support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "autobuild.dev", "v1alpha1", "automatedbuilds"
 TOKEN = "ghp_k8sT0kenValue0123456789abcdefABCDEFGH"
+GIT_TOKEN = "gitea0k8sT0kenValue0123456789abcdefABCDEF"
+GIT_USERNAME = "builder"
 OLD_DOCKERFILE = b"FROM scratch\r\nCOPY old /\r\n"
 NEW_DOCKERFILE = "FROM alpine:3.20\n# caf\u00e9 \u2615\nRUN true\n".encode()
 
@@ -55,17 +59,23 @@ def linked(k8s_api: Any, k8s_namespace: str) -> str:
     return "github-link"
 
 
-def autobuild(k8s_cluster: Any, fake: FakeGitHub, *args: str) -> subprocess.CompletedProcess[bytes]:
+def autobuild(
+    k8s_cluster: Any, fake: FakeGitHub, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     result = subprocess.run(
         [sys.executable, "-m", "autobuild.cli", *args],
         env=dict(
-            os.environ, KUBECONFIG=str(k8s_cluster.kubeconfig), AUTOBUILD_GITHUB_URL=fake.base_url
+            os.environ,
+            KUBECONFIG=str(k8s_cluster.kubeconfig),
+            AUTOBUILD_GITHUB_URL=fake.base_url,
+            **(env or {}),
         ),
         capture_output=True,
         check=False,
         timeout=60,
     )
-    assert TOKEN.encode() not in result.stdout + result.stderr
+    for token in (TOKEN, GIT_TOKEN):
+        assert token.encode() not in result.stdout + result.stderr
     return result
 
 
@@ -156,12 +166,125 @@ def test_dockerfile_is_read_at_the_builds_commit(
     )
 
 
-def test_dockerfile_explains_it_is_github_only(
-    k8s_cluster: Any, k8s_api: Any, k8s_namespace: str, crd: None, fake: FakeGitHub
+@pytest.fixture(scope="module")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    with GitServer(tmp_path_factory.mktemp("git")) as server:
+        yield server
+
+
+@pytest.fixture
+def git_repo(git_server: GitServer, k8s_namespace: str) -> Repo:
+    """A private repository that wants its own username next to the token (as Gitea does)."""
+    return git_server.create_repo(
+        "acme", k8s_namespace, private_token=GIT_TOKEN, private_username=GIT_USERNAME
+    )
+
+
+def git_link(k8s_api: Any, namespace: str, annotations: dict[str, str]) -> str:
+    """The linked account of a plain git host: a Secret with token and username."""
+    client.CoreV1Api(k8s_api).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="git-link", annotations=annotations),
+            string_data={"token": GIT_TOKEN, "username": GIT_USERNAME},
+        ),
+    )
+    return "git-link"
+
+
+INSECURE = {"AUTOBUILD_INSECURE_GIT_HOSTS": "127.0.0.1"}
+
+
+def test_dockerfile_is_read_over_git_from_other_hosts(
+    k8s_cluster: Any,
+    k8s_api: Any,
+    k8s_namespace: str,
+    crd: None,
+    fake: FakeGitHub,
+    git_repo: Repo,
+    tmp_path: Path,
 ) -> None:
-    source = {"repo": "https://git.example/acme/app"}
-    create_with_builds(k8s_api, k8s_namespace, source, [build("b1", "a" * 40)])
+    old = git_repo.commit(
+        "main", {"docker/Dockerfile": OLD_DOCKERFILE, "Dockerfile": b"FROM root\n"}, "old"
+    )
+    new = git_repo.commit("main", {"docker/Dockerfile": NEW_DOCKERFILE}, "new")
+    linked = git_link(k8s_api, k8s_namespace, {"autobuild.dev/git-hosts": "127.0.0.1"})
+    source = {"repo": git_repo.clone_url, "provider": "git", "credentialsSecret": linked}
+    create_with_builds(k8s_api, k8s_namespace, source, [build("b2", new), build("b1", old)])
+    args = ("dockerfile", "app", "-n", k8s_namespace)
+
+    newest = autobuild(k8s_cluster, fake, *args, env=INSECURE)
+    assert newest.returncode == 0, newest.stderr
+    assert newest.stdout == NEW_DOCKERFILE
+    assert newest.stderr.decode() == (
+        f"# {git_repo.clone_url}: docker/Dockerfile at {new} (build b2)\n"
+    )
+    older = autobuild(k8s_cluster, fake, *args, "--build", "b1", env=INSECURE)
+    assert older.returncode == 0, older.stderr
+    assert older.stdout == OLD_DOCKERFILE  # CRLF kept
+    assert older.stderr.decode() == (
+        f"# {git_repo.clone_url}: docker/Dockerfile at {old} (build b1)\n"
+    )
+    assert fake.requests == []  # never the GitHub API
+
+    # --token-file instead of the Secret: sent with the provider's default username, which this
+    # host refuses (it wants the Secret's username).
+    token_file = tmp_path / "token"
+    token_file.write_text(GIT_TOKEN + "\n")
+    with_file = autobuild(k8s_cluster, fake, *args, "--token-file", str(token_file), env=INSECURE)
+    assert with_file.returncode == 1
+    assert with_file.stderr.decode() == (
+        f"autobuild: authentication failed for {git_repo.clone_url}: check the token and its "
+        "access to the repository\n"
+    )
+
+    # The token is sent over plain http only to the hosts the user allows, as the operator does.
+    refused = autobuild(k8s_cluster, fake, *args)
+    assert refused.returncode == 1
+    assert refused.stdout == b""
+    assert refused.stderr.decode().startswith(
+        "autobuild: AutomatedBuild app: CredentialsNotAllowed: Secret 'git-link' is not sent "
+        "to 127.0.0.1 over plain http://"
+    )
+
+
+def test_dockerfile_over_git_needs_the_secrets_host_opt_in(
+    k8s_cluster: Any,
+    k8s_api: Any,
+    k8s_namespace: str,
+    crd: None,
+    fake: FakeGitHub,
+    git_repo: Repo,
+) -> None:
+    commit = git_repo.commit("main", {"docker/Dockerfile": NEW_DOCKERFILE}, "one")
+    linked = git_link(k8s_api, k8s_namespace, {"autobuild.dev/git-hosts": "git.example.com"})
+    source = {"repo": git_repo.clone_url, "provider": "git", "credentialsSecret": linked}
+    create_with_builds(k8s_api, k8s_namespace, source, [build("b1", commit)])
+    result = autobuild(k8s_cluster, fake, "dockerfile", "app", "-n", k8s_namespace, env=INSECURE)
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode() == (
+        "autobuild: AutomatedBuild app: CredentialsNotAllowed: Secret 'git-link' may not be sent "
+        "to 127.0.0.1: its annotation autobuild.dev/git-hosts lists git.example.com, not "
+        "127.0.0.1. To allow it, annotate the Secret with autobuild.dev/git-hosts: 127.0.0.1 "
+        "(comma-separated host names, * for any)\n"
+    )
+
+
+def test_dockerfile_over_git_explains_what_is_missing(
+    k8s_cluster: Any,
+    k8s_api: Any,
+    k8s_namespace: str,
+    crd: None,
+    fake: FakeGitHub,
+    git_server: GitServer,
+) -> None:
+    public = git_server.create_repo("acme", f"{k8s_namespace}-public")
+    commit = public.commit("main", {"Dockerfile": b"FROM root\n"}, "no docker/ directory")
+    source = {"repo": public.clone_url, "provider": "gitlab"}  # public: no Secret needed
+    create_with_builds(k8s_api, k8s_namespace, source, [build("b1", commit)])
     result = autobuild(k8s_cluster, fake, "dockerfile", "app", "-n", k8s_namespace)
     assert result.returncode == 1
-    assert "supports GitHub repositories only for now" in result.stderr.decode()
-    assert fake.requests == []
+    assert result.stderr.decode() == (
+        f"autobuild: docker/Dockerfile at commit {commit} in {public.clone_url}: no such file\n"
+    )

@@ -10,7 +10,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from autobuild.sources import git as gitsource
 from autobuild.sources.git import SourceUnreachable, ls_remote
 from support.gitserver import GitServer, Repo, git_env
+from support.processes import group_gone
 
 TOKEN = "ghp_S3cretTokenValue0123456789abcdefABCD"
 USERNAME = "x-access-token"
@@ -38,47 +38,10 @@ def private_repo(git_server: GitServer) -> Repo:
     return git_server.create_repo("acme", _name(), private_token=TOKEN)
 
 
-@pytest.fixture
-def spawned(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Records the argv, env and pid of every process ``ls_remote`` starts."""
-    calls: list[dict[str, Any]] = []
-    real = asyncio.create_subprocess_exec
-
-    async def recording(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
-        proc = await real(*args, **kwargs)
-        calls.append({"argv": [str(a) for a in args], "env": kwargs.get("env"), "pid": proc.pid})
-        return proc
-
-    monkeypatch.setattr(asyncio, "create_subprocess_exec", recording)
-    return calls
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port whose listener completes TCP handshakes but never answers."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
-
-
 def _closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _group_gone(pgid: int, within: float = 3.0) -> bool:
-    """True once no process of the group is left (killed children are reaped by init)."""
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 # --- resolving refs -----------------------------------------------------------------------
@@ -252,7 +215,7 @@ def test_a_server_that_never_answers_times_out(
     assert info.value.reason == "Timeout"
     assert TOKEN not in str(info.value)
     (call,) = spawned
-    assert _group_gone(call["pid"])  # git and git-remote-http were killed
+    assert group_gone(call["pid"])  # git and git-remote-http were killed
 
 
 def test_cancellation_kills_git(silent_port: int, spawned: list[dict[str, Any]]) -> None:
@@ -268,7 +231,7 @@ def test_cancellation_kills_git(silent_port: int, spawned: list[dict[str, Any]])
             await task
 
     asyncio.run(asyncio.wait_for(cancel_soon(), 10))
-    assert _group_gone(spawned[0]["pid"])
+    assert group_gone(spawned[0]["pid"])
 
 
 # --- URLs that are refused --------------------------------------------------------------

@@ -6,6 +6,8 @@ Repositories live at ``ROOT/OWNER/NAME.git``; a repository is private when its d
 a ``gitserver-token`` file: requests then need HTTP Basic auth with that token as the password,
 otherwise 401. The username may be anything, unless a ``gitserver-username`` file names the only
 one accepted (as GitLab wants ``oauth2`` and Bitbucket ``x-token-auth`` next to a token).
+``GitServer(root, protocol_v2=False)`` plays a server that predates protocol v2: it ignores the
+client's ``Git-Protocol`` header and always answers in protocol v0.
 
 Library use::
 
@@ -144,14 +146,15 @@ class Repo:
     def commit(
         self,
         branch: str,
-        files: Mapping[str, str | None],
+        files: Mapping[str, str | bytes | None],
         message: str,
         *,
         base: str | None = None,
     ) -> str:
         """Commit ``files`` on ``branch`` in a scratch work tree and push it over HTTP.
 
-        Paths are relative to the repository root; ``None`` deletes a file; other files are
+        Paths are relative to the repository root; ``bytes`` are committed as they are,
+        ``str`` as UTF-8 (no newline translation); ``None`` deletes a file; other files are
         kept. A new branch starts from ``base`` (a commit or ref), by default from ``main``
         when it exists, else from nothing. Returns the new commit's full sha.
         """
@@ -179,7 +182,7 @@ class Repo:
                     target.unlink(missing_ok=True)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
+                target.write_bytes(content if isinstance(content, bytes) else content.encode())
             _git("add", "-A", cwd=work, env=env)
             _git("commit", "-q", "--allow-empty", "-m", message, cwd=work, env=env)
             sha = _git("rev-parse", "HEAD", cwd=work, env=env).strip()
@@ -190,6 +193,10 @@ class Repo:
         """Create (or move) tag ``name`` at ``commit``, lightweight or annotated."""
         args = ["-a", "-m", message or f"Release {name}"] if annotated else []
         _git(f"--git-dir={self.path}", "tag", "-f", *args, name, commit)
+
+    def configure(self, key: str, value: str) -> None:
+        """Set a server-side option of the repository, e.g. ``uploadpack.allowFilter``."""
+        _git(f"--git-dir={self.path}", "config", key, value)
 
     def delete_ref(self, ref: str) -> None:
         """Delete a ref, e.g. ``refs/heads/feature`` or ``refs/tags/v1``."""
@@ -298,8 +305,11 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in self.headers.items():
             if key.lower() not in self._hop_by_hop:
                 env["HTTP_" + key.upper().replace("-", "_")] = value
-        if proto := self.headers.get("Git-Protocol"):
-            env["GIT_PROTOCOL"] = proto
+        if self.server.protocol_v2:
+            if proto := self.headers.get("Git-Protocol"):
+                env["GIT_PROTOCOL"] = proto
+        else:  # http-backend also reads the header itself, as HTTP_GIT_PROTOCOL
+            env.pop("HTTP_GIT_PROTOCOL", None)
         chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
         length = int(self.headers.get("Content-Length") or 0)
         if not chunked:
@@ -391,8 +401,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, protocol_v2: bool) -> None:
         self.root = root
+        self.protocol_v2 = protocol_v2
         self.exec_path = _git_exec_path()
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -402,11 +413,12 @@ class GitServer(ThreadedHTTPService):
 
     service_name = "gitserver"
 
-    def __init__(self, root: Path, *, port: int = 0) -> None:
+    def __init__(self, root: Path, *, port: int = 0, protocol_v2: bool = True) -> None:
         super().__init__()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._port = port
+        self._protocol_v2 = protocol_v2
 
     @property
     def url(self) -> str:
@@ -414,7 +426,7 @@ class GitServer(ThreadedHTTPService):
         return f"http://127.0.0.1:{self.port}"
 
     def _bind(self) -> _HTTPServer:
-        return _HTTPServer(self.root, self._port)
+        return _HTTPServer(self.root, self._port, self._protocol_v2)
 
     def create_repo(
         self,

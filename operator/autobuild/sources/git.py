@@ -1,4 +1,5 @@
-"""Plain git over HTTP(S): branch and tag heads of any host, with ``git ls-remote``.
+"""Plain git over HTTP(S): branch and tag heads of any host (``git ls-remote``), and one file
+as it was at a commit (a shallow ``git fetch`` into a temporary bare repository).
 
 The token never reaches argv, the URL or a log line: it travels as an ``Authorization`` header
 in environment-only git config (``GIT_CONFIG_COUNT``/``KEY``/``VALUE``), and git runs with an
@@ -12,18 +13,23 @@ import atexit
 import base64
 import contextlib
 import os
+import posixpath
 import re
 import shutil
 import signal
 import tempfile
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from autobuild.planning.planner import REF_PREFIXES
+from autobuild.api import checks
+from autobuild.planning.planner import REF_PREFIXES, parse_ref
 
 __all__ = [
+    "GitFileError",
     "SourceUnreachable",
     "ls_remote",
+    "read_file_at_commit",
     "validate_url",
 ]
 
@@ -56,6 +62,25 @@ _AUTH_PATTERNS: Final = (
     "terminal prompts disabled",
 )
 _NOT_FOUND_PATTERNS: Final = ("not found", "returned error: 404")
+# How a server says no to a commit (or blob) asked for by id: protocol v0 servers without
+# uploadpack.allowReachableSHA1InWant refuse unadvertised objects, and v0 servers with only
+# allowTipSHA1InWant answer "not our ref" for commits behind a tip. (Over protocol v2 any
+# object the server has may be asked for, so there "not our ref" means it has no such commit.)
+_WANT_REFUSED_PATTERNS: Final = ("does not allow request for unadvertised object", "not our ref")
+_MISSING_REF_PATTERN: Final = "couldn't find remote ref"
+# Depths of the build's ref fetched in turn when the commit cannot be fetched by id: a build's
+# commit is almost always its ref's tip or close behind it.
+_REF_DEPTHS: Final = (1, 10, 50)
+# Background work a throwaway repository never needs (and that would outlive its directory).
+_NO_HOUSEKEEPING: Final = (
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "fetch.writeCommitGraph=false",
+)
+_SYMLINK_MODE: Final = b"120000"
 
 
 class SourceUnreachable(Exception):  # noqa: N818 (the name the operator uses)
@@ -66,6 +91,20 @@ class SourceUnreachable(Exception):  # noqa: N818 (the name the operator uses)
     """
 
     def __init__(self, message: str, *, url: str, reason: str = "Unreachable") -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+
+class GitFileError(Exception):
+    """The repository answered, but the file is not there to read. The message is safe to show.
+
+    ``reason``: ``CommitNotFound`` (the server has no such commit, or will not send it),
+    ``PathNotFound`` (no such path in that commit) or ``NotAFile`` (a directory, a submodule
+    or a symbolic link).
+    """
+
+    def __init__(self, message: str, *, url: str, reason: str) -> None:
         super().__init__(message)
         self.url = url
         self.reason = reason
@@ -133,9 +172,9 @@ def _scrub(text: str, secrets: list[str]) -> str:
     return text
 
 
-def _failure(url: str, stderr: str, secrets: list[str]) -> SourceUnreachable:
+def _failure(url: str, stderr: str, secrets: list[str], what: str = "git") -> SourceUnreachable:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    detail = _scrub(lines[-1] if lines else "git ls-remote failed without a message", secrets)
+    detail = _scrub(lines[-1] if lines else f"{what} failed without a message", secrets)
     detail = detail.removeprefix("fatal: ").removeprefix("error: ")[:_MAX_DETAIL]
     lowered = stderr.lower()
     if any(pattern in lowered for pattern in _AUTH_PATTERNS):
@@ -175,6 +214,18 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _make_temp_dir(url: str, what: str, prefix: str = "autobuild-git-") -> str:
+    try:
+        return tempfile.mkdtemp(prefix=prefix)
+    except OSError as e:
+        # E.g. readOnlyRootFilesystem without a writable /tmp: no git can run at all.
+        raise SourceUnreachable(
+            f"cannot run {what} {url}: no writable temporary directory ({e}); "
+            "mount a writable emptyDir at /tmp",
+            url=url,
+        ) from e
+
+
 _home: str | None = None
 
 
@@ -184,21 +235,13 @@ def _scratch_home(url: str) -> str:
     more than git itself); ``ls-remote`` writes nothing there."""
     global _home
     if _home is None or not os.path.isdir(_home):
-        try:
-            _home = tempfile.mkdtemp(prefix="autobuild-git-")
-        except OSError as e:
-            # E.g. readOnlyRootFilesystem without a writable /tmp: no git can run at all.
-            raise SourceUnreachable(
-                f"cannot run git ls-remote {url}: no writable temporary directory ({e}); "
-                "mount a writable emptyDir at /tmp",
-                url=url,
-            ) from e
+        _home = _make_temp_dir(url, "git ls-remote")
         atexit.register(shutil.rmtree, _home, ignore_errors=True)
     return _home
 
 
 async def _start_git(
-    argv: list[str], url: str, home: str, header: str | None
+    argv: list[str], url: str, home: str, header: str | None, what: str
 ) -> asyncio.subprocess.Process:
     """Start git in its own process group; any failure to start it is SourceUnreachable."""
     try:
@@ -216,7 +259,51 @@ async def _start_git(
             "cannot run git: the git executable is not installed", url=url
         ) from e
     except OSError as e:  # not executable, too many processes or open files, ...
-        raise SourceUnreachable(f"cannot run git ls-remote {url}: {e}", url=url) from e
+        raise SourceUnreachable(f"cannot run {what} {url}: {e}", url=url) from e
+
+
+class _GitExitError(Exception):
+    """git ended with a non-zero status. ``stderr`` is git's own text and may hold secrets:
+    turn it into a message with :func:`_failure` (which scrubs them), never show it as is."""
+
+    def __init__(self, stderr: str) -> None:
+        super().__init__("git exited with an error")
+        self.stderr = stderr
+
+
+async def _run_git(args: list[str], *, url: str, home: str, header: str | None, what: str) -> bytes:
+    """Run ``git ARGS`` (no credential helper, no prompts) in ``home`` and return its stdout.
+
+    Raises _GitExitError on a non-zero exit and SourceUnreachable when git cannot run. Bound it
+    with ``asyncio.timeout``: on cancellation git's whole process group is killed.
+    """
+    argv = ["git", "-c", "credential.helper=", "-c", "core.askPass=/bin/false", *args]
+    proc = await _start_git(argv, url, home, header, what)
+    try:
+        out, err = await proc.communicate()
+    except OSError as e:
+        _kill_group(proc)
+        await proc.wait()
+        raise SourceUnreachable(f"{what} {url} failed: {e}", url=url) from e
+    except BaseException:  # cancelled (or timed out): leave no git behind
+        _kill_group(proc)
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(proc.wait())
+        raise
+    if proc.returncode != 0:
+        raise _GitExitError(err.decode("utf-8", "replace"))
+    return out
+
+
+def _credentials(token: str | None, username: str | None) -> tuple[str | None, list[str]]:
+    """The ``Authorization`` header for ``token`` (None without one), and every form of the
+    token that must be scrubbed from messages."""
+    if not token:
+        return None, []
+    if username is None:
+        raise ValueError("a git token needs a username (credentials.git_username)")
+    header = _auth_header(username, token)
+    return header, [header, header.rpartition(" ")[2], f"{username}:{token}", token]
 
 
 async def ls_remote(
@@ -236,44 +323,244 @@ async def ls_remote(
     longer than ``timeout`` seconds.
     """
     validate_url(url)
-    header = None
-    secrets: list[str] = []
-    if token:
-        if username is None:
-            raise ValueError("a git token needs a username (credentials.git_username)")
-        header = _auth_header(username, token)
-        secrets = [header, header.rpartition(" ")[2], f"{username}:{token}", token]
-    argv = [
-        "git",
-        "-c",
-        "credential.helper=",
-        "-c",
-        "core.askPass=/bin/false",
-        "ls-remote",
-        "--heads",
-        "--tags",
-        "--",
-        url,
-    ]
+    header, secrets = _credentials(token, username)
+    what = "git ls-remote"
     home = _scratch_home(url)
-    proc = await _start_git(argv, url, home, header)
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(timeout):
+            out = await _run_git(
+                ["ls-remote", "--heads", "--tags", "--", url],
+                url=url,
+                home=home,
+                header=header,
+                what=what,
+            )
     except TimeoutError:
-        _kill_group(proc)
-        await proc.wait()
         raise SourceUnreachable(
-            f"git ls-remote {url} timed out after {timeout:g}s", url=url, reason="Timeout"
+            f"{what} {url} timed out after {timeout:g}s", url=url, reason="Timeout"
         ) from None
-    except OSError as e:
-        _kill_group(proc)
-        await proc.wait()
-        raise SourceUnreachable(f"git ls-remote {url} failed: {e}", url=url) from e
-    except BaseException:  # cancelled: leave no git behind
-        _kill_group(proc)
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(proc.wait())
-        raise
-    if proc.returncode != 0:
-        raise _failure(url, err.decode("utf-8", "replace"), secrets)
+    except _GitExitError as e:
+        raise _failure(url, e.stderr, secrets, what) from None
     return _parse(out.decode("utf-8", "replace"))
+
+
+class _WantRefusedError(Exception):
+    """The server would not send an object asked for by id."""
+
+
+class _RefMissingError(Exception):
+    """The server has no such ref."""
+
+
+@dataclass(frozen=True)
+class _Remote:
+    """One repository URL with its credentials, fetched into ``scratch`` (git's HOME too)."""
+
+    url: str
+    scratch: str
+    header: str | None
+    secrets: list[str]
+
+    async def git(self, git_dir: str, *args: str, what: str) -> bytes:
+        # The options reach git's children too (a partial clone's lazy fetch of a blob).
+        return await _run_git(
+            [f"--git-dir={git_dir}", *_NO_HOUSEKEEPING, *args],
+            url=self.url,
+            home=self.scratch,
+            header=self.header,
+            what=what,
+        )
+
+    def failure(self, error: _GitExitError, what: str) -> SourceUnreachable:
+        return _failure(self.url, error.stderr, self.secrets, what)
+
+    async def init(self, name: str, *, promisor: bool) -> str:
+        """A new bare repository ``name`` with the URL as remote ``origin``. A promisor remote
+        makes a partial clone: blobs left out by ``--filter`` are fetched when first read."""
+        git_dir = os.path.join(self.scratch, name)
+        settings = [("remote.origin.url", self.url)]
+        if promisor:
+            settings += [
+                ("core.repositoryFormatVersion", "1"),
+                ("extensions.partialClone", "origin"),
+                ("remote.origin.promisor", "true"),
+            ]
+        try:
+            await self.git(git_dir, "init", "-q", "--bare", "--template=", git_dir, what="git init")
+            for key, value in settings:
+                await self.git(git_dir, "config", key, value, what="git config")
+        except _GitExitError as e:
+            raise self.failure(e, "git init") from None
+        return git_dir
+
+    async def fetch(self, git_dir: str, *args: str) -> None:
+        """``git fetch --no-tags ARGS`` from origin. Raises _WantRefusedError when the server
+        will not send a wanted object, _RefMissingError when a wanted ref does not exist, and
+        SourceUnreachable for anything else that goes wrong."""
+        try:
+            await self.git(git_dir, "fetch", "-q", "--no-tags", *args, what="git fetch")
+        except _GitExitError as e:
+            stderr = e.stderr.lower()
+            if any(pattern in stderr for pattern in _WANT_REFUSED_PATTERNS):
+                raise _WantRefusedError from None
+            if _MISSING_REF_PATTERN in stderr:
+                raise _RefMissingError from None
+            raise self.failure(e, "git fetch") from None
+
+    async def has_commit(self, git_dir: str, commit: str) -> bool:
+        try:
+            await self.git(git_dir, "cat-file", "-e", f"{commit}^{{commit}}", what="git cat-file")
+        except _GitExitError:
+            return False
+        return True
+
+    async def read(self, git_dir: str, commit: str, path: str) -> bytes:
+        """The bytes of ``path`` in ``commit`` (fetched already); blobs of a partial clone are
+        fetched now (_WantRefusedError when the server will not send them)."""
+        where = f"{path} at commit {commit} in {self.url}"
+        try:
+            listing = await self.git(
+                git_dir,
+                "--literal-pathspecs",
+                "ls-tree",
+                "-z",
+                commit,
+                "--",
+                path,
+                what="git ls-tree",
+            )
+        except _GitExitError as e:
+            raise self.failure(e, "git ls-tree") from None
+        entries = (line.partition(b"\t") for line in listing.split(b"\0") if line)
+        found = [info.split(b" ") for info, _, name in entries if name == path.encode()]
+        if not found:
+            raise GitFileError(f"{where}: no such file", url=self.url, reason="PathNotFound")
+        mode, kind, blob = found[0]
+        if kind != b"blob":
+            what = "a directory" if kind == b"tree" else "a submodule"
+            raise GitFileError(f"{where}: {what}, not a file", url=self.url, reason="NotAFile")
+        content = await self._blob(git_dir, blob.decode("ascii"))
+        if mode == _SYMLINK_MODE:
+            target = content.decode("utf-8", "replace")[:_MAX_DETAIL]
+            raise GitFileError(
+                f"{where}: a symbolic link to {target!r}, not a file",
+                url=self.url,
+                reason="NotAFile",
+            )
+        return content
+
+    async def _blob(self, git_dir: str, blob: str) -> bytes:
+        try:
+            return await self.git(git_dir, "cat-file", "blob", blob, what="git cat-file")
+        except _GitExitError as e:
+            if any(pattern in e.stderr.lower() for pattern in _WANT_REFUSED_PATTERNS):
+                raise _WantRefusedError from None
+            raise self.failure(e, "git fetch") from None
+
+
+def _check_path(path: str) -> str:
+    """The path as git names it in a tree: relative, normalized, inside the repository."""
+    try:
+        checks.check_repo_path(path, "path", allow_leading_slash=True)
+    except checks.InputError as e:
+        raise ValueError(str(e)) from None
+    clean = posixpath.normpath(path.lstrip("/"))
+    if clean in ("", "."):
+        raise ValueError(f"path: {path!r} names the repository root, not a file")
+    return clean
+
+
+def _check_ref(ref: str) -> str:
+    if not ref.startswith(_BUILDABLE_PREFIXES):
+        raise ValueError(f"ref: {ref!r} is not a full refs/heads/* or refs/tags/* name")
+    try:
+        parse_ref(ref)
+    except checks.InputError as e:
+        raise ValueError(str(e)) from None
+    return ref
+
+
+async def _read_at_commit(remote: _Remote, commit: str, path: str, ref: str | None) -> bytes:
+    """Fetch just the commit (trees only where the server can filter) and read the file; when
+    the server will not send it by id, fetch the build's ref deeper and deeper instead."""
+    try:
+        by_id = await remote.init("by-id.git", promisor=True)
+        await remote.fetch(by_id, "--depth=1", "--filter=blob:none", "origin", commit)
+        return await remote.read(by_id, commit, path)
+    except _WantRefusedError:
+        pass
+    if ref is None:
+        raise GitFileError(
+            f"commit {commit} not found in {remote.url}: the server does not have it, or does "
+            "not send commits by id (and no branch or tag was given to fetch instead)",
+            url=remote.url,
+            reason="CommitNotFound",
+        )
+    by_ref = await remote.init("by-ref.git", promisor=False)
+    for depth in _REF_DEPTHS:
+        try:
+            await remote.fetch(by_ref, f"--depth={depth}", "origin", ref)
+        except _WantRefusedError:  # a ref is always advertised: only a broken server says no
+            raise SourceUnreachable(
+                f"cannot read {remote.url}: the server refuses to send {ref}", url=remote.url
+            ) from None
+        except _RefMissingError:
+            raise GitFileError(
+                f"commit {commit} not found in {remote.url}: the server does not send commits "
+                f"by id, and {ref} no longer exists to look for it there",
+                url=remote.url,
+                reason="CommitNotFound",
+            ) from None
+        if await remote.has_commit(by_ref, commit):
+            return await remote.read(by_ref, commit, path)
+    raise GitFileError(
+        f"commit {commit} not found in {remote.url}: the server has no such commit, or does not "
+        f"send commits by id and it is not among the newest {_REF_DEPTHS[-1]} commits of {ref}",
+        url=remote.url,
+        reason="CommitNotFound",
+    )
+
+
+async def read_file_at_commit(
+    url: str,
+    commit: str,
+    path: str,
+    *,
+    ref: str | None = None,
+    token: str | None = None,
+    username: str | None = None,
+    timeout: float = 60.0,
+) -> bytes:
+    """The bytes of ``path`` (relative to the repository root) exactly as committed in ``commit``.
+
+    git fetches that one commit (``--depth=1``, and ``--filter=blob:none`` where the server
+    filters, so only the file's blob is downloaded) into a temporary bare repository that is
+    removed afterwards. A server that will not send a commit by id (protocol v0 without
+    ``uploadpack.allowReachableSHA1InWant``) gets ``ref`` fetched instead (the build's
+    ``refs/heads/...`` or ``refs/tags/...``), 1, 10 then 50 commits deep, until the commit is
+    there. The token travels as for :func:`ls_remote`.
+
+    Raises ValueError for a bad URL, commit id, path or ref, or a token without a username;
+    GitFileError when the commit or the file is not there (``reason`` says which);
+    SourceUnreachable when git cannot reach or read the repository (authentication, network,
+    missing repository) or all of it takes longer than ``timeout`` seconds.
+    """
+    validate_url(url)
+    if not _SHA.fullmatch(commit):
+        raise ValueError(f"commit: expected a full commit id (hex), got {commit[:100]!r}")
+    path = _check_path(path)
+    if ref is not None:
+        _check_ref(ref)
+    header, secrets = _credentials(token, username)
+    scratch = _make_temp_dir(url, "git fetch", "autobuild-git-read-")
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_at_commit(_Remote(url, scratch, header, secrets), commit, path, ref)
+    except TimeoutError:
+        raise SourceUnreachable(
+            f"reading {path} at commit {commit} from {url} timed out after {timeout:g}s",
+            url=url,
+            reason="Timeout",
+        ) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
