@@ -104,14 +104,3 @@ async def patch_job(namespace: str, name: str, patch: Obj) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
-
-
-async def read_secret(namespace: str, name: str) -> Obj | None:
-    """A Secret's data keys (values stay base64 and are only used by the caller), or None."""
-    try:
-        secret = await _call(client.CoreV1Api().read_namespaced_secret, name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return dict(secret.data or {})
