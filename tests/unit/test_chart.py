@@ -66,6 +66,7 @@ CUSTOM: dict[str, Any] = {
     "webhook": {
         "publicUrl": "https://autobuild.example.com",
         "buildUrlTemplate": "https://dash.example.com/{namespace}/{name}/builds/{build}",
+        "unhookTimeout": 60,
     },
     "ingress": {
         "enabled": True,
@@ -260,6 +261,7 @@ def test_custom_values_reach_the_operator(helm: Path) -> None:
         github_url="https://github.example.com/api/v3",
         public_url="https://autobuild.example.com",
         build_url_template="https://dash.example.com/{namespace}/{name}/builds/{build}",
+        unhook_timeout=60,
     )
     assert deployment["spec"]["template"]["spec"]["tolerations"] == CUSTOM["tolerations"]
     ingress = one(docs, "Ingress")

@@ -281,10 +281,12 @@ def test_github_settings_from_env() -> None:
             "AUTOBUILD_GITHUB_URL": "https://ghe.example/api/v3/",
             "AUTOBUILD_PUBLIC_URL": "https://autobuild.example.com/",
             "AUTOBUILD_BUILD_URL_TEMPLATE": "https://d/{namespace}/{name}/{build}/{commit}",
+            "AUTOBUILD_UNHOOK_TIMEOUT": "45",
         }
     )
     assert settings.github_url == "https://ghe.example/api/v3"
     assert settings.public_url == "https://autobuild.example.com"
+    assert settings.unhook_timeout == 45
 
 
 @pytest.mark.parametrize(
@@ -295,6 +297,7 @@ def test_github_settings_from_env() -> None:
         ("AUTOBUILD_BUILD_URL_TEMPLATE", "https://d/{id}", "unknown placeholder"),
         ("AUTOBUILD_BUILD_URL_TEMPLATE", "https://d/{", "Single '{'"),
         ("AUTOBUILD_BUILD_URL_TEMPLATE", "/{name}", "http:// or https://"),
+        ("AUTOBUILD_UNHOOK_TIMEOUT", "5m", "whole seconds"),
     ],
 )
 def test_github_settings_refuse_bad_values(variable: str, value: str, message: str) -> None:

@@ -144,6 +144,7 @@ AUTOBUILD_* environment of the operator: a setting is set only when its value is
   (list "AUTOBUILD_DOCKERHUB_URL" .Values.dockerHub.url)
   (list "AUTOBUILD_PUBLIC_URL" .Values.webhook.publicUrl)
   (list "AUTOBUILD_BUILD_URL_TEMPLATE" .Values.webhook.buildUrlTemplate)
+  (list "AUTOBUILD_UNHOOK_TIMEOUT" (toString .Values.webhook.unhookTimeout))
 }}
 {{- range $settings }}
 {{- if index . 1 }}
