@@ -189,6 +189,13 @@ class Metrics:
             ["provider", "code"],
             registry=self.registry,
         )
+        self.github_calls = Counter(
+            "autobuild_github_calls",
+            "Calls to GitHub's API for webhooks and commit statuses, by kind (hook, unhook, "
+            "refresh, status) and outcome (ok, or GitHub's reason such as RateLimited).",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
         self.reconciles = Counter(
             "autobuild_reconcile",
             "Reconciles of AutomatedBuilds, by result (success, error, requeue, requeue_after).",
@@ -234,6 +241,10 @@ class Metrics:
     def record_delivery(self, provider: str, code: int) -> None:
         """Count one answered request to a webhook route."""
         self.webhook_deliveries.labels(provider, str(code)).inc()
+
+    def record_github_call(self, kind: str, ok: bool, reason: str) -> None:
+        """Count one finished GitHub call (its reason when it failed)."""
+        self.github_calls.labels(kind, "ok" if ok else reason or "Error").inc()
 
     def instrument(
         self, process: Callable[[K], Awaitable[float | None]]

@@ -53,26 +53,21 @@ def hooks_operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     where = tmp_path_factory.mktemp("github-operator")
-    kubeconfig = service_account_kubeconfig(
-        k8s_cluster, where, ROOT / "manifests" / "components" / "github-hooks" / "rbac.yaml"
-    )
+    component = ROOT / "manifests" / "components" / "github-hooks" / "rbac.yaml"
     port = free_port()
-    op = Operator(
-        kubeconfig,
-        where / "operator.log",
-        env={
-            "AUTOBUILD_GITHUB_URL": github.base_url,
-            "AUTOBUILD_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "AUTOBUILD_BUILD_URL_TEMPLATE": "https://dash.example.com/{namespace}/{name}/{build}",
-            "AUTOBUILD_UNHOOK_TIMEOUT": str(UNHOOK_TIMEOUT),
-        },
-        webhook_port=port,
-    )
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
+    settings = {
+        "AUTOBUILD_GITHUB_URL": github.base_url,
+        "AUTOBUILD_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "AUTOBUILD_BUILD_URL_TEMPLATE": "https://dash.example.com/{namespace}/{name}/{build}",
+        "AUTOBUILD_UNHOOK_TIMEOUT": str(UNHOOK_TIMEOUT),
+    }
+    with service_account_kubeconfig(k8s_cluster, where, component) as kubeconfig:
+        op = Operator(kubeconfig, where / "operator.log", env=settings, webhook_port=port)
+        op.start()
+        try:
+            yield op
+        finally:
+            op.stop()
     # RBAC denials read 'User "system:serviceaccount:..." cannot VERB resource ...'.
     assert not re.search(r'serviceaccount:[^"]*\\?" cannot ', op.log.read_text())
 
@@ -209,6 +204,10 @@ def test_a_linked_repository_gets_its_hook_builds_on_push_and_loses_the_hook_on_
     eventually(lambda: not objects(world), 60, "the object gone")
     assert list(on_github.hooks) == [999]
     world.wait_events("WebhookRemoved")
+    calls = hooks_operator.metrics()
+    for kind, at_least in (("hook", 1), ("status", 3), ("unhook", 1)):
+        labels = (("kind", kind), ("outcome", "ok"))
+        assert calls[("autobuild_github_calls_total", labels)] >= at_least
 
 
 def test_a_github_that_stays_away_never_blocks_deletion(

@@ -8,6 +8,7 @@ failures. The one end-to-end test labels kwok's node so kwok runs the pod to com
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -842,29 +843,38 @@ def test_operator_survives_an_api_server_restart(
     eventually(lambda: len(world.jobs()) == 2, 60, "a build triggered after the outage")
 
 
-def service_account_kubeconfig(k8s_cluster: Any, where: Path, *more_rbac: Path) -> Path:
+@contextlib.contextmanager
+def service_account_kubeconfig(k8s_cluster: Any, where: Path, *more_rbac: Path) -> Iterator[Path]:
     """A kubeconfig with a real token of the operator's ServiceAccount, bound by the shipped
-    manifests/base/rbac.yaml (and ``more_rbac``) only."""
-    for rbac in (ROOT / "manifests" / "base" / "rbac.yaml", *more_rbac):
-        k8s_cluster.kubectl("apply", "-f", str(rbac))
-    token = k8s_cluster.kubectl(
-        "create", "token", "autobuild-operator", "-n", "autobuild-system", "--duration=1h"
-    ).stdout.strip()
-    config = yaml.safe_load(Path(k8s_cluster.kubeconfig).read_text())
-    config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
-    limited = where / "operator-kubeconfig"
-    limited.write_text(yaml.safe_dump(config))
-    return limited
+    manifests/base/rbac.yaml (and ``more_rbac``) only; the RBAC objects are deleted after (the
+    Helm tests install their own, and Helm refuses objects it does not own)."""
+    files = [ROOT / "manifests" / "base" / "rbac.yaml", *more_rbac]
+    try:
+        for rbac in files:
+            k8s_cluster.kubectl("apply", "-f", str(rbac))
+        token = k8s_cluster.kubectl(
+            "create", "token", "autobuild-operator", "-n", "autobuild-system", "--duration=1h"
+        ).stdout.strip()
+        config = yaml.safe_load(Path(k8s_cluster.kubeconfig).read_text())
+        config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
+        limited = where / "operator-kubeconfig"
+        limited.write_text(yaml.safe_dump(config))
+        yield limited
+    finally:
+        for rbac in reversed(files):
+            k8s_cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(rbac))
 
 
 def test_the_shipped_rbac_is_enough(
     world: World, repo: Repo, k8s_cluster: Any, operator: Operator, tmp_path: Path
 ) -> None:
     """The operator runs with only manifests/base/rbac.yaml's ClusterRole, through a real token."""
-    limited = service_account_kubeconfig(k8s_cluster, tmp_path)
     operator.stop()
-    restricted = Operator(limited, tmp_path / "restricted.log", operator.registry)
-    try:
+    with contextlib.ExitStack() as stack:
+        limited = stack.enter_context(service_account_kubeconfig(k8s_cluster, tmp_path))
+        stack.callback(operator.start)
+        restricted = Operator(limited, tmp_path / "restricted.log", operator.registry)
+        stack.callback(restricted.stop)
         restricted.start()
         world.push_secret(DEFAULT_REGISTRY_AUTH)
         body = manifest(
@@ -896,9 +906,6 @@ def test_the_shipped_rbac_is_enough(
             60,
             "the older succeeded Job pruned (historyLimit 0 keeps only the newest)",
         )
-    finally:
-        restricted.stop()
-        operator.start()
     # RBAC denials read 'User "system:serviceaccount:..." cannot VERB resource ...'.
     assert "cannot " not in restricted.log.read_text()
 

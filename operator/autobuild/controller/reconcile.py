@@ -383,6 +383,7 @@ class Controller:
             result = hooks.GitHubResult(_now(), False, Reason.ERROR, str(exc)[:300], True)
         finally:
             self._checking.discard((key, call.id))
+        self.metrics.record_github_call(call.kind, result.ok, result.reason)
         self.store.set_github(key, call.id, result)
 
     async def _run_github_call(self, call: hooks.GitHubRequest) -> hooks.GitHubResult:
