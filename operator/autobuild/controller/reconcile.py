@@ -304,8 +304,10 @@ class Controller:
         # deleted object is gone), else the status.
         events = decision.events
         if decision.finalizers is not None:
-            if not await self._write_finalizers(key, body, decision.finalizers):
+            written = await self._write_finalizers(key, body, decision.finalizers)
+            if written is None:
                 return _CONFLICT_RETRY
+            body = written  # the status write below is conditional on this version
             for note in events:
                 await self._post_event(body, note)
             events = ()
@@ -350,9 +352,10 @@ class Controller:
 
     async def _write_finalizers(
         self, key: Key, body: Mapping[str, Any], finalizers: Sequence[str]
-    ) -> bool:
+    ) -> Mapping[str, Any] | None:
         """Set metadata.finalizers, conditional on the version decided on (a merge patch
-        replaces the whole list: another controller's finalizer must not be lost)."""
+        replaces the whole list: another controller's finalizer must not be lost). Returns
+        the object as written, None when it changed or went away in between."""
         meta = {
             "resourceVersion": body["metadata"].get("resourceVersion"),
             "finalizers": finalizers,
@@ -364,10 +367,10 @@ class Controller:
             )
         except ApiError as exc:
             if exc.status in (404, 409):
-                return False
+                return None
             raise
         self.store.apply_automated_build("MODIFIED", answer)
-        return True
+        return answer
 
     async def _github_call(self, key: Key, call: hooks.GitHubRequest) -> None:
         """Make a GitHub call beside the queue; its answer goes to the store. Never raises:
