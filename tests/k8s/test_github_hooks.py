@@ -215,9 +215,9 @@ def test_a_github_that_stays_away_never_blocks_deletion(
 ) -> None:
     repo, on_github = linked
     world.create(linked_manifest(world, repo))
-    eventually(lambda: world.status().get("webhook", {}).get("id"), 60, "hook id")
-    # From now on GitHub answers every request with a 502.
-    github.fail_next("server-error", count=10_000)
+    hook_id = eventually(lambda: world.status().get("webhook", {}).get("id"), 60, "hook id")
+    # From now on GitHub answers every request about this hook with a 502.
+    github.fail_next("server-error", count=10_000, path_suffix=f"/hooks/{hook_id}")
     try:
         world.custom.delete_namespaced_custom_object(
             "autobuild.dev", "v1alpha1", world.namespace, "automatedbuilds", "app"
@@ -259,7 +259,8 @@ def test_a_rate_limited_registration_waits_for_the_reset(
     world: World, linked: tuple[Repo, FakeRepo], github: FakeGitHub
 ) -> None:
     repo, on_github = linked
-    github.fail_next("primary", count=1, wait=3600)
+    # Only the registration's first call (reading the repository): the statuses go on.
+    github.fail_next("primary", count=1, wait=3600, path_suffix=f"/repos/{on_github.full_name}")
     world.create(linked_manifest(world, repo))
 
     def limited() -> dict[str, Any] | None:
@@ -296,3 +297,18 @@ def test_the_cli_shows_the_registered_hook(
     ).stdout
     assert "WebhookReady" in shown
     assert "Webhook:" in shown
+
+
+def test_the_hook_goes_even_when_its_token_went_first(
+    world: World, linked: tuple[Repo, FakeRepo]
+) -> None:
+    """`kubectl delete -f` of the Secret and the object together, or a whole namespace."""
+    repo, on_github = linked
+    world.create(linked_manifest(world, repo))
+    eventually(lambda: world.status().get("webhook", {}).get("id"), 60, "hook id")
+    world.core.delete_namespaced_secret("github-link", world.namespace)
+    world.custom.delete_namespaced_custom_object(
+        "autobuild.dev", "v1alpha1", world.namespace, "automatedbuilds", "app"
+    )
+    eventually(lambda: not objects(world), 60, "the object gone")
+    assert on_github.hooks == {}

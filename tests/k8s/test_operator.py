@@ -861,8 +861,15 @@ def service_account_kubeconfig(k8s_cluster: Any, where: Path, *more_rbac: Path) 
         limited.write_text(yaml.safe_dump(config))
         yield limited
     finally:
+        # Not the Namespace: deleting it takes a while, and the Helm tests install into it.
         for rbac in reversed(files):
-            k8s_cluster.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(rbac))
+            for doc in yaml.safe_load_all(rbac.read_text()):
+                if doc and doc["kind"] != "Namespace":
+                    meta = doc["metadata"]
+                    where = ["-n", meta["namespace"]] if "namespace" in meta else []
+                    k8s_cluster.kubectl(
+                        "delete", "--ignore-not-found", doc["kind"], meta["name"], *where
+                    )
 
 
 def test_the_shipped_rbac_is_enough(

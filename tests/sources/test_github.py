@@ -439,6 +439,16 @@ def test_hook_state_without_admin_rights_is_forbidden(fake: FakeGitHub, repo: Fa
     assert [r.status for r in fake.requests] == [404, 200]
 
 
+@pytest.mark.parametrize("hook_id", [900, None])
+def test_delete_without_admin_rights_is_forbidden_not_gone(
+    fake: FakeGitHub, repo: FakeRepo, hook_id: int | None
+) -> None:
+    repo.add_hook(900, HOOK)
+    error = failure(fake, lambda gh: gh.delete_hook(WRITER_TOKEN, "octo/app", hook_id, url=HOOK))
+    assert error.reason == REASON_WEBHOOK_FORBIDDEN
+    assert list(repo.hooks) == [900]
+
+
 def test_delete_without_id_finds_the_hook_by_its_url(fake: FakeGitHub, repo: FakeRepo) -> None:
     # The operator created the hook, then crashed before it recorded the id.
     mine = call(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"))

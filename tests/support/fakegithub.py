@@ -163,7 +163,7 @@ class FakeGitHub(ThreadedHTTPService):
         self._user_ids: dict[str, int] = {}
         self.repos: dict[str, FakeRepo] = {}
         self.requests: list[RecordedRequest] = []
-        self._failures: list[tuple[str, float]] = []
+        self._failures: list[tuple[str, float, str]] = []
         self._remaining: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -250,20 +250,29 @@ class FakeGitHub(ThreadedHTTPService):
             self.repos[full_name.lower()] = repo
         return repo
 
-    def fail_next(self, kind: str, count: int = 1, wait: float = 1, *, clear: bool = False) -> None:
+    def fail_next(
+        self,
+        kind: str,
+        count: int = 1,
+        wait: float = 1,
+        *,
+        clear: bool = False,
+        path_suffix: str = "",
+    ) -> None:
         """Answer the next ``count`` requests with a failure, as GitHub does.
 
         ``kind``: ``primary`` (403 "API rate limit exceeded", remaining 0, reset in ``wait``
         seconds), ``secondary`` (403 secondary rate limit with ``Retry-After: wait``),
         ``too-many`` (429 with ``Retry-After: wait``) or ``server-error`` (502). ``clear``
-        first drops the failures still queued (GitHub is back).
+        first drops the failures still queued (GitHub is back). ``path_suffix``: only
+        requests whose path ends with it (other calls go on unharmed).
         """
         if kind not in ("primary", "secondary", "too-many", "server-error"):
             raise ValueError(f"unknown failure kind {kind!r}")
         with self._lock:
             if clear:
                 self._failures.clear()
-            self._failures += [(kind, wait)] * count
+            self._failures += [(kind, wait, path_suffix)] * count
 
     def pause(self) -> None:
         """Hold every new request until :meth:`resume` (at most 60 s)."""
@@ -327,7 +336,7 @@ class FakeGitHub(ThreadedHTTPService):
                 headers = self._rate_headers(login, request.remote_addr or "")
             if scopes is not None:
                 headers["X-OAuth-Scopes"] = scopes
-            self._inject_failure(headers)
+            self._inject_failure(headers, request.path)
             endpoint, args = self._routes.bind_to_environ(request.environ).match(
                 method=request.method
             )
@@ -414,11 +423,12 @@ class FakeGitHub(ThreadedHTTPService):
             "X-RateLimit-Used": str(RATE_LIMIT - remaining),
         }
 
-    def _inject_failure(self, headers: dict[str, str]) -> None:
+    def _inject_failure(self, headers: dict[str, str], path: str) -> None:
         with self._lock:
-            if not self._failures:
+            found = next((i for i, f in enumerate(self._failures) if path.endswith(f[2])), None)
+            if found is None:
                 return
-            kind, wait = self._failures.pop(0)
+            kind, wait, _ = self._failures.pop(found)
         if kind == "primary":
             headers |= {
                 "X-RateLimit-Remaining": "0",

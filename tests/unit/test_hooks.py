@@ -346,6 +346,117 @@ def test_unlinking_the_account_removes_the_hook_and_the_finalizer() -> None:
     assert world.finalizers == []
 
 
+def test_a_token_for_another_host_never_goes_to_github() -> None:
+    world = registered()
+    world.answer[hooks.UNHOOK] = lambda _: hooks.GitHubResult(NOW, True, deleted=True)
+    body = copy.deepcopy(dict(world.snapshot.body))
+    body["spec"]["source"]["repo"] = "gitlab.com/acme/app"
+    body["metadata"]["generation"] = 2
+    gitlab = SecretView("Opaque", {"autobuild.dev/git-hosts": "gitlab.com"}, {"token": "glpat-x"})
+    answered = HeadsResult(2, "", NOW, heads={}, credentials_version="")
+    world.snapshot = replace(
+        world.snapshot, body=body, heads=answered, secrets={"github-link": gitlab}
+    )
+    world.settle()
+    assert [c for c in world.calls if c.token == "glpat-x"] == []
+    assert "webhook" not in world.status
+    assert world.finalizers == []
+    (message,) = [m for r, m in world.events if r == Reason.WEBHOOK_NOT_REMOVED]
+    assert "webhook 7" in message
+
+
+@pytest.mark.parametrize("trouble", ["missing push Secret", "invalid spec", "token refused"])
+def test_while_the_world_is_unclear_the_hook_and_finalizer_stay(trouble: str) -> None:
+    world = registered()
+    before = world.status["webhook"]
+    body = copy.deepcopy(dict(world.snapshot.body))
+    secrets = dict(world.snapshot.secrets)
+    if trouble == "missing push Secret":
+        body["spec"]["image"]["pushSecret"] = "not-yet"
+    elif trouble == "invalid spec":
+        body["spec"]["image"]["name"] = "Not Valid"
+    else:
+        secrets["github-link"] = replace(LINK, annotations={})
+    world.snapshot = replace(world.snapshot, body=body, secrets=secrets)
+    world.settle()
+    assert world.status["webhook"] == before
+    assert world.finalizers == [hooks.FINALIZER]
+    assert Reason.WEBHOOK_NOT_REMOVED not in [r for r, _ in world.events]
+    assert [c.kind for c in world.calls if c.kind in (hooks.UNHOOK, hooks.HOOK)] == [hooks.HOOK]
+
+
+def test_a_deletion_waits_at_most_the_timeout_even_for_a_call_that_never_answers() -> None:
+    world = registered()
+    deleting(world)
+    world.answer[hooks.UNHOOK] = lambda r: None  # type: ignore[arg-type,return-value]
+    decision = decide(world.snapshot, BuildSettings(), world.github)
+    assert [c.kind for c in decision.github] == [hooks.UNHOOK]
+    assert decision.requeue_after == pytest.approx(GITHUB.unhook_timeout)
+    # The call is still in flight (no answer) when the time is up.
+    deleting(world, since=timedelta(seconds=GITHUB.unhook_timeout))
+    late = decide(world.snapshot, BuildSettings(), world.github)
+    assert late.finalizers == ()
+    assert "did not answer within" in late.events[0].message
+
+
+def test_a_removal_that_succeeded_counts_even_if_the_token_went_since() -> None:
+    world = registered()
+    world.answer[hooks.UNHOOK] = lambda _: hooks.GitHubResult(NOW, True, deleted=True)
+    deleting(world)
+    world.step()  # the call goes out and is answered
+    world.snapshot = replace(world.snapshot, secrets={"github-link": None})
+    world.step()
+    assert world.finalizers == []
+    assert [r for r, _ in world.events if r.startswith("Webhook")][-1] == Reason.WEBHOOK_REMOVED
+
+
+def test_a_refused_registration_is_retried_quietly() -> None:
+    world = linked_world()
+    world.answer[hooks.HOOK] = refused("WebhookForbidden", retryable=False)
+    world.settle()
+    writes = 0
+    for _ in range(6):  # an hour
+        world.snapshot = replace(world.snapshot, now=world.snapshot.now + timedelta(minutes=10))
+        for _ in range(3):
+            decision = world.step()
+            writes += (decision.finalizers is not None) + (decision.status is not None)
+    assert len([c for c in world.calls if c.kind == hooks.HOOK]) == 7
+    assert writes == 0  # no finalizer back and forth, no condition flapping
+    ready = world.condition(hooks.WEBHOOK_READY)
+    assert ready is not None
+    assert ready["reason"] == "WebhookForbidden"
+    world.answer[hooks.HOOK] = ok_hook  # rights granted
+    world.snapshot = replace(world.snapshot, now=world.snapshot.now + timedelta(minutes=10))
+    world.settle()
+    assert world.finalizers == [hooks.FINALIZER]
+    assert world.status["webhook"]["id"] == 7
+
+
+def test_a_refused_kubernetes_write_shows_in_webhook_ready() -> None:
+    world = linked_world()
+    denied = hooks.GitHubResult(NOW, False, Reason.FORBIDDEN, "cannot create Secret: 403")
+    world.snapshot = replace(world.snapshot, github={hooks.WRITE_SECRET: denied})
+    decision = world.step()
+    assert decision.hook_secret is None
+    ready = world.condition(hooks.WEBHOOK_READY)
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", Reason.FORBIDDEN)
+    assert decision.requeue_after is not None
+    assert decision.requeue_after <= 600
+
+
+def test_a_hook_secret_without_a_value_says_so() -> None:
+    world = linked_world(webhookSecret="my-hook")
+    empty = SecretView("Opaque", {}, {"secret": "  "}, "5")
+    world.snapshot = replace(world.snapshot, secrets={**world.snapshot.secrets, "my-hook": empty})
+    world.settle()
+    ready = world.condition(hooks.WEBHOOK_READY)
+    assert ready is not None
+    assert ready["reason"] == Reason.SECRET_KEY_MISSING
+    assert world.calls == []
+    assert GENERATED not in world.snapshot.secrets
+
+
 def refresh_moment(world: World) -> datetime:
     """The next moment at which the registered hook is read again."""
     world.step()
@@ -374,6 +485,22 @@ def test_the_hook_is_read_again_with_its_etag_and_a_deleted_one_comes_back() -> 
     world.settle()
     assert world.status["webhook"]["id"] == 8
     assert Reason.WEBHOOK_GONE in [r for r, _ in world.events]
+
+
+def test_a_hook_that_comes_back_with_the_same_id_is_registered_once() -> None:
+    world = registered()
+    reads: list[int | None] = []
+
+    def gone_once(request: hooks.GitHubRequest) -> hooks.GitHubResult:
+        reads.append(request.hook_id)
+        return hooks.GitHubResult(NOW, True, gone=len(reads) == 1)  # a transient 404
+
+    world.answer[hooks.REFRESH] = gone_once
+    world.snapshot = replace(world.snapshot, now=refresh_moment(world))
+    world.settle(30)
+    assert world.status["webhook"]["id"] == 7  # GitHub's edit kept the id
+    assert len([c for c in world.calls if c.kind == hooks.HOOK]) == 2
+    assert [r for r, _ in world.events].count(Reason.WEBHOOK_GONE) == 1
 
 
 def test_failing_deliveries_show_in_webhook_ready() -> None:

@@ -11,8 +11,10 @@ from factories import COMMIT, document
 
 from autobuild.controller.queue import WorkQueue, backoff
 from autobuild.controller.store import Store
+from autobuild.planning.hooks import FINALIZER
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
+from autobuild.settings import GitHubSettings
 
 NOW = datetime(2026, 11, 29, 8, tzinfo=UTC)
 KEY = ("ci", "cavityflow")
@@ -190,3 +192,25 @@ def test_queue_merges_keys_runs_one_worker_per_key_and_retries_failures() -> Non
     assert calls.count("flaky") == 2  # retried after the failure, with no new add
     assert backoff(1) == 0.5
     assert backoff(20) == 60.0
+
+
+def test_an_object_being_deleted_keeps_the_token_that_removes_its_webhook() -> None:
+    store = Store(Recorder(), GitHubSettings(public_url="https://autobuild.example.com"))
+    linked = ab(1, source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    store.replace_automated_builds([linked])
+    store.replace_secrets([secret("link", "ghp_t", **{"autobuild.dev/git-hosts": "github.com"})])
+    # The generated webhook secret is watched too (the receiver verifies with it).
+    assert store.snapshot(KEY, NOW).secrets.keys() == {"link", "cavityflow-github-hook"}  # type: ignore[union-attr]
+    store.apply_secret("DELETED", secret("link", "ghp_t"))
+    assert store.snapshot(KEY, NOW).secrets["link"] is None  # type: ignore[union-attr]
+    deleting = ab(2, source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    deleting["metadata"].update(deletionTimestamp="2026-11-29T08:00:00Z", finalizers=[FINALIZER])
+    store.apply_automated_build("MODIFIED", deleting)
+    kept = store.snapshot(KEY, NOW).secrets["link"]  # type: ignore[union-attr]
+    assert kept is not None
+    assert kept.data["token"] == "ghp_t"
+    # Without the finalizer there is nothing to remove: nothing is kept for it.
+    deleting["metadata"]["finalizers"] = []
+    deleting["metadata"]["resourceVersion"] = "3"
+    store.apply_automated_build("MODIFIED", deleting)
+    assert store.snapshot(KEY, NOW).secrets["link"] is None  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from autobuild.api.models import Provider
-from autobuild.webhooks.receiver import DeliveryLog, HookTarget, Receiver
+from autobuild.webhooks.receiver import DeliveryLog, HookTarget, Receiver, addressed_to
 from support import webhook_payloads as wp
 
 SECRET = b"cavityflow-hook-secret"
@@ -44,6 +44,21 @@ def test_a_delivery_builds_only_the_automated_builds_whose_secret_verifies() -> 
     assert status == 202
     assert submitted == [("app", ["refs/heads/main"]), ("app-debug", ["refs/heads/main"])]
     assert body["automatedBuilds"] == ["ci/app", "ci/app-debug"]
+
+
+def test_a_hook_registered_for_one_automated_build_builds_only_that_one() -> None:
+    index = MemoryIndex()
+    index.add("app", "github.com/acme/app", SECRET)
+    index.add("app-debug", "github.com/acme/app", SECRET)
+    body = wp.encode(wp.github_push())
+    headers = CIMultiDict(wp.github_headers("push", body, SECRET))
+    answer = Receiver(index).receive(Provider.GITHUB, headers, body, ("ci", "app-debug"))
+    assert answer.status == 202
+    assert [t.name for t, _ in answer.submissions] == ["app-debug"]
+    gone = Receiver(index).receive(Provider.GITHUB, headers, body, ("ci", "deleted"))
+    assert gone.status == 404
+    assert addressed_to("ci/app") == ("ci", "app")
+    assert [addressed_to(v) for v in (None, "", "ci", "/app", "ci/", "a/b/c")] == [None] * 6
 
 
 def test_unknown_repository_404_unsigned_or_wrong_401() -> None:

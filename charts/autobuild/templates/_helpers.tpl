@@ -90,9 +90,11 @@ The operator never writes spec: it patches status, creates/patches/deletes its b
 posts Events and watches Secrets (keeping only those an AutomatedBuild references).
 */}}
 {{- define "autobuild.namespacedRules" -}}
+# patch: metadata.finalizers only, never spec. The GitHub webhook's finalizer must stay
+# removable even after webhook registration is turned off.
 - apiGroups: [autobuild.dev]
   resources: [automatedbuilds]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, patch]
 - apiGroups: [autobuild.dev]
   resources: [automatedbuilds/status]
   verbs: [patch]
@@ -112,11 +114,8 @@ posts Events and watches Secrets (keeping only those an AutomatedBuild reference
   resources: [events]
   verbs: [create]
 {{- if .Values.webhook.publicUrl }}
-# GitHub webhook registration (webhook.publicUrl): the Secret of a generated webhook secret
-# (owned by its AutomatedBuild) and the finalizer that removes the hook (metadata only).
-- apiGroups: [autobuild.dev]
-  resources: [automatedbuilds]
-  verbs: [patch]
+# GitHub webhook registration (webhook.publicUrl): the Secret of a generated webhook secret,
+# owned by its AutomatedBuild.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]

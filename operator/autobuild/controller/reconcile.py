@@ -345,7 +345,9 @@ class Controller:
                 "POST", f"/api/v1/namespaces/{key[0]}/secrets", body=manifest
             )
         except ApiError as exc:
-            if exc.status != 409:  # 409: it exists; its watch event brings it
+            if exc.status == 403:
+                self._refused(key, hooks.WRITE_SECRET, f"cannot create Secret: {exc}")
+            elif exc.status != 409:  # 409: it exists; its watch event brings it
                 raise
             return
         self.store.apply_secret("ADDED", created)
@@ -366,11 +368,25 @@ class Controller:
                 "PATCH", path, body={"metadata": meta}, content_type=_MERGE_PATCH
             )
         except ApiError as exc:
+            if exc.status == 403:
+                self._refused(key, hooks.WRITE_FINALIZERS, f"cannot set the finalizer: {exc}")
+                return body  # the rest of the reconcile goes on
             if exc.status in (404, 409):
                 return None
             raise
         self.store.apply_automated_build("MODIFIED", answer)
         return answer
+
+    def _refused(self, key: Key, write: str, message: str) -> None:
+        """A write of the webhook path that RBAC refused: WebhookReady says so (not a crash
+        of the whole reconcile), and it is tried again later."""
+        hint = (
+            "; the operator needs create on Secrets and patch on AutomatedBuilds to register "
+            "webhooks (chart: webhook.publicUrl; kustomize: components/github-hooks)"
+        )
+        log.warning("%s/%s: %s", key[0], key[1], message)
+        result = hooks.GitHubResult(_now(), False, Reason.FORBIDDEN, message[:300] + hint)
+        self.store.set_github(key, write, result)
 
     async def _github_call(self, key: Key, call: hooks.GitHubRequest) -> None:
         """Make a GitHub call beside the queue; its answer goes to the store. Never raises:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from autobuild.api.models import AutomatedBuild
 from autobuild.controller.kubeapi import OPENED, ApiError, GoneError, KubeApi, sleep_backoff
 from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, watched_secrets
-from autobuild.planning.hooks import GitHubResult, generated_secret_name
+from autobuild.planning.hooks import FINALIZER, GitHubResult, generated_secret_name
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
@@ -129,6 +129,9 @@ class Store:
         # Referenced Secrets: a view, or None for "referenced and known not to exist".
         self._secrets: dict[Key, SecretView | None] = {}
         self._secret_users: defaultdict[Key, set[Key]] = defaultdict(set)
+        # Referenced Secrets since deleted, as last seen: an object being deleted may still need
+        # its linked token to remove its GitHub webhook (a namespace goes all at once).
+        self._deleted_secrets: dict[Key, SecretView] = {}
         self._uses: dict[Key, set[Key]] = {}
         self._heads: dict[Key, HeadsResult] = {}
         self._pushes: dict[Key, deque[PushEvent]] = {}
@@ -280,6 +283,7 @@ class Store:
             if not users:
                 del self._secret_users[secret]
                 self._secrets.pop(secret, None)
+                self._deleted_secrets.pop(secret, None)
         for secret in wanted:
             self._secret_users[secret].add(key)
         if wanted:
@@ -308,6 +312,11 @@ class Store:
     def _set_secret(self, secret: Key, view: SecretView | None) -> None:
         if secret in self._secrets and self._secrets[secret] == view:
             return
+        before = self._secrets.get(secret)
+        if view is None and before is not None:
+            self._deleted_secrets[secret] = before
+        elif view is not None:
+            self._deleted_secrets.pop(secret, None)
         self._secrets[secret] = view
         for user in self._secret_users.get(secret, ()):
             self._enqueue(user)
@@ -444,8 +453,14 @@ class Store:
         body = self.automated_builds.get(key)
         if body is None:
             return None
-        uid = str(body["metadata"].get("uid") or "")
+        meta = body["metadata"]
+        uid = str(meta.get("uid") or "")
         secrets = {name: self._secrets.get((ns, name)) for ns, name in self._uses.get(key, ())}
+        if meta.get("deletionTimestamp") and FINALIZER in (meta.get("finalizers") or ()):
+            # Its webhook is still to be removed: with the token as it was, if gone since.
+            for ns, name in self._uses.get(key, ()):
+                if secrets[name] is None:
+                    secrets[name] = self._deleted_secrets.get((ns, name))
         return Snapshot(
             body=body,
             jobs=tuple(self._jobs.get(uid, {}).values()),

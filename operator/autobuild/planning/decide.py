@@ -31,6 +31,7 @@ from autobuild.api.models import (
 from autobuild.planning import hooks, registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.credentials import git_credentials_problem, git_username
+from autobuild.planning.github import HOOK_SECRET_KEY
 from autobuild.planning.job import (
     ANNOTATION_SOURCE_REF,
     LABEL_RULE,
@@ -592,6 +593,7 @@ def decide(
     work = _Pass()
     automated_build: AutomatedBuild | None = None
     password: str | None = None
+    credentials_known = False
     try:
         automated_build = AutomatedBuild.model_validate(snapshot.body)
     except ValidationError as exc:
@@ -605,6 +607,8 @@ def decide(
             work.problem, username, password = git_access(
                 automated_build, snapshot.secrets, settings
             )
+        # Whether the linked token's state is known now (Secrets there, host allowed).
+        credentials_known = work.problem is None
         if work.problem is None:
             _plan_requests(automated_build, snapshot, previous, (username, password), work)
         if work.problem is None or not work.problem.stalled:
@@ -671,7 +675,8 @@ def decide(
         work.events += [EventNote(n.type, n.reason, n.message) for n in notes]
         if wait is not None:
             work.requeue(wait)
-    hook = hooks.webhook(_hook_world(snapshot, automated_build, previous, password, github), github)
+    world = _hook_world(snapshot, automated_build, previous, password, credentials_known, github)
+    hook = hooks.webhook(world, github)
     calls += hook.requests
     work.events += [EventNote(n.type, n.reason, n.message) for n in hook.notes]
     if hook.requeue_after is not None:
@@ -708,28 +713,38 @@ def _hook_world(
     automated_build: AutomatedBuild | None,
     previous: AutomatedBuildStatus,
     token: str | None,
+    credentials_known: bool,
     github: GitHubSettings,
 ) -> hooks.HookWorld:
-    """What the webhook decision reads, from the snapshot."""
+    """What the webhook decision reads, from the snapshot. The token goes to GitHub's API only
+    for a repository on the GitHub that API serves: its Secret allowed that host."""
     meta = snapshot.body["metadata"]
     secret_name: str | None = None
+    on_github = False
     if automated_build is not None:
         secret_name = automated_build.spec.source.webhook_secret or (
             hooks.generated_secret_name(automated_build, github)
         )
+        on_github = hooks.github_repository(automated_build, github) is not None
     view = snapshot.secrets.get(secret_name) if secret_name else None
-    value = view.data.get("secret") if view is not None else None
+    # Byte for byte as the receiver verifies with it; only an empty value is refused.
+    value = (view.data.get(HOOK_SECRET_KEY) or "") if view is not None else ""
+    invalid = None
+    if view is not None and not value.strip():
+        invalid = f"Secret {secret_name!r} has no value under the key {HOOK_SECRET_KEY!r}"
     return hooks.HookWorld(
         automated_build=automated_build,
         previous=previous,
         finalizers=tuple(meta.get("finalizers") or ()),
         deleting_since=tracking.parse_time(meta.get("deletionTimestamp")),
-        token=token,
+        token=token if on_github else None,
         token_version=_credentials_version(automated_build, snapshot) if automated_build else "",
         secret=value or None,
         secret_version=view.version if view is not None else "",
         results=snapshot.github,
         now=snapshot.now,
+        known=credentials_known,
+        secret_invalid=invalid,
     )
 
 

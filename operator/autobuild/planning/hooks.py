@@ -50,6 +50,9 @@ HOOK: Final = "hook"
 UNHOOK: Final = "unhook"
 REFRESH: Final = "refresh"
 STATUS: Final = "status"
+# Kubernetes writes of the webhook path that the API server refused (RBAC), as results too.
+WRITE_SECRET: Final = "write:secret"  # noqa: S105 (a request id, not a secret)
+WRITE_FINALIZERS: Final = "write:finalizers"
 # How often a registered hook is read again (a conditional request: unchanged costs a 304).
 REFRESH_EVERY: Final = timedelta(minutes=30)
 REFRESH_GRACE: Final = timedelta(minutes=5)
@@ -151,6 +154,11 @@ class HookWorld:
     secret_version: str
     results: Mapping[str, GitHubResult]
     now: datetime
+    # False while a Secret is missing or refused, or the spec does not validate: whether a hook
+    # is wanted is not known then, and nothing is changed.
+    known: bool = True
+    # The hook secret's Secret exists but holds no value (why, in a sentence).
+    secret_invalid: str | None = None
 
 
 def api_web_host(github_url: str) -> str:
@@ -203,15 +211,24 @@ def webhook(world: HookWorld, settings: GitHubSettings) -> HookOutcome:
     """The push webhook this AutomatedBuild should have, and the calls and writes to get there."""
     previous = world.previous.webhook
     recorded = previous if previous is not None and previous.id is not None else None
-    wanted = _wanted(world, settings)
     if world.deleting_since is not None:
-        return _on_delete(world, settings, recorded or previous, wanted)
+        return _on_delete(world, settings, recorded or previous)
+    if not world.known:
+        # A Secret missing or refused, or a spec that does not validate: change nothing (the
+        # finalizer stays with the hook it guards) until it is known again.
+        return HookOutcome(previous, _previous_condition(world))
+    wanted = _wanted(world, settings)
     if recorded is not None and (wanted is None or (recorded.repository, recorded.url) != wanted):
         return _remove_stale(world, recorded, wanted)
     if wanted is None:
         finalizers = _without(world.finalizers) if FINALIZER in world.finalizers else None
         return HookOutcome(None, None, finalizers=finalizers)
     return _register(world, recorded, *wanted)
+
+
+def _previous_condition(world: HookWorld) -> tuple[str, str, str] | None:
+    found = next((c for c in world.previous.conditions if c.type == WEBHOOK_READY), None)
+    return (found.status, found.reason, found.message) if found is not None else None
 
 
 def _wanted(world: HookWorld, settings: GitHubSettings) -> tuple[str, str] | None:
@@ -227,65 +244,57 @@ def _wanted(world: HookWorld, settings: GitHubSettings) -> tuple[str, str] | Non
 
 
 def _on_delete(
-    world: HookWorld,
-    settings: GitHubSettings,
-    target: WebhookStatus | None,
-    wanted: tuple[str, str] | None,
+    world: HookWorld, settings: GitHubSettings, target: WebhookStatus | None
 ) -> HookOutcome:
     """Remove the hook, then the finalizer; give up after ``unhook_timeout`` with an Event."""
-    out = HookOutcome(world.previous.webhook)
+    out = HookOutcome(world.previous.webhook, _previous_condition(world))
     if FINALIZER not in world.finalizers:
         return out
     release = _without(world.finalizers)
-    if target is None and wanted is not None:
-        target = WebhookStatus(repository=wanted[0], url=wanted[1])
     if target is None or not target.url:
+        # A crash between the finalizer and the first answer: the hook's URL is known.
+        wanted = _wanted(world, settings)
+        target = WebhookStatus(repository=wanted[0], url=wanted[1]) if wanted else None
+    if target is None:
         out.finalizers = release
         return out
     where = f"webhook {target.id or target.url} on {target.repository}"
-    if world.token is None:
-        out.finalizers = release
-        out.notes.append(
-            Note(
-                "Warning",
-                Reason.WEBHOOK_NOT_REMOVED,
-                f"{where} was left in place: no linked token may reach GitHub any more; "
-                "remove it in the repository's settings",
-            )
-        )
-        return out
-    request = _unhook(world.token, target)
+    request = _unhook(world.token or "", target)
     result = world.results.get(request.id)
-    if result is None:
-        out.requests.append(request)
-        return out
-    if result.ok:
+    waited = (world.now - (world.deleting_since or world.now)).total_seconds()
+    left = settings.unhook_timeout - waited
+    if result is not None and result.ok:
         out.finalizers = release
         if result.deleted:
             out.notes.append(Note("Normal", Reason.WEBHOOK_REMOVED, f"removed {where}"))
         return out
-    assert world.deleting_since is not None
-    waited = (world.now - world.deleting_since).total_seconds()
-    if not result.retryable or waited >= settings.unhook_timeout:
-        out.finalizers = release
-        out.notes.append(
-            Note(
-                "Warning",
-                Reason.WEBHOOK_NOT_REMOVED,
-                f"{where} was left in place after {int(waited)}s: {result.message}; "
-                "remove it in the repository's settings",
-            )
+    if world.token is None:
+        why = "no linked token may reach GitHub"
+    elif result is not None and not result.retryable:
+        why = result.message
+    elif left <= 0:
+        why = f"GitHub did not answer within {settings.unhook_timeout}s" + (
+            f" ({result.message})" if result is not None else ""
         )
-        return out
-    wait = min(_wait(result, world.now), settings.unhook_timeout - waited)
-    if wait <= 0:
-        out.requests.append(request)
     else:
-        out.requeue(wait)
+        wait = 0.0 if result is None else min(_wait(result, world.now), left)
+        if wait <= 0:
+            out.requests.append(request)  # at most one in flight: the controller dedupes
+        out.requeue(wait if wait > 0 else left)
+        return out
+    out.finalizers = release
+    out.notes.append(
+        Note(
+            "Warning",
+            Reason.WEBHOOK_NOT_REMOVED,
+            f"{where} was left in place ({why}); remove it in the repository's settings",
+        )
+    )
     return out
 
 
 def _unhook(token: str, target: WebhookStatus) -> GitHubRequest:
+    """The removal call; its id names the hook, not the token (an answer stays valid)."""
     what = target.id if target.id is not None else target.url
     return GitHubRequest(
         f"{UNHOOK}:{target.repository}:{what}",
@@ -300,26 +309,26 @@ def _unhook(token: str, target: WebhookStatus) -> GitHubRequest:
 def _remove_stale(
     world: HookWorld, recorded: WebhookStatus, wanted: tuple[str, str] | None
 ) -> HookOutcome:
-    """The repository or URL changed (or hooks are off now): remove the old hook first."""
+    """The repository or URL changed (or hooks are off now): remove the old hook first. The
+    finalizer goes on the next pass, once status no longer records the hook."""
     out = HookOutcome(recorded, _registering("removing the webhook on the old repository first"))
+    if wanted is None:
+        out.condition = _previous_condition(world)
     where = f"webhook {recorded.id} on {recorded.repository}"
-    result = None
-    if world.token is not None:
-        request = _unhook(world.token, recorded)
-        result = world.results.get(request.id)
-        if result is None:
-            out.requests.append(request)
-            return out
-        if not result.ok and result.retryable and result.attempts < _UNHOOK_ATTEMPTS:
-            wait = _wait(result, world.now)
-            if wait <= 0:
-                out.requests.append(request)
-            else:
-                out.requeue(wait)
-            return out
+    request = _unhook(world.token or "", recorded)
+    result = world.results.get(request.id)
     if result is not None and result.ok:
         if result.deleted:
             out.notes.append(Note("Normal", Reason.WEBHOOK_REMOVED, f"removed {where}"))
+    elif world.token is not None and (
+        result is None or (result.retryable and result.attempts < _UNHOOK_ATTEMPTS)
+    ):
+        wait = 0.0 if result is None else _wait(result, world.now)
+        if wait <= 0:
+            out.requests.append(request)
+        else:
+            out.requeue(wait)
+        return out
     else:
         why = result.message if result is not None else "no linked token may reach GitHub"
         out.notes.append(
@@ -331,17 +340,21 @@ def _remove_stale(
             )
         )
     out.webhook = None
-    if wanted is None:
-        out.condition = None
-        if FINALIZER in world.finalizers:
-            out.finalizers = _without(world.finalizers)
-    else:
-        out.requeue(1)  # register the new one on the next pass
+    out.condition = None if wanted is None else out.condition
+    out.requeue(1)  # the finalizer, or the new hook, on the next pass
     return out
 
 
 def _registering(message: str) -> tuple[str, str, str]:
     return ("Unknown", Reason.REGISTERING, message)
+
+
+def _refused_write(world: HookWorld, write: str) -> GitHubResult | None:
+    """A write of ours the API server refused (RBAC) less than _REFUSED_RETRY ago."""
+    result = world.results.get(write)
+    if result is None or result.ok or _wait(result, world.now, _REFUSED_RETRY) <= 0:
+        return None
+    return result
 
 
 def _register(
@@ -350,6 +363,15 @@ def _register(
     """Keep the hook registered for the current fingerprint, and look at it now and then."""
     previous = world.previous.webhook
     out = HookOutcome(previous, _registering(f"registering the push webhook on {repository}"))
+    for write in (WRITE_SECRET, WRITE_FINALIZERS):
+        denied = _refused_write(world, write)
+        if denied is not None:
+            out.condition = ("False", denied.reason, denied.message)
+            out.requeue(_wait(denied, world.now, _REFUSED_RETRY))
+            return out
+    if world.secret_invalid is not None:
+        out.condition = ("False", Reason.SECRET_KEY_MISSING, world.secret_invalid)
+        return out
     if world.secret is None:
         automated_build = world.automated_build
         assert automated_build is not None
@@ -363,13 +385,20 @@ def _register(
     )
     result = world.results.get(request.id)
     due = result is None or _wait(result, world.now, _REFUSED_RETRY) <= 0
-    if due and FINALIZER not in world.finalizers:
-        # First the finalizer, then the hook: a deletion in between must still find it.
+    refused = result is not None and not result.ok and not result.retryable
+    if result is not None and not result.ok:
+        # Keep saying why while a retry is on its way (no flapping back to Registering).
+        out.condition = ("False", result.reason, result.message)
+    if due and FINALIZER not in world.finalizers and not refused:
+        # First the finalizer, then the hook: a deletion in between must still find it. A retry
+        # after a refusal goes without (it rarely succeeds; a success adds it at once).
         out.finalizers = (*world.finalizers, FINALIZER)
         return out
     if result is not None and result.ok and result.hook is not None:
         out.webhook = result.hook.model_copy(update={"observed": fingerprint})
         out.condition = _ready(out.webhook)
+        if FINALIZER not in world.finalizers:
+            out.finalizers = (*world.finalizers, FINALIZER)
         out.notes.append(
             Note(
                 "Normal",
@@ -386,8 +415,7 @@ def _register(
     out.webhook = WebhookStatus(
         repository=repository, url=url, id=recorded.id if recorded is not None else None
     )
-    out.condition = ("False", result.reason, result.message)
-    if recorded is None and not result.retryable and FINALIZER in world.finalizers:
+    if recorded is None and refused and FINALIZER in world.finalizers:
         out.finalizers = _without(world.finalizers)  # no hook, none coming: no finalizer
     out.requeue(_wait(result, world.now, _REFUSED_RETRY))
     return out
@@ -434,11 +462,15 @@ def _refresh(
                 "registering it again",
             )
         )
-        out.forget.append(registration)
+        out.forget += [registration, request.id]
         out.requeue(1)
     elif result.ok and result.hook is not None:
         out.webhook = result.hook.model_copy(update={"observed": recorded.observed})
         out.condition = _ready(out.webhook)
+    elif not result.ok and not result.retryable:
+        # Rights lost or the token revoked: the hook may still deliver, but it can no longer
+        # be looked after (nor removed).
+        out.condition = ("False", result.reason, result.message)
     return out
 
 
@@ -530,6 +562,8 @@ __all__ = [
     "STATUS",
     "UNHOOK",
     "WEBHOOK_READY",
+    "WRITE_FINALIZERS",
+    "WRITE_SECRET",
     "GitHubRequest",
     "GitHubResult",
     "HookOutcome",

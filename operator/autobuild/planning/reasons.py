@@ -40,6 +40,7 @@ class Reason(StrEnum):
     WEBHOOK_DELIVERY_FAILED = "WebhookDeliveryFailed"
     WEBHOOK_INACTIVE = "WebhookInactive"
     COMMIT_STATUS_FAILED = "CommitStatusFailed"
+    FORBIDDEN = "Forbidden"
     # Triggers (Events and status.lastTrigger)
     TRIGGERED = "Triggered"
     INVALID_TRIGGER = "InvalidTrigger"

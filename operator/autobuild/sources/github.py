@@ -303,16 +303,25 @@ class GitHub:
 
         With ``hook_id`` None (the operator crashed between creating the hook and recording its
         id) the hook is found by its exact URL among the repository's hooks. Returns False when
-        there was nothing to delete (already gone, or no longer visible to the token); a hook
-        with that id but another URL is left alone (also False).
+        there was nothing to delete (already gone); a hook with that id but another URL is left
+        alone (also False). A token without admin rights (GitHub hides the hooks with a 404)
+        raises ``WebhookForbidden``.
         """
         _check_full_name(full_name)
         what = f"delete webhook {hook_id if hook_id is not None else url} on {full_name}"
 
         def call(client: Github) -> bool:
             repo = client.get_repo(full_name)
-            hook = repo.get_hook(hook_id) if hook_id is not None else _own_hook(repo, url)
-            if hook is None or hook.config.get("url") != url:
+            try:  # the client is lazy: the hook is read when its config is
+                hook = repo.get_hook(hook_id) if hook_id is not None else _own_hook(repo, url)
+                if hook is None or hook.config.get("url") != url:
+                    return False
+            except GithubException as exc:
+                if exc.status != 404:
+                    raise
+                # GitHub also hides the hooks of a token that lost its admin rights: that is
+                # no "already gone", the hook may well still be there.
+                _require_admin(_complete(repo), what)
                 return False
             hook.delete()
             return True

@@ -214,8 +214,16 @@ class Receiver:
         self._index = index
         self._log = DeliveryLog(delivery_memory)
 
-    def receive(self, provider: Provider, headers: Mapping[str, str], body: bytes) -> Answer:
-        """Decide about one delivery to ``/hooks/<provider>``; ``headers`` is case-insensitive."""
+    def receive(
+        self,
+        provider: Provider,
+        headers: Mapping[str, str],
+        body: bytes,
+        addressed: tuple[str, str] | None = None,
+    ) -> Answer:
+        """Decide about one delivery to ``/hooks/<provider>``; ``headers`` is case-insensitive.
+        ``addressed``: the one AutomatedBuild (namespace, name) the hook was registered for
+        (``?automatedbuild=NS/NAME``); without it, every one of the repository is a candidate."""
         scheme = _SCHEMES[provider]
         event = headers.get(scheme.event_header, "").strip()
         if not event:
@@ -231,6 +239,8 @@ class Receiver:
                 return Answer(200, {"status": "pong"})
             return Answer(202, {"status": "ignored", "event": event[:100]})
         targets = self._targets(provider, delivery.repo_keys)
+        if addressed is not None:
+            targets = [t for t in targets if (t.namespace, t.name) == addressed]
         if not targets:
             return _error(404, "no AutomatedBuild builds this repository")
         proof = headers.get(scheme.signature_header)
@@ -286,6 +296,13 @@ class Receiver:
         if not expected:
             return 404
         return 200 if hmac.compare_digest(expected, given) else 401
+
+
+def addressed_to(value: str | None) -> tuple[str, str] | None:
+    """``NS/NAME`` of a hook URL's ``?automatedbuild=`` as (namespace, name); None if absent or
+    not of that form (then the delivery is matched by repository alone)."""
+    namespace, _, name = (value or "").partition("/")
+    return (namespace, name) if namespace and name and "/" not in name else None
 
 
 _TRIGGER_PATH: Final = re.compile(r"^(/hooks/trigger/[^/]*/[^/]*/)[^/]*")
@@ -370,7 +387,9 @@ def create_app(
             body = await _read_body(request, max_body, body_timeout)
             if isinstance(body, web.Response):
                 return body
-            answer = receiver.receive(provider, request.headers, body)
+            answer = receiver.receive(
+                provider, request.headers, body, addressed_to(request.query.get("automatedbuild"))
+            )
             try:
                 for target, pushes in answer.submissions:
                     submit(target.namespace, target.name, pushes)
