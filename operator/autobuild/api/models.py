@@ -655,7 +655,8 @@ class AutomatedBuildStatus(_Model):
     webhook_path: str = Field(
         default="",
         description="Where the git host's push webhook goes on the operator's webhook address "
-        "(verified with spec.source.webhookSecret).",
+        "(verified with spec.source.webhookSecret, or the secret of the hook the operator "
+        "registered: status.webhook).",
     )
     conditions: list[Condition] = Field(
         default_factory=list,
