@@ -10,7 +10,7 @@ import logging
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
@@ -46,10 +46,12 @@ from autobuild.registry.operations import (
 )
 from autobuild.settings import BuildSettings, GitHubSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
-from autobuild.sources.github import GitHub, GitHubError, HookState, new_hook_secret
 from autobuild.webhooks.poller import PollTarget, run_poller
 from autobuild.webhooks.receiver import WebhookServer, create_app, start_server
 from autobuild.webhooks.trigger import TriggerURLRequest, trigger_events
+
+if TYPE_CHECKING:  # PyGithub is imported on the first GitHub call: most clusters make none
+    from autobuild.sources.github import GitHub, HookState
 
 log = logging.getLogger("autobuild.reconcile")
 
@@ -338,6 +340,8 @@ class Controller:
 
     async def _create_hook_secret(self, key: Key, body: Mapping[str, Any]) -> None:
         """Create the Secret that keeps a generated webhook secret (owned by the object)."""
+        from autobuild.sources.github import new_hook_secret
+
         meta = body["metadata"]
         manifest = hook_secret_manifest(key[0], key[1], str(meta.get("uid", "")), new_hook_secret())
         try:
@@ -391,6 +395,8 @@ class Controller:
     async def _github_call(self, key: Key, call: hooks.GitHubRequest) -> None:
         """Make a GitHub call beside the queue; its answer goes to the store. Never raises:
         GitHub's trouble is the object's condition or an Event, not the operator's."""
+        from autobuild.sources.github import GitHubError
+
         try:
             result = await self._run_github_call(call)
         except GitHubError as exc:
@@ -407,6 +413,8 @@ class Controller:
 
     async def _run_github_call(self, call: hooks.GitHubRequest) -> hooks.GitHubResult:
         if self._github is None:
+            from autobuild.sources.github import GitHub
+
             self._github = GitHub(self.github_settings.github_url)
         github = self._github
         if call.kind == hooks.HOOK:
