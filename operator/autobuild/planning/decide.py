@@ -659,13 +659,18 @@ def decide(
         checks_to_run += [outcome.request] if outcome.request else []
         if outcome.requeue_after is not None:
             work.requeue(outcome.requeue_after)
-    # password: the linked token, only when its Secret allows the repository's host.
+    # password: the linked token, only when its Secret allows the repository's host; it goes
+    # to GitHub's API only for a repository on the GitHub that API serves.
     calls: list[hooks.GitHubRequest] = []
+    on_github = None
+    if automated_build is not None and password:
+        on_github = hooks.github_repository(automated_build, github)
+    token = password if on_github is not None else None
     if automated_build is not None:
         records, calls, notes, wait = hooks.commit_statuses(
             automated_build,
-            hooks.github_repository(automated_build, github),
-            password,
+            on_github,
+            token,
             records,
             {b.id: b for b in previous.builds},
             snapshot.github,
@@ -675,8 +680,11 @@ def decide(
         work.events += [EventNote(n.type, n.reason, n.message) for n in notes]
         if wait is not None:
             work.requeue(wait)
-    world = _hook_world(snapshot, automated_build, previous, password, credentials_known, github)
-    hook = hooks.webhook(world, github)
+    if hooks.involved(github, previous.webhook, snapshot.body["metadata"].get("finalizers")):
+        world = _hook_world(snapshot, automated_build, previous, token, credentials_known, github)
+        hook = hooks.webhook(world, github)
+    else:
+        hook = hooks.HookOutcome(None)
     calls += hook.requests
     work.events += [EventNote(n.type, n.reason, n.message) for n in hook.notes]
     if hook.requeue_after is not None:
@@ -716,16 +724,14 @@ def _hook_world(
     credentials_known: bool,
     github: GitHubSettings,
 ) -> hooks.HookWorld:
-    """What the webhook decision reads, from the snapshot. The token goes to GitHub's API only
-    for a repository on the GitHub that API serves: its Secret allowed that host."""
+    """What the webhook decision reads, from the snapshot (``token``: the linked token when it
+    may go to GitHub's API for this repository, else None)."""
     meta = snapshot.body["metadata"]
     secret_name: str | None = None
-    on_github = False
     if automated_build is not None:
         secret_name = automated_build.spec.source.webhook_secret or (
             hooks.generated_secret_name(automated_build, github)
         )
-        on_github = hooks.github_repository(automated_build, github) is not None
     view = snapshot.secrets.get(secret_name) if secret_name else None
     # Byte for byte as the receiver verifies with it; only an empty value is refused.
     value = (view.data.get(HOOK_SECRET_KEY) or "") if view is not None else ""
@@ -737,7 +743,7 @@ def _hook_world(
         previous=previous,
         finalizers=tuple(meta.get("finalizers") or ()),
         deleting_since=tracking.parse_time(meta.get("deletionTimestamp")),
-        token=token if on_github else None,
+        token=token,
         token_version=_credentials_version(automated_build, snapshot) if automated_build else "",
         secret=value or None,
         secret_version=view.version if view is not None else "",

@@ -18,6 +18,7 @@ in the snapshot as :class:`GitHubResult`; deciding again on the same answers ask
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -161,6 +162,7 @@ class HookWorld:
     secret_invalid: str | None = None
 
 
+@functools.lru_cache(maxsize=8)
 def api_web_host(github_url: str) -> str:
     """The host whose repositories the GitHub API at ``github_url`` serves (``api.github.com``
     serves ``github.com``; a GitHub Enterprise server serves its own host)."""
@@ -205,6 +207,14 @@ def _wait(result: GitHubResult, now: datetime, refused: float = _RETRY_MAX) -> f
 
 def _without(finalizers: Sequence[str]) -> tuple[str, ...]:
     return tuple(f for f in finalizers if f != FINALIZER)
+
+
+def involved(
+    settings: GitHubSettings, recorded: WebhookStatus | None, finalizers: Sequence[str] | None
+) -> bool:
+    """Whether an object's webhook needs deciding at all: registration is on, or a hook or
+    its finalizer is left from when it was (the common case, off, costs nothing more)."""
+    return bool(settings.public_url) or recorded is not None or FINALIZER in (finalizers or ())
 
 
 def webhook(world: HookWorld, settings: GitHubSettings) -> HookOutcome:
@@ -573,5 +583,6 @@ __all__ = [
     "commit_statuses",
     "generated_secret_name",
     "github_repository",
+    "involved",
     "webhook",
 ]
