@@ -274,7 +274,7 @@ def test_a_rate_limited_registration_waits_for_the_reset(
     assert on_github.hooks == {}
 
 
-def test_the_cli_shows_the_registered_hook(
+def test_kubectl_describe_shows_the_registered_hook(
     world: World, linked: tuple[Repo, FakeRepo], k8s_cluster: Any
 ) -> None:
     repo, _ = linked
