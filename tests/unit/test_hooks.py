@@ -319,15 +319,22 @@ def test_a_crash_before_the_id_was_recorded_removes_the_hook_by_url() -> None:
     assert world.finalizers == []
 
 
-def test_a_new_repository_removes_the_old_hook_and_registers_a_new_one() -> None:
-    world = registered()
+def move_repository(world: World, repo: str, secrets: dict[str, SecretView] | None = None) -> None:
+    """Edit spec.source.repo (generation 2, whose heads the git host has answered); GitHub
+    removes hooks on request."""
     world.answer[hooks.UNHOOK] = lambda _: hooks.GitHubResult(NOW, True, deleted=True)
     body = copy.deepcopy(dict(world.snapshot.body))
-    body["spec"]["source"]["repo"] = "github.com/acme/other"
+    body["spec"]["source"]["repo"] = repo
     body["metadata"]["generation"] = 2
-    answered = HeadsResult(2, "", NOW, heads={}, credentials_version="11")
-    world.snapshot = replace(world.snapshot, body=body, heads=answered)
-    world.answer[hooks.HOOK] = ok_hook
+    secrets = secrets or dict(world.snapshot.secrets)
+    version = next((v.version for v in secrets.values() if v is not None), "")
+    answered = HeadsResult(2, "", NOW, heads={}, credentials_version=version)
+    world.snapshot = replace(world.snapshot, body=body, heads=answered, secrets=secrets)
+
+
+def test_a_new_repository_removes_the_old_hook_and_registers_a_new_one() -> None:
+    world = registered()
+    move_repository(world, "github.com/acme/other")
     world.settle()
     kinds = [(c.kind, c.repository) for c in world.calls if c.kind != hooks.REFRESH]
     assert kinds[-2:] == [(hooks.UNHOOK, REPO), (hooks.HOOK, "acme/other")]
@@ -335,7 +342,7 @@ def test_a_new_repository_removes_the_old_hook_and_registers_a_new_one() -> None
     assert world.finalizers == [hooks.FINALIZER]
 
 
-def test_unlinking_the_account_removes_the_hook_and_the_finalizer() -> None:
+def test_turning_registration_off_removes_the_hook_and_the_finalizer() -> None:
     world = registered()
     world.answer[hooks.UNHOOK] = lambda _: hooks.GitHubResult(NOW, True, deleted=True)
     world.github = GitHubSettings()  # the operator no longer has a public URL
@@ -348,15 +355,8 @@ def test_unlinking_the_account_removes_the_hook_and_the_finalizer() -> None:
 
 def test_a_token_for_another_host_never_goes_to_github() -> None:
     world = registered()
-    world.answer[hooks.UNHOOK] = lambda _: hooks.GitHubResult(NOW, True, deleted=True)
-    body = copy.deepcopy(dict(world.snapshot.body))
-    body["spec"]["source"]["repo"] = "gitlab.com/acme/app"
-    body["metadata"]["generation"] = 2
     gitlab = SecretView("Opaque", {"autobuild.dev/git-hosts": "gitlab.com"}, {"token": "glpat-x"})
-    answered = HeadsResult(2, "", NOW, heads={}, credentials_version="")
-    world.snapshot = replace(
-        world.snapshot, body=body, heads=answered, secrets={"github-link": gitlab}
-    )
+    move_repository(world, "gitlab.com/acme/app", {"github-link": gitlab})
     world.settle()
     assert [c for c in world.calls if c.token == "glpat-x"] == []
     assert "webhook" not in world.status

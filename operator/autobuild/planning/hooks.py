@@ -293,14 +293,17 @@ def _on_delete(
         out.requeue(wait if wait > 0 else left)
         return out
     out.finalizers = release
-    out.notes.append(
-        Note(
-            "Warning",
-            Reason.WEBHOOK_NOT_REMOVED,
-            f"{where} was left in place ({why}); remove it in the repository's settings",
-        )
-    )
+    out.notes.append(_left_in_place(where, why))
     return out
+
+
+def _left_in_place(where: str, why: str) -> Note:
+    """The Warning that a hook stays on GitHub, for its owner to remove by hand."""
+    return Note(
+        "Warning",
+        Reason.WEBHOOK_NOT_REMOVED,
+        f"{where} was left in place ({why}); remove it in the repository's settings",
+    )
 
 
 def _unhook(token: str, target: WebhookStatus) -> GitHubRequest:
@@ -341,14 +344,7 @@ def _remove_stale(
         return out
     else:
         why = result.message if result is not None else "no linked token may reach GitHub"
-        out.notes.append(
-            Note(
-                "Warning",
-                Reason.WEBHOOK_NOT_REMOVED,
-                f"{where} is no longer wanted and was left in place ({why}); remove it in the "
-                "repository's settings",
-            )
-        )
+        out.notes.append(_left_in_place(f"{where}, no longer wanted,", why))
     out.webhook = None
     out.condition = None if wanted is None else out.condition
     out.requeue(1)  # the finalizer, or the new hook, on the next pass
