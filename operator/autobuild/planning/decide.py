@@ -30,7 +30,11 @@ from autobuild.api.models import (
 )
 from autobuild.planning import hooks, registry_gate
 from autobuild.planning import status as tracking
-from autobuild.planning.credentials import git_credentials_problem, git_username
+from autobuild.planning.credentials import (
+    git_credentials_problem,
+    git_username,
+    push_credentials_problem,
+)
 from autobuild.planning.github import HOOK_SECRET_KEY
 from autobuild.planning.job import (
     ANNOTATION_SOURCE_REF,
@@ -259,6 +263,19 @@ def git_access(
     if refused is not None:
         return tracking.Problem(Reason(refused[0]), refused[1]), "", None
     return None, git_username(spec.provider, secret.data), secret.data.get("token")
+
+
+def push_access(
+    automated_build: AutomatedBuild, secrets: Mapping[str, SecretView | None]
+) -> tracking.Problem | None:
+    """Whether the push Secret may be used for spec.image's repository (its annotation
+    ``autobuild.dev/image-repos``): refused, no Job mounts it and no registry call sends it."""
+    image = automated_build.spec.image
+    secret = secrets.get(image.push_secret) if image.push_secret else None
+    if image.push_secret is None or secret is None:
+        return None
+    refused = push_credentials_problem((image.repository,), image.push_secret, secret.annotations)
+    return None if refused is None else tracking.Problem(Reason(refused[0]), refused[1])
 
 
 @dataclass(frozen=True)
@@ -594,6 +611,7 @@ def decide(
     automated_build: AutomatedBuild | None = None
     password: str | None = None
     credentials_known = False
+    push_refused: tracking.Problem | None = None
     try:
         automated_build = AutomatedBuild.model_validate(snapshot.body)
     except ValidationError as exc:
@@ -609,6 +627,10 @@ def decide(
             )
         # Whether the linked token's state is known now (Secrets there, host allowed).
         credentials_known = work.problem is None
+        # Never a Job, nor a registry call, with a push Secret bound to other repositories.
+        push_refused = push_access(automated_build, snapshot.secrets)
+        if work.problem is None:
+            work.problem = push_refused
         if work.problem is None:
             _plan_requests(automated_build, snapshot, previous, (username, password), work)
         if work.problem is None or not work.problem.stalled:
@@ -643,12 +665,14 @@ def decide(
     records, verify, mismatches = registry_gate.digest_checks(
         records, {b.id: b for b in previous.builds}, snapshot.registry
     )
+    if push_refused is not None:
+        verify = []  # the checks would send the push Secret's credentials
     checks_to_run += verify
     # A build is reported Succeeded once its digests are checked (one status write, not two).
     hold_status = hold_status or bool(verify)
     work.events += [EventNote("Warning", reason, message) for reason, message in mismatches]
     repository = previous.repository
-    if automated_build is not None:
+    if automated_build is not None and push_refused is None:
         outcome = registry_gate.repository_settings(
             registry_gate.image_fingerprint(automated_build, _push_secret_version(snapshot)),
             previous.repository,
