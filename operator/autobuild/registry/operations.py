@@ -80,6 +80,7 @@ async def preflight(
         f"{image.namespace}/{image.name}",
         credentials,
         insecure_registries=settings.insecure_registries,
+        internal_realm_hosts=settings.internal_realm_hosts,
         session=session,
     )
 
@@ -109,6 +110,7 @@ async def verify_build(
         kaniko_digest,
         credentials,
         insecure_registries=settings.insecure_registries,
+        internal_realm_hosts=settings.internal_realm_hosts,
         session=session,
     )
 
