@@ -95,6 +95,9 @@ class SecretView:
     annotations: Mapping[str, str]
     data: Mapping[str, str] = field(repr=False)
     version: str = ""
+    # uids of the AutomatedBuilds that are its controller (ownerReferences): whether the
+    # operator created it for one of them (the generated hook secret).
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -762,6 +765,19 @@ def _hook_world(
     invalid = None
     if view is not None and not value.strip():
         invalid = f"Secret {secret_name!r} has no value under the key {HOOK_SECRET_KEY!r}"
+    not_owned = None
+    if automated_build is not None and not hooks.hook_secret_owned(automated_build, view, github):
+        # Someone made the generated Secret's name before the operator did: its value is
+        # theirs, so a hook signed with it would accept their deliveries. Never adopt it.
+        value, not_owned = (
+            "",
+            (
+                f"Secret {secret_name!r} exists but was not created by autobuild for this "
+                "AutomatedBuild (no controller ownerReference to it): its value is not used. "
+                "Delete it to let the operator create its own, or name a Secret of yours in "
+                "spec.source.webhookSecret"
+            ),
+        )
     return hooks.HookWorld(
         automated_build=automated_build,
         previous=previous,
@@ -775,6 +791,7 @@ def _hook_world(
         now=snapshot.now,
         known=credentials_known,
         secret_invalid=invalid,
+        secret_not_owned=not_owned,
     )
 
 
