@@ -576,6 +576,13 @@ class RepositoryState(_Model):
         default="", description="Why the settings are not (all) applied; empty when they are."
     )
     message: str = Field(default="", description="The reason in a sentence.")
+    created: bool | None = Field(
+        default=None,
+        description="True when autobuild created the repository (Docker Hub), its Harbor "
+        "project, or found it missing before its first push: only then does autobuild change "
+        "its visibility and description, unless the push Secret allows managing existing "
+        "repositories (annotation autobuild.dev/manage-existing-repos).",
+    )
 
 
 class RepositoryStatus(RepositoryState):

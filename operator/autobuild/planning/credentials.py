@@ -30,6 +30,9 @@ ANNOTATION_GIT_HOSTS: Final = "autobuild.dev/git-hosts"
 ANNOTATION_GIT_REPOS: Final = "autobuild.dev/git-repos"
 # A push Secret's binding to image repositories: ``docker.io/acme/*``, ``harbor.local/team/app``.
 ANNOTATION_IMAGE_REPOS: Final = "autobuild.dev/image-repos"
+# A push Secret's consent to change visibility and description of repositories that existed
+# before autobuild (value "true"); without it only repositories autobuild created are changed.
+ANNOTATION_MANAGE_EXISTING: Final = "autobuild.dev/manage-existing-repos"
 INSECURE_GIT_HOSTS_SETTING: Final = "AUTOBUILD_INSECURE_GIT_HOSTS"
 REASON_NOT_ALLOWED: Final = "CredentialsNotAllowed"
 _ANY_HOST: Final = "*"
@@ -186,3 +189,8 @@ def push_credentials_problem(
         if bound is not None:
             return bound
     return None
+
+
+def manages_existing_repositories(secret_annotations: Mapping[str, str]) -> bool:
+    """Whether the push Secret allows changing repositories autobuild did not create."""
+    return secret_annotations.get(ANNOTATION_MANAGE_EXISTING, "").strip().lower() == "true"
