@@ -11,16 +11,22 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from autobuild.registry import reasons
-from autobuild.registry.client import is_public_address
+from autobuild.registry.client import is_public_address, open_session
 from autobuild.registry.digests import TagDigest, read_tag_digests
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.preflight import PushCheck, check_push
+from support.certificates import self_signed_certificate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'
@@ -271,3 +277,79 @@ def test_the_token_request_goes_to_the_address_that_was_checked(
 )
 def test_public_addresses(address: str, public: bool) -> None:
     assert is_public_address(address) is public
+
+
+def _tls_context(name: str, tmp_path: Path) -> tuple[ssl.SSLContext, bytes]:
+    """A server context with a self-signed certificate for ``name``, and its PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = self_signed_certificate(key, name, [x509.DNSName(name)])
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "tls.crt").write_bytes(pem)
+    (tmp_path / "tls.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    return context, pem
+
+
+@pytest.mark.parametrize(("certified", "trusted"), [("tokens.test", True), ("other.test", False)])
+def test_an_https_realm_reached_at_its_checked_address_still_verifies_its_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, certified: str, trusted: bool
+) -> None:
+    # Docker Hub's case (auth.docker.io is another host than the registry), on loopback: the
+    # token request goes to the address that was checked, TLS checks the realm's name.
+    _FakeDNS(monkeypatch, {"tokens.test": ["127.0.0.1"]})
+    context, pem = _tls_context(certified, tmp_path)
+    token, asked = _counting_token()
+
+    async def run() -> PushCheck:
+        tokens = web.Application()
+        tokens.router.add_route("GET", "/token", token)
+        token_runner = web.AppRunner(tokens)
+        await token_runner.setup()
+        await web.TCPSite(token_runner, "127.0.0.1", 0, ssl_context=context).start()
+        token_port = token_runner.addresses[0][1]
+
+        async def v2(request: web.Request) -> web.Response:
+            realm = f"https://tokens.test:{token_port}/token"
+            return web.Response(status=401, headers={"WWW-Authenticate": f'Bearer realm="{realm}"'})
+
+        async def upload(request: web.Request) -> web.Response:
+            assert request.headers["Authorization"] == "Bearer opaque"
+            return web.Response(status=202)
+
+        routes: dict[tuple[str, str], Handler] = {
+            ("GET", "/v2/"): v2,
+            ("POST", "/v2/team/app/blobs/uploads/"): upload,
+        }
+        try:
+
+            async def check(host: str) -> PushCheck:
+                async with open_session(pem) as session:
+                    return await check_push(
+                        host,
+                        "team/app",
+                        Credentials("a", "b"),
+                        insecure_registries=[host],
+                        internal_realm_hosts=["tokens.test"],
+                        session=session,
+                    )
+
+            result = await _serve(routes, check)
+            assert isinstance(result, PushCheck)
+            return result
+        finally:
+            await token_runner.cleanup()
+
+    result = asyncio.run(run())
+    if trusted:
+        assert result == PushCheck(ok=True)
+        assert asked[0].headers["Host"] == f"tokens.test:{asked[0].url.port}"
+    else:
+        assert (result.ok, result.reason) == (False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED)
+        assert asked == []
