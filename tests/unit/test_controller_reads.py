@@ -218,3 +218,40 @@ def test_the_secrets_informer_asks_for_metadata_and_keeps_only_referenced_ones(
     assert {accept for accept, _ in watches} == {METADATA_WATCH}
     # Only the referenced Secret was kept of the nine listed.
     assert [[item["metadata"]["name"] for item in items] for items in kept] == [["link"]]
+
+
+def test_the_referenced_secrets_are_read_before_the_receiver_starts() -> None:
+    """The list brought metadata only: the values a delivery is verified with are read at
+    start, for every object, not only once each object's first reconcile comes."""
+
+    class Secrets(FakeApi):
+        async def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+            self.calls.append((method, path))
+            name = path.rsplit("/", 1)[1]
+            if name == "broken":
+                raise ApiError(500, "InternalError", "etcd is down")
+            data = {"secret": "c2VjcmV0"}  # "secret"
+            meta = {"name": name, "namespace": "ci", "resourceVersion": "3"}
+            return {"type": "Opaque", "metadata": meta, "data": data}
+
+    api = Secrets()
+
+    async def scenario() -> None:
+        controller = Controller(api, BuildSettings())  # type: ignore[arg-type]
+        store = controller.store
+        first = automated_build(webhookSecret="hook")
+        second = automated_build(webhookSecret="hook", credentialsSecret="broken")
+        second["metadata"].update(name="second", uid="second-uid")
+        store.replace_automated_builds([first, second])
+        store.replace_secrets([_meta("ci", "hook", 3), _meta("ci", "broken", 4)])
+        await controller._read_referenced_secrets()
+        (target,) = [t for t in store.targets("github.com/acme/app") if t.name == "cavityflow"]
+        assert target.secret == b"secret"
+        assert store.unknown_secrets(("ci", "second")) == ["broken"]  # the reconcile retries
+
+    asyncio.run(scenario())
+    # One GET of the shared Secret, one (failed) of the other.
+    assert sorted(api.calls) == [
+        ("GET", "/api/v1/namespaces/ci/secrets/broken"),
+        ("GET", "/api/v1/namespaces/ci/secrets/hook"),
+    ]

@@ -67,6 +67,8 @@ _MERGE_PATCH: Final = "application/merge-patch+json"
 # Secrets per metadata LIST page: a page is what is held at once, and annotations alone may
 # reach 256 KiB an object (kubectl's last-applied-configuration copies the data there).
 _SECRET_PAGE: Final = 100
+# Secret GETs at once when the operator starts (each a small request to the API server).
+_SECRET_READS: Final = 16
 _OBJECT_NAME: Final = re.compile(DNS1123_SUBDOMAIN)
 
 
@@ -199,6 +201,7 @@ class Controller:
         try:
             await start_in_order(self._informers, self._spawn)
             log.info("watching %d AutomatedBuilds", len(self.store.keys()))
+            await self._read_referenced_secrets()
             if self.webhook_address is not None:
                 # Only now: before the store is complete a delivery could miss its object.
                 app = create_app(
@@ -306,6 +309,21 @@ class Controller:
                     self.store.put_secret(key[0], name, found, reader=key)
             if not lock.locked():
                 self._secret_reads.pop(secret, None)
+
+    async def _read_referenced_secrets(self) -> None:
+        """Before the webhook server starts: the values of every referenced Secret (the
+        Secrets were listed as metadata only, and the receiver verifies with the values). A
+        read that fails is left to the object's reconcile, which retries it."""
+        slots = asyncio.Semaphore(_SECRET_READS)
+
+        async def read(key: Key) -> None:
+            async with slots:
+                try:
+                    await self._read_unknown_secrets(key)
+                except (ApiError, OSError, TimeoutError) as exc:
+                    log.warning("%s/%s: cannot read its Secrets yet: %s", *key, exc)
+
+        await asyncio.gather(*(read(key) for key in list(self.store.automated_builds)))
 
     async def _read_secret(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         """GET one Secret; None when it is not found or cannot be a Secret's name."""
