@@ -99,8 +99,27 @@ def test_images_are_tagged_with_the_package_version(k8s_cluster: Any, helm: Path
     assert rejected.returncode != 0
 
 
-def test_the_example_overlay_configures_the_operator(k8s_cluster: Any) -> None:
+def test_the_example_overlay_configures_the_operator(k8s_cluster: Any, helm: Path) -> None:
     docs = kustomize(k8s_cluster, MANIFESTS / "overlays" / "example")
+    # It watches the namespace ci only: exactly the chart's RBAC for `watchNamespaces: [ci]`
+    # with a public URL (no cluster-wide Secret access, not even the hooks' Secret create).
+    values = {"watchNamespaces": ["ci"], "webhook": {"publicUrl": "https://autobuild.example.com"}}
+    chart = documents(helm_template(helm, values=values).stdout)
+    assert one(docs, "ClusterRole")["rules"] == one(chart, "ClusterRole")["rules"]
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "ci"
+    assert role["rules"] == one(chart, "Role")["rules"]
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert binding["subjects"] == one(chart, "RoleBinding")["subjects"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (chart_container,) = one(chart, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == chart_container["args"]
+    assert container["args"][-2:] == ["--namespace", "ci"]
     env = container_env(one(docs, "Deployment"))
     assert GitHubSettings.from_env(env).public_url == "https://autobuild.example.com"
     settings = BuildSettings.from_env(env)
@@ -122,6 +141,8 @@ def test_the_api_server_accepts_every_object(k8s_cluster: Any, helm: Path, rende
         docs = documents(helm_template(helm, "--set", "ingress.enabled=true").stdout)
     else:
         docs = kustomize(k8s_cluster, MANIFESTS / "overlays" / "example")
+        # The NetworkPolicy example, in the operator's namespace and the overlay's ci.
+        docs += documents((MANIFESTS / "networkpolicy-example.yaml").read_text())
     k8s_cluster.kubectl(
         "apply",
         "--server-side",
@@ -130,6 +151,7 @@ def test_the_api_server_accepts_every_object(k8s_cluster: Any, helm: Path, rende
         input=yaml.safe_dump_all(
             [
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+                *by_kind(docs, "Namespace"),  # the example's watched namespace
                 *by_kind(docs, "CustomResourceDefinition"),
             ]
         ),
