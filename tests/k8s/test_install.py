@@ -180,6 +180,7 @@ class Release:
         self.helm = helm
         self.cluster = k8s_cluster
         self.values = values
+        self.notes = ""
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -251,7 +252,7 @@ def crd(k8s_cluster: Any) -> None:
 def install(helm: Path, k8s_cluster: Any, values: dict[str, Any]) -> Iterator[Release]:
     release = Release(helm, k8s_cluster, values)
     try:
-        notes = release.install()
+        notes = release.notes = release.install()
         assert f"rollout status deployment/{release.name}" in notes
         assert "Helm never upgrades or deletes CRDs" in notes
         yield release
@@ -454,6 +455,7 @@ def test_the_admission_policy_admits_the_operators_builds_and_nothing_else(
     hostNetwork variant of a rendered build Job is refused; the rendered Job itself is admitted
     and can be patched (release, cancel); the cluster admin is not concerned."""
     with install(helm, k8s_cluster, {"tolerations": [{"operator": "Exists"}]}) as release:
+        assert f"ValidatingAdmissionPolicy {release.name}-build-jobs" in release.notes
         operator = release.kubeconfig(tmp_path / "sa")
         job = _build_job(k8s_cluster, k8s_namespace, repo, release)
         # The policy takes effect once the API server has compiled it: wait for a refusal.
