@@ -348,9 +348,16 @@ def test_a_missing_permission_shows(
             operator.stop()
 
 
-def _build_job(k8s_cluster: Any, namespace: str, repo: Repo, release: Release) -> dict[str, Any]:
-    """The Job the operator renders for a push to main, with the chart's build settings, for
-    an AutomatedBuild that exists (its uid is the Job's controller owner)."""
+def _build_job(
+    k8s_cluster: Any,
+    namespace: str,
+    repo: Repo,
+    release: Release,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Job the operator renders for a push to main, with the chart's build settings (or
+    the operator settings ``env``), for an AutomatedBuild that exists (its uid is the Job's
+    controller owner)."""
     from autobuild.cli import load_automated_builds
     from autobuild.planning.job import render_job
     from autobuild.planning.planner import PushEvent, plan_builds
@@ -364,14 +371,15 @@ def _build_job(k8s_cluster: Any, namespace: str, repo: Repo, release: Release) -
     body["spec"]["image"]["pushSecret"] = "registry-push"
     created = k8s_cluster.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(body))
     (automated_build,) = load_automated_builds(created.stdout, "cluster")
-    deployment = release.cluster.kubectl(
-        "get", "deployment", release.name, "-n", release.namespace, "-o", "json"
-    ).stdout
-    settings = BuildSettings.from_env(container_env(json.loads(deployment)))
+    if env is None:
+        deployment = release.cluster.kubectl(
+            "get", "deployment", release.name, "-n", release.namespace, "-o", "json"
+        ).stdout
+        env = container_env(json.loads(deployment))
     plan = plan_builds(
         automated_build.spec, PushEvent.parse("refs/heads/main", "c0ffee" * 6 + "c0ff")
     )
-    job = render_job(automated_build, plan.builds[0], settings, {"token"})
+    job = render_job(automated_build, plan.builds[0], BuildSettings.from_env(env), {"token"})
     job["spec"]["suspend"] = True  # kwok would run it otherwise; admission is what is tested
     return job
 
@@ -503,8 +511,24 @@ def test_the_admission_policy_admits_the_operators_builds_and_nothing_else(
                 )
         # Only the operator's ServiceAccount is concerned: the admin still creates anything.
         k8s_cluster.kubectl("create", "-f", "-", input=json.dumps(privileged))
-        # The real node's builds run on the host network: a value allows exactly that.
-        release.values = {**release.values, "admissionPolicy": {"allowHostNetwork": True}}
+        # The real node's builds (tests/controlplane/realnode.py's operator settings: its own
+        # executor image, the host network, a toleration): refused by the default policy,
+        # admitted with the executor image and admissionPolicy.allowHostNetwork set.
+        import realnode
+
+        executor = "127.0.0.1:5000/autobuild/kaniko-executor:v1.25.5"
+        images = realnode.NodeImages(executor, "127.0.0.1:5000/busybox", "127.0.0.1:5000/pause")
+        real_env = realnode.operator_settings(images, ["127.0.0.1:5000"])
+        real_node_job = _build_job(k8s_cluster, k8s_namespace, repo, release, real_env)
+        assert real_node_job["spec"]["template"]["spec"]["hostNetwork"] is True
+        refused_there = _create_as(operator, k8s_cluster, real_node_job)
+        assert refused_there.returncode != 0
+        assert "denied request" in refused_there.stderr
+        release.values = {
+            **release.values,
+            "builds": {"executorImage": executor},
+            "admissionPolicy": {"allowHostNetwork": True},
+        }
         upgraded = release.run(
             "upgrade",
             release.name,
@@ -517,12 +541,15 @@ def test_the_admission_policy_admits_the_operators_builds_and_nothing_else(
             check=False,
         )
         assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
-        host_network = _variant(job, "hostnet", _host_network)
         answer = eventually(
-            lambda: (a := _create_as(operator, k8s_cluster, host_network)).returncode == 0 and a,
+            lambda: (a := _create_as(operator, k8s_cluster, real_node_job)).returncode == 0 and a,
             60,
-            "a hostNetwork build admitted with admissionPolicy.allowHostNetwork",
+            "the real node's build admitted with admissionPolicy.allowHostNetwork",
         )
         assert answer
-        still = _create_as(operator, k8s_cluster, _variant(job, "privileged2", _privileged))
-        assert still.returncode != 0
+        for name, change in REFUSED.items():
+            if name != "hostnet":
+                refused_now = _create_as(
+                    operator, k8s_cluster, _variant(real_node_job, name, change)
+                )
+                assert refused_now.returncode != 0, f"{name}: admitted"
