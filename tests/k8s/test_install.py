@@ -511,6 +511,22 @@ def test_the_admission_policy_admits_the_operators_builds_and_nothing_else(
                 )
         # Only the operator's ServiceAccount is concerned: the admin still creates anything.
         k8s_cluster.kubectl("create", "-f", "-", input=json.dumps(privileged))
+        # A Job from before the policy (or before builds.executorImage changed) can still be
+        # cancelled: an update that keeps the pod template is not checked.
+        with config.new_client_from_config(config_file=str(operator)) as api:
+            client.BatchV1Api(api).patch_namespaced_job(
+                privileged["metadata"]["name"], k8s_namespace, {"spec": {"suspend": True}}
+            )
+            # A change of its pod template (a suspended Job's node selector may change) is
+            # checked, and this one is privileged.
+            with pytest.raises(client.ApiException) as refused_update:
+                client.BatchV1Api(api).patch_namespaced_job(
+                    privileged["metadata"]["name"],
+                    k8s_namespace,
+                    {"spec": {"template": {"spec": {"nodeSelector": {"zone": "b"}}}}},
+                )
+            assert refused_update.value.status == 403
+            assert "ValidatingAdmissionPolicy" in str(refused_update.value.body)
         # The real node's builds (tests/controlplane/realnode.py's operator settings: its own
         # executor image, the host network, a toleration): refused by the default policy,
         # admitted with the executor image and admissionPolicy.allowHostNetwork set.

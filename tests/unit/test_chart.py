@@ -380,9 +380,10 @@ def test_the_admission_policy_binds_the_operators_jobs_to_the_build_settings(
     (rule,) = spec["matchConstraints"]["resourceRules"]
     assert (rule["apiGroups"], rule["resources"]) == (["batch"], ["jobs"])
     assert set(rule["operations"]) == {"CREATE", "UPDATE"}
-    (condition,) = spec["matchConditions"]
+    who, what = spec["matchConditions"]
     account = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
-    assert condition["expression"] == f'request.userInfo.username == "{account}"'
+    assert who["expression"] == f'request.userInfo.username == "{account}"'
+    assert "oldObject.spec.template" in what["expression"]
     binding = one(default_render, "ValidatingAdmissionPolicyBinding")
     assert binding["spec"] == {
         "policyName": policy["metadata"]["name"],
