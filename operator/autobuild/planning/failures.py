@@ -26,7 +26,8 @@ from autobuild.planning.reasons import Reason
 
 # How much of a failed build's log the operator reads when the tail says nothing.
 LOG_HEAD_BYTES: Final = 64 * 1024
-# Colour codes: stays Python's re (sub), linear here: each escape is one bounded scan.
+# Colour codes: Python's re (for sub), linear here: the scan from each escape stops at the
+# first character that is not a digit or ";".
 _ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
 
 # In order: the first rule whose pattern matches a line wins (git and registry failures both
