@@ -163,7 +163,14 @@ class ProbeServer:
                 sock, _address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # e.g. out of file descriptors: try again on the next round
+            except OSError:
+                # E.g. out of file descriptors: the listener stays readable, so free one (the
+                # oldest connection) or pause, instead of spinning on select.
+                if self._connections:
+                    oldest = min(self._connections.values(), key=lambda c: c.deadline)
+                    self._close(oldest.sock)
+                else:
+                    time.sleep(0.1)
                 return
             if len(self._connections) >= _MAX_CONNECTIONS:
                 # The oldest connection goes: a prober sends at once and is answered at once,
