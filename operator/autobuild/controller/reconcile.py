@@ -603,7 +603,9 @@ class Controller:
         params = {"container": CONTAINER_NAME, "limitBytes": str(LOG_HEAD_BYTES)}
         found: tuple[str, str] | None = None
         try:
-            found = classify_log(await self.api.request_text("GET", path, params=params))
+            text = await self.api.request_text("GET", path, params=params)
+            # Up to 64 KiB the build's author wrote: classified on a thread, not the loop.
+            found = await asyncio.to_thread(classify_log, text)
         except (ApiError, OSError, TimeoutError) as exc:
             log.info("%s/%s: cannot read the log of %s: %s", *key, read.pod_name, exc)
         finally:
