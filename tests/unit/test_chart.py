@@ -60,6 +60,7 @@ CUSTOM: dict[str, Any] = {
         "nodeSelector": {"autobuild.dev/builder": "true", "kubernetes.io/arch": "amd64"},
         "insecureRegistries": ["registry.internal:5000", "10.0.0.5:5000"],
         "insecureGitHosts": ["git.internal"],
+        "internalRealmHosts": ["auth.registry.svc.cluster.local"],
     },
     "github": {"url": "https://github.example.com/api/v3"},
     "dockerHub": {"url": "https://hub.example.com"},
@@ -258,6 +259,7 @@ def test_custom_values_reach_the_operator(helm: Path) -> None:
     )
     assert settings.insecure_registries == ("registry.internal:5000", "10.0.0.5:5000")
     assert settings.insecure_git_hosts == ("git.internal",)
+    assert settings.internal_realm_hosts == ("auth.registry.svc.cluster.local",)
     assert settings.dockerhub_url == "https://hub.example.com"
     assert GitHubSettings.from_env(env) == GitHubSettings(
         github_url="https://github.example.com/api/v3",

@@ -426,3 +426,32 @@ def test_an_object_being_deleted_keeps_the_token_that_removes_its_webhook() -> N
     deleting["metadata"]["resourceVersion"] = "3"
     store.apply_automated_build("MODIFIED", deleting)
     assert store.snapshot(KEY, NOW).secrets["link"] is None  # type: ignore[union-attr]
+
+
+def test_the_receiver_never_verifies_with_a_hook_secret_the_operator_did_not_create() -> None:
+    store = Store(Recorder(), GitHubSettings(public_url="https://autobuild.example.com"))
+    linked = ab(1, source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    store.replace_automated_builds([linked])
+    planted = {
+        "metadata": {"name": "cavityflow-github-hook", "namespace": "ci"},
+        "type": "Opaque",
+        "data": {"secret": base64.b64encode(b"the-planters-secret").decode()},
+    }
+    link = secret("link", "ghp_t", **{"autobuild.dev/git-hosts": "github.com"})
+    store.replace_secrets([link, planted])
+    (target,) = store.targets("github.com/acme/app")
+    assert target.secret is None  # deliveries signed with the planted value are not verified
+    # Another AutomatedBuild's ownership (or a non-controller reference) is not ownership.
+    for reference in ({"uid": "other-uid", "controller": True}, {"uid": UID}):
+        ref = {"apiVersion": "autobuild.dev/v1alpha1", "kind": "AutomatedBuild", **reference}
+        planted["metadata"]["ownerReferences"] = [{"name": "cavityflow", **ref}]
+        store.apply_secret("MODIFIED", planted)
+        (target,) = store.targets("github.com/acme/app")
+        assert target.secret is None
+    # The operator's own Secret: owned by this AutomatedBuild as its controller.
+    ours = {"uid": UID, "controller": True, "name": "cavityflow"}
+    ref = {"apiVersion": "autobuild.dev/v1alpha1", "kind": "AutomatedBuild", **ours}
+    planted["metadata"]["ownerReferences"] = [ref]
+    store.apply_secret("MODIFIED", planted)
+    (target,) = store.targets("github.com/acme/app")
+    assert target.secret == b"the-planters-secret"

@@ -139,6 +139,7 @@ AUTOBUILD_* environment of the operator: a setting is set only when its value is
   (list "AUTOBUILD_NODE_SELECTOR" (include "autobuild.keyValues" $b.nodeSelector))
   (list "AUTOBUILD_INSECURE_REGISTRIES" (join "," $b.insecureRegistries))
   (list "AUTOBUILD_INSECURE_GIT_HOSTS" (join "," $b.insecureGitHosts))
+  (list "AUTOBUILD_INTERNAL_REALM_HOSTS" (join "," $b.internalRealmHosts))
   (list "AUTOBUILD_GITHUB_URL" .Values.github.url)
   (list "AUTOBUILD_DOCKERHUB_URL" .Values.dockerHub.url)
   (list "AUTOBUILD_PUBLIC_URL" .Values.webhook.publicUrl)

@@ -23,6 +23,7 @@ from autobuild.controller.store import Informer, Key, Store, start_in_order
 from autobuild.metrics import Metrics, StateSources
 from autobuild.planning import hooks, registry_gate
 from autobuild.planning import status as tracking
+from autobuild.planning.credentials import manages_existing_repositories
 from autobuild.planning.decide import (
     Decision,
     EventNote,
@@ -38,7 +39,7 @@ from autobuild.planning.github import hook_secret_manifest
 from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.reasons import Reason
-from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
+from autobuild.planning.registry_gate import RegistryRequest, RegistryResult, created_repositories
 from autobuild.registry.client import RegistrySessions
 from autobuild.registry.operations import (
     apply_image_settings,
@@ -639,7 +640,15 @@ class Controller:
             message = f"spec.image.caSecret {spec.image.ca_secret!r}, key ca.crt: {exc}"
             return RegistryResult(_now(), False, Reason.CA_SECRET_INVALID, message)
         if request.kind == registry_gate.SETTINGS:
-            applied = await apply_image_settings(spec, secret, self.settings, session=session)
+            applied = await apply_image_settings(
+                spec,
+                secret,
+                self.settings,
+                created=created_repositories(snapshot.body),
+                manage_existing=secret is not None
+                and manages_existing_repositories(secret.annotations),
+                session=session,
+            )
             state = applied.as_status()
             reason = str(state.get("reason") or "")
             return RegistryResult(

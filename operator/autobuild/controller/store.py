@@ -39,7 +39,12 @@ from autobuild.controller.kubeapi import (
 )
 from autobuild.planning import status as tracking
 from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, watched_secrets
-from autobuild.planning.hooks import FINALIZER, GitHubResult, generated_secret_name
+from autobuild.planning.hooks import (
+    FINALIZER,
+    GitHubResult,
+    generated_secret_name,
+    hook_secret_owned,
+)
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
@@ -129,11 +134,20 @@ def secret_view(obj: Mapping[str, Any]) -> SecretView:
         except (binascii.Error, ValueError):
             data[key] = ""
     meta = obj.get("metadata") or {}
+    owners = tuple(
+        str(ref.get("uid") or "")
+        for ref in meta.get("ownerReferences") or ()
+        if isinstance(ref, Mapping)
+        and ref.get("controller")
+        and ref.get("kind") == KIND
+        and str(ref.get("apiVersion") or "").split("/")[0] == API_GROUP
+    )
     return SecretView(
         str(obj.get("type") or ""),
         dict(meta.get("annotations") or {}),
         data,
         str(meta.get("resourceVersion") or ""),
+        owners,
     )
 
 
@@ -307,6 +321,10 @@ class Store:
                 automated_build, self._github_settings
             )
             secret = self._secret_value(key[0], name, "secret")
+            if not hook_secret_owned(
+                automated_build, self._secrets.get((key[0], name or "")), self._github_settings
+            ):
+                secret = None  # a generated hook secret the operator did not create
             found.append(HookTarget(key[0], key[1], automated_build.spec.provider, secret))
         return found
 
