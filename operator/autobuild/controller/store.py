@@ -222,11 +222,14 @@ class Store:
         self._by_repo[found].add(key)
 
     def parsed(self, key: Key) -> AutomatedBuild | None:
-        """The AutomatedBuild as the models read it (None: gone or invalid); cached."""
+        """The AutomatedBuild as the models read it (None: gone or invalid); cached for the
+        objects that exist only: keys come from URLs too, and must not grow memory."""
         if key not in self._parsed:
             body = self.automated_builds.get(key)
+            if body is None:
+                return None
             try:
-                self._parsed[key] = None if body is None else AutomatedBuild.model_validate(body)
+                self._parsed[key] = AutomatedBuild.model_validate(body)
             except ValidationError:
                 self._parsed[key] = None
         return self._parsed[key]
@@ -241,16 +244,23 @@ class Store:
         index: memory only, no API call)."""
         found = []
         for key in sorted(self._by_repo.get(repo, ())):
-            automated_build = self.parsed(key)
-            if automated_build is None:
-                continue
-            # webhookSecret, or the secret of the hook the operator registered.
-            name = automated_build.spec.source.webhook_secret or generated_secret_name(
-                automated_build, self._github_settings
-            )
-            secret = self._secret_value(key[0], name, "secret")
-            found.append(HookTarget(key[0], key[1], automated_build.spec.provider, secret))
+            target = self.target(*key)
+            if target is not None:
+                found.append(target)
         return found
+
+    def target(self, namespace: str, name: str) -> HookTarget | None:
+        """One AutomatedBuild as a hook target (``?automatedbuild=NS/NAME``), with its webhook
+        secret; None when unknown or invalid (memory only, and nothing is cached for it)."""
+        automated_build = self.parsed((namespace, name))
+        if automated_build is None:
+            return None
+        # webhookSecret, or the secret of the hook the operator registered.
+        secret_name = automated_build.spec.source.webhook_secret or generated_secret_name(
+            automated_build, self._github_settings
+        )
+        secret = self._secret_value(namespace, secret_name, "secret")
+        return HookTarget(namespace, name, automated_build.spec.provider, secret)
 
     def trigger_token(self, namespace: str, name: str) -> bytes | None:
         """The ``trigger-token`` of an AutomatedBuild's ``spec.triggerSecret``."""
