@@ -43,7 +43,7 @@ MAX_BODY = 64 * 1024
 class Served:
     """The webhook server running on its own event loop in a thread, and what it submitted."""
 
-    def __init__(self, index: MemoryIndex, body_timeout: float = 10.0) -> None:
+    def __init__(self, index: MemoryIndex, body_timeout: float = 10.0, **options: Any) -> None:
         self.pushes: list[tuple[str, str, list[PushEvent]]] = []
         self.triggers: list[tuple[str, str, TriggerURLRequest]] = []
         self.loop = asyncio.new_event_loop()
@@ -55,8 +55,8 @@ class Served:
             self._submit,
             self._submit_trigger,
             metrics=self.metrics,
-            max_body=MAX_BODY,
             body_timeout=body_timeout,
+            **{"max_body": MAX_BODY, **options},
         )
         self.server: WebhookServer = self._run(start_server(app, "127.0.0.1:0"))
         self.port = self.server.port
