@@ -122,7 +122,7 @@ def crowded() -> Iterator[Served]:
     for number in range(200):
         index.add(f"app-{number:03}", "github.com/acme/app", f"s-{number}".encode())
     index.add("app", "github.com/acme/app", SECRET, trigger_token=TOKEN.encode())
-    server = Served(index, max_body=MAX_BODY_BYTES)
+    server = Served(index, max_body=receiver_module.MAX_BODY_BYTES)  # the default cap
     try:
         yield server
     finally:
