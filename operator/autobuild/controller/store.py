@@ -242,25 +242,27 @@ class Store:
     def targets(self, repo: str) -> list[HookTarget]:
         """The AutomatedBuilds of a repository, with their webhook secrets (the receiver's
         index: memory only, no API call)."""
-        found = []
-        for key in sorted(self._by_repo.get(repo, ())):
-            target = self.target(*key)
-            if target is not None:
-                found.append(target)
-        return found
+        return self._hook_targets(sorted(self._by_repo.get(repo, ())))
 
     def target(self, namespace: str, name: str) -> HookTarget | None:
         """One AutomatedBuild as a hook target (``?automatedbuild=NS/NAME``), with its webhook
         secret; None when unknown or invalid (memory only, and nothing is cached for it)."""
-        automated_build = self.parsed((namespace, name))
-        if automated_build is None:
-            return None
-        # webhookSecret, or the secret of the hook the operator registered.
-        secret_name = automated_build.spec.source.webhook_secret or generated_secret_name(
-            automated_build, self._github_settings
-        )
-        secret = self._secret_value(namespace, secret_name, "secret")
-        return HookTarget(namespace, name, automated_build.spec.provider, secret)
+        found = self._hook_targets([(namespace, name)])
+        return found[0] if found else None
+
+    def _hook_targets(self, keys: Iterable[Key]) -> list[HookTarget]:
+        found = []
+        for key in keys:
+            automated_build = self.parsed(key)
+            if automated_build is None:
+                continue
+            # webhookSecret, or the secret of the hook the operator registered.
+            name = automated_build.spec.source.webhook_secret or generated_secret_name(
+                automated_build, self._github_settings
+            )
+            secret = self._secret_value(key[0], name, "secret")
+            found.append(HookTarget(key[0], key[1], automated_build.spec.provider, secret))
+        return found
 
     def trigger_token(self, namespace: str, name: str) -> bytes | None:
         """The ``trigger-token`` of an AutomatedBuild's ``spec.triggerSecret``."""
