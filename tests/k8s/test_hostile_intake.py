@@ -84,7 +84,8 @@ def test_unknown_trigger_urls_leave_the_operators_memory_flat(operator: Operator
     before = rss_bytes(operator)
     assert set(post_many(operator.webhook_port, paths(2000, 20_000))) == {404}
     after = rss_bytes(operator)
-    assert operator.proc is not None and operator.proc.poll() is None
+    assert operator.proc is not None
+    assert operator.proc.poll() is None
     assert after - before < 10 * 1024 * 1024, f"RSS {before >> 20} -> {after >> 20} MiB"
 
 
@@ -171,5 +172,6 @@ def test_a_signed_delivery_is_answered_within_a_second_while_six_clients_flood(
         stop.set()
         for flooder in clients:
             flooder.join(timeout=60)
-    assert operator.proc is not None and operator.proc.poll() is None
+    assert operator.proc is not None
+    assert operator.proc.poll() is None
     assert max(latencies) < 1.0, f"signed deliveries took {sorted(latencies)} s"
