@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_ADDRESS",
     "DELIVERY_MEMORY",
     "HEADER_TIMEOUT_SECONDS",
+    "INLINE_WORK_BYTES",
     "MAX_BODY_BYTES",
     "MAX_CANDIDATE_SECRETS",
     "MAX_CONNECTIONS",
@@ -118,6 +119,9 @@ MAX_CONNECTIONS: Final = 256
 # Worker threads for parsing and HMACs: one lane for deliveries addressed to one AutomatedBuild
 # (one HMAC, then a parse only once verified) and one for hand-made hooks (parse first, then
 # HMACs), so a flood of the second kind queues behind itself, not in front of signed hooks.
+# Work on fewer bytes than this runs inline: a worker-thread hop costs more than parsing or
+# hashing a real push (~8 KB), and 64 KiB of adversarial JSON parses in ~3 ms.
+INLINE_WORK_BYTES: Final = 64 * 1024
 _ADDRESSED_WORKERS: Final = 2
 _UNADDRESSED_WORKERS: Final = 1
 # GitHub gives up on a delivery after 10 s; a body that takes longer is not a delivery.
@@ -471,18 +475,26 @@ class Receiver:
         screen: Screen,
         run: RunCPU,
     ) -> Answer:
-        """:meth:`receive` after :meth:`screen`, with the CPU steps handed to ``run``."""
-        if not await run(lambda: self.verify_addressed(provider, headers, body, screen)):
+        """:meth:`receive` after :meth:`screen`, with the CPU steps over more than
+        :data:`INLINE_WORK_BYTES` handed to ``run`` (smaller ones cost less than the hop)."""
+
+        async def cpu(cost: int, work: Callable[[], _T]) -> _T:
+            return work() if cost <= INLINE_WORK_BYTES else await run(work)
+
+        size = len(body)
+        if not await cpu(size, lambda: self.verify_addressed(provider, headers, body, screen)):
             return NOT_VERIFIED
-        parsed = await run(lambda: self.parse(provider, headers, body, screen))
+        parsed = await cpu(size, lambda: self.parse(provider, headers, body, screen))
         if isinstance(parsed, Answer):
             return parsed
         candidates = self.candidates(provider, parsed, screen)
         if isinstance(candidates, Answer):
             return candidates
         if screen.target is None:
-            verified = await run(
-                lambda: self.verify_candidates(provider, headers, body, screen, candidates)
+            secrets = min(len({t.secret for t in candidates if t.secret}), self._max_secrets)
+            verified = await cpu(
+                size * secrets,
+                lambda: self.verify_candidates(provider, headers, body, screen, candidates),
             )
         else:
             verified = candidates
@@ -674,9 +686,14 @@ def create_app(
     @web.middleware
     async def give_back(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            return await handler(request)
+            response = await handler(request)
         finally:
             budget.release(request.get(_RESERVED, 0))
+        if request.body_exists and not request.content.at_eof():
+            # Refused before its body was read (or read whole): close the connection rather
+            # than let aiohttp read and discard the rest, for up to 10 s, on the event loop.
+            response.force_close()
+        return response
 
     app.middlewares.append(give_back)
 
