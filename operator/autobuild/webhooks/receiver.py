@@ -27,9 +27,9 @@ Hostile input (DESIGN.md §3, issue 17): a hook registered for one AutomatedBuil
 object before its body is read, and its signature verified before the body is parsed (GitLab's
 token is a header: compared before the body is read). A hand-made hook without it names its
 repository only in the body: the body is then parsed, and HMACed once per distinct secret of
-that repository (at most :data:`MAX_CANDIDATE_SECRETS`), in a worker thread, never on the
-event loop. Connections that do not finish their headers within :data:`HEADER_TIMEOUT_SECONDS`
-are closed.
+that repository (at most :data:`MAX_CANDIDATE_SECRETS`). Parsing and HMACs of more than
+:data:`INLINE_WORK_BYTES` run in worker threads, not on the event loop. Connections that do
+not finish their headers within :data:`HEADER_TIMEOUT_SECONDS` are closed.
 
 Secrets, signatures and trigger tokens are never logged: the access log redacts the token
 segment of trigger URLs and drops query strings; control characters in logged request values
@@ -116,12 +116,12 @@ HEADER_TIMEOUT_SECONDS: Final = 10.0
 # Open connections; beyond, a new one gets 503 and is closed. Behind an Ingress a few pooled
 # connections carry everything; each costs aiohttp a 64 KiB read buffer at most.
 MAX_CONNECTIONS: Final = 256
-# Worker threads for parsing and HMACs: one lane for deliveries addressed to one AutomatedBuild
-# (one HMAC, then a parse only once verified) and one for hand-made hooks (parse first, then
-# HMACs), so a flood of the second kind queues behind itself, not in front of signed hooks.
 # Work on fewer bytes than this runs inline: a worker-thread hop costs more than parsing or
 # hashing a real push (~8 KB), and 64 KiB of adversarial JSON parses in ~3 ms.
 INLINE_WORK_BYTES: Final = 64 * 1024
+# Worker threads for parsing and HMACs: one lane for deliveries addressed to one AutomatedBuild
+# (one HMAC, then a parse only once verified) and one for hand-made hooks (parse first, then
+# HMACs), so a flood of the second kind queues behind itself, not in front of signed hooks.
 _ADDRESSED_WORKERS: Final = 2
 _UNADDRESSED_WORKERS: Final = 1
 # GitHub gives up on a delivery after 10 s; a body that takes longer is not a delivery.
