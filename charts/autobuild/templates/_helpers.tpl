@@ -163,3 +163,13 @@ A map as key=value,key=value in key order (AUTOBUILD_NODE_SELECTOR).
 {{- end }}
 {{- join "," $pairs }}
 {{- end }}
+
+{{/*
+"true" when the chart installs its ValidatingAdmissionPolicy: admissionPolicy.enabled and the
+cluster serves admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (GA and on by default
+since Kubernetes 1.30; `helm template` knows no kinds, only its default Kubernetes version).
+*/}}
+{{- define "autobuild.admissionPolicy" -}}
+{{- $served := or (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy") (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}
+{{- if and .Values.admissionPolicy.enabled $served }}true{{ end }}
+{{- end }}
