@@ -113,9 +113,10 @@ MAX_CANDIDATE_SECRETS: Final = 16
 # A connection must finish its request headers (and an idle keep-alive connection send its next
 # request) within this: GitHub gives up on a delivery after 10 s.
 HEADER_TIMEOUT_SECONDS: Final = 10.0
-# Open connections; beyond, a new one gets 503 and is closed. Behind an Ingress a few pooled
-# connections carry everything; each costs aiohttp a 64 KiB read buffer at most.
-MAX_CONNECTIONS: Final = 256
+# Open connections; beyond, a new one gets 503 and is closed. An Ingress pools up to a few
+# hundred upstream connections (ingress-nginx: 320), and make bench's sender up to 512; each
+# costs aiohttp a 64 KiB read buffer at most (bodies count against BODY_BUDGET_BYTES).
+MAX_CONNECTIONS: Final = 1024
 # Work on fewer bytes than this runs inline: a worker-thread hop costs more than parsing or
 # hashing a real push (~8 KB), and 64 KiB of adversarial JSON parses in ~3 ms.
 INLINE_WORK_BYTES: Final = 64 * 1024
