@@ -22,6 +22,10 @@ Scenarios, in order (sizes: ``--scale``, ``--objects`` or the flags below; defau
    HTTP answer to the Job's ADDED event. ``webhook_rps``: deliveries that verify but build
    nothing (a ref no rule matches), open-loop rate steps with the operator pinned to one core;
    the highest rate answered 202 without loss or backlog, and the p99 answer latency there.
+   ``webhook_p99_ms_under_flood``: signed deliveries (addressed ``?automatedbuild=NS/NAME``,
+   as the operator registers hooks) at FLOOD_RATE/s while FLOOD_CLIENTS clients keep sending
+   unsigned 4 MiB form-encoded bodies naming an AutomatedBuild's repository and padded with
+   fields (half with a Content-Length, half chunked; the issue's attack); p99 answer latency.
    Needs ``autobuild run --webhook-address``; without it these keys are null.
 6. LARGE (10,000) AutomatedBuilds (operator stopped while the rest are created), first pass,
    RSS settled, idle restart (the ``idle_restart_*`` keys).
@@ -46,8 +50,10 @@ import concurrent.futures
 import contextlib
 import hashlib
 import hmac
+import http.client
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -59,6 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,12 +122,16 @@ WEBHOOK_SECRETS = 10  # AutomatedBuild i verifies with Secret hook-(i % 10)
 LOAD_REF = "refs/heads/bench-load"  # matches no rule: verified, answered, builds nothing
 RPS_STEPS = (125, 250, 500, 1000, 2000, 4000)  # 500: the target, reported on its own
 RPS_STEP_SECONDS = 2.0
+FLOOD_CLIENTS = 6  # issue 17: six clients stalled the loop 12.8 s with 4 MiB form bodies
+FLOOD_BODY = 4 * 1024 * 1024
+FLOOD_RATE, FLOOD_SECONDS = 40, 5.0  # signed deliveries during the flood
 TARGETS = {
     "push_to_job_p50_ms": "< 100",
     "push_to_job_p99_ms": "< 500",
     "push_to_job_vs_floor": "< 3",
     "webhook_rps": ">= 500",
     "webhook_p99_ms": "< 20",
+    "webhook_p99_ms_under_flood": "< 100",
     "resync_s_10k": "< 60",
     "rss_vs_noop_10k": "<= 1.25",
     "resync_vs_noop_10k": "<= 3",
@@ -498,7 +509,7 @@ def github_push(rng: random.Random, git_url: str, index: int, ref: str, secret: 
 
 
 async def _deliver(
-    url: str, deliveries: Sequence[Delivery], offsets: Sequence[float]
+    url: str, deliveries: Sequence[Delivery], offsets: Sequence[float], addressed: bool = False
 ) -> list[Answer]:
     """POST each delivery at its offset (open loop: late answers do not delay later sends)."""
     import aiohttp  # kopf's HTTP client; imported here so the rest runs without it
@@ -513,7 +524,8 @@ async def _deliver(
             await asyncio.sleep(max(0.0, scheduled - time.monotonic()))
             sent = time.monotonic()
             try:
-                async with session.post(url, data=delivery.body, headers=delivery.headers) as r:
+                target = f"{url}?automatedbuild={NAMESPACE}/{delivery.name}" if addressed else url
+                async with session.post(target, data=delivery.body, headers=delivery.headers) as r:
                     await r.read()
                     status = r.status
             except (aiohttp.ClientError, TimeoutError):
@@ -523,8 +535,39 @@ async def _deliver(
         return await asyncio.gather(*(one(d, o) for d, o in zip(deliveries, offsets, strict=True)))
 
 
-def deliver(url: str, deliveries: Sequence[Delivery], offsets: Sequence[float]) -> list[Answer]:
-    return asyncio.run(_deliver(url, deliveries, offsets))
+def deliver(
+    url: str, deliveries: Sequence[Delivery], offsets: Sequence[float], addressed: bool = False
+) -> list[Answer]:
+    return asyncio.run(_deliver(url, deliveries, offsets, addressed))
+
+
+def flood(url: str, body: bytes, chunked: bool, stop: Any, answered_total: Any) -> None:
+    """POST the form ``body`` unsigned (a made-up signature) until ``stop`` (an Event) is set;
+    adds how many were answered to ``answered_total``. Runs in its own process, so that the
+    flood does not share the sender's GIL (the latency measured is the operator's)."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-GitHub-Event": "push",
+        "X-Hub-Signature-256": "sha256=" + "0" * 64,
+    }
+    answered = 0
+    while not stop.is_set():
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            if chunked:
+                pieces = (body[i : i + 65536] for i in range(0, len(body), 65536))
+                connection.request("POST", parts.path, pieces, headers, encode_chunked=True)
+            else:
+                connection.request("POST", parts.path, body, headers)
+            connection.getresponse().read()
+            answered += 1
+        except OSError:
+            time.sleep(0.01)  # refused or reset mid-body: the server may do that
+        finally:
+            connection.close()
+    with answered_total.get_lock():
+        answered_total.value += answered
 
 
 @contextlib.contextmanager
@@ -942,6 +985,53 @@ class Bench:
         if best.late_p99_ms > 50:
             self.results.notes["webhook_rps"] = "the sender fell behind its schedule: a lower bound"
 
+    def webhook_flood(self) -> None:
+        """Signed deliveries while FLOOD_CLIENTS clients send unsigned 4 MiB bodies naming the
+        repository of an AutomatedBuild (issue 17 item 2)."""
+        victim = github_push(self.rng, self.git.url, 0, LOAD_REF, b"not the secret").body
+        form = b"payload=" + urllib.parse.quote_from_bytes(victim).encode()
+        body = (form + b"&a=1" * (FLOOD_BODY // 4))[:FLOOD_BODY]
+        processes = multiprocessing.get_context("fork")
+        stop = processes.Event()
+        answered = processes.Value("i", 0)
+        clients = [
+            processes.Process(
+                target=flood, args=(self.op.hook_url, body, n % 2 == 1, stop, answered)
+            )
+            for n in range(FLOOD_CLIENTS)
+        ]
+        for flooder in clients:
+            flooder.start()
+        try:
+            time.sleep(1.0)  # the flood is under way
+            count = round(FLOOD_RATE * FLOOD_SECONDS)
+            deliveries = self.deliveries(count, LOAD_REF)
+            offsets = [i / FLOOD_RATE for i in range(count)]
+            answers = deliver(self.op.hook_url, deliveries, offsets, addressed=True)
+        finally:
+            stop.set()
+            for flooder in clients:
+                flooder.join(timeout=60)
+                if flooder.is_alive():
+                    flooder.kill()
+        latencies = [(a.answered - a.sent) * 1000 for a in answers]
+        ok = sum(1 for a in answers if a.status == 202)
+        self.results.details["webhook_flood"] = {
+            "clients": FLOOD_CLIENTS,
+            "body_bytes": len(body),
+            "flood_answers": answered.value,
+            "signed": count,
+            "signed_202": ok,
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "max_ms": round(max(latencies), 1),
+        }
+        self.results.set("webhook_p99_ms_under_flood", percentile(latencies, 99))
+        if ok < count:
+            self.results.notes["webhook_p99_ms_under_flood"] = (
+                f"{count - ok} of {count} signed deliveries not answered 202"
+            )
+        say(f"webhook flood: {self.results.details['webhook_flood']}")
+
     def noop_floor(self, count: int) -> None:
         """The no-op kopf operator on the same objects: time to see all, RSS settled."""
         times, rss = [], []
@@ -1026,6 +1116,7 @@ class Bench:
             if self.op.receiver:
                 self.push_to_job(sizes.deliveries)
                 self.webhook_load()
+                self.webhook_flood()
         else:
             results.missing(
                 ["idle_restart_writes_1k", "idle_restart_reads_1k", "writes_per_build"],
@@ -1040,6 +1131,7 @@ class Bench:
                     "webhook_rps",
                     "webhook_p99_ms",
                     "webhook_p99_ms_at_500",
+                    "webhook_p99_ms_under_flood",
                 ],
                 receiverless,
             )
@@ -1090,6 +1182,7 @@ KEYS = (
     ("webhook_rps", "/s", "verified deliveries/s on one core, no loss"),
     ("webhook_p99_ms", "ms", "answer latency at that rate, p99"),
     ("webhook_p99_ms_at_500", "ms", "answer latency at 500/s, p99"),
+    ("webhook_p99_ms_under_flood", "ms", "signed answers while 6 clients send 4 MiB unsigned, p99"),
     ("first_pass_s_1k", "s", "start -> every object reconciled (SMALL)"),
     ("rss_mib_1k", "MiB", "operator RSS settled (SMALL)"),
     ("idle_restart_writes_1k", "", "idle restart writes (SMALL)"),

@@ -11,158 +11,34 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support import webhook_payloads as hooks
 from support.crane import Crane
 from support.gitserver import GitServer, Repo
+from support.operator_process import BUILDER_LABEL, Operator, eventually, free_port
 from support.registry import Registry
 
 pytestmark = pytest.mark.k8s
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILDER_LABEL = ("autobuild.dev/test-builder", "kwok")
 DIGEST = "sha256:" + "c" * 64
 # A push Secret for the (unused) registry the builds of these tests name.
 DEFAULT_REGISTRY_AUTH = json.dumps({"auths": {"127.0.0.1:5000": {"auth": "dTpw"}}})
 GROUP, VERSION, PLURAL = "autobuild.dev", "v1alpha1", "automatedbuilds"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Operator:
-    """``autobuild run`` as a real subprocess."""
-
-    def __init__(
-        self,
-        kubeconfig: Path,
-        log: Path,
-        registry: str = "",
-        args: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
-        webhook_port: int = 0,
-    ) -> None:
-        self.kubeconfig = kubeconfig
-        self.log = log
-        self.registry = registry
-        self.args = list(args)  # more `autobuild run` options, e.g. ["-n", "ns"]
-        self.env = dict(env or {})  # more AUTOBUILD_* settings
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        # Chosen before the start when a setting must name it (AUTOBUILD_PUBLIC_URL).
-        self.webhook_port = webhook_port
-
-    def start(self) -> None:
-        port = free_port()
-        webhook_port = self.webhook_port or free_port()
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
-        env["AUTOBUILD_NODE_SELECTOR"] = "=".join(BUILDER_LABEL)
-        # The loopback git server speaks plain HTTP: tokens may go there, and only there.
-        env["AUTOBUILD_INSECURE_GIT_HOSTS"] = "127.0.0.1"
-        # Plain-HTTP registries: the unused default of these tests, and the real one.
-        env["AUTOBUILD_INSECURE_REGISTRIES"] = ",".join(
-            filter(None, ["127.0.0.1:5000", self.registry])
-        )
-        env.update(self.env)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "autobuild.cli",
-                    "run",
-                    "--probes",
-                    f"127.0.0.1:{port}",
-                    "--webhook-address",
-                    f"127.0.0.1:{webhook_port}",
-                    "--log-format",
-                    "json",
-                    *self.args,
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-        def healthy() -> bool:
-            assert self.proc is not None
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as answer:
-                    return bool(answer.status == 200)
-            except OSError:
-                return False
-
-        try:
-            eventually(healthy, 60, "operator readiness")
-        except BaseException:
-            self.stop()  # a fixture that fails to start never reaches its teardown
-            raise
-        self.port = port
-        self.webhook_port = webhook_port
-
-    def deliver(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
-        """POST a webhook delivery; the HTTP status and body of the answer."""
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.webhook_port}{path}", data=body, headers=headers
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return int(answer.status), answer.read().decode()
-        except urllib.error.HTTPError as error:
-            return int(error.code), error.read().decode()
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """GET /metrics of the webhook port, parsed by prometheus-client's own text parser:
-        sample (name, sorted labels) -> value."""
-        url = f"http://127.0.0.1:{self.webhook_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            text = answer.read().decode()
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-        }
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 @pytest.fixture(scope="module")
@@ -1319,7 +1195,7 @@ def test_a_signed_push_builds_once_and_two_tags_at_one_commit_build_twice(
     status, _ = operator.deliver(
         "/hooks/github", unknown, hooks.github_headers("push", unknown, secret)
     )
-    assert status == 404
+    assert status == 401  # was 404: unknown and not verified answer alike (issue 17)
 
 
 def test_the_trigger_url_builds_the_asked_branch(
@@ -1333,7 +1209,8 @@ def test_the_trigger_url_builds_the_asked_branch(
     request = json.dumps({"source_type": "Branch", "source_name": "main"}).encode()
     headers = {"Content-Type": "application/json"}
     path = f"/hooks/trigger/{world.namespace}/app"
-    assert operator.deliver(f"{path}/wrong-token", request, headers)[0] == 401
+    # A wrong token was 401: now the same 404 as an unknown object (issue 17).
+    assert operator.deliver(f"{path}/wrong-token", request, headers)[0] == 404
     assert operator.deliver(f"/hooks/trigger/{world.namespace}/nope/x", request, headers)[0] == 404
     status, _ = operator.deliver(f"{path}/{token}", request, headers)
     assert status == 202

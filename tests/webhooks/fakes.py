@@ -35,5 +35,12 @@ class MemoryIndex:
     def targets(self, repo_key: str) -> Sequence[HookTarget]:
         return self.by_key.get(repo_key, [])
 
+    def target(self, namespace: str, name: str) -> HookTarget | None:
+        for targets in self.by_key.values():
+            for target in targets:
+                if (target.namespace, target.name) == (namespace, name):
+                    return target
+        return None
+
     def trigger_token(self, namespace: str, name: str) -> bytes | None:
         return self.tokens.get((namespace, name))

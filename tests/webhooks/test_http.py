@@ -43,7 +43,7 @@ MAX_BODY = 64 * 1024
 class Served:
     """The webhook server running on its own event loop in a thread, and what it submitted."""
 
-    def __init__(self, index: MemoryIndex, body_timeout: float = 10.0) -> None:
+    def __init__(self, index: MemoryIndex, body_timeout: float = 10.0, **options: Any) -> None:
         self.pushes: list[tuple[str, str, list[PushEvent]]] = []
         self.triggers: list[tuple[str, str, TriggerURLRequest]] = []
         self.loop = asyncio.new_event_loop()
@@ -55,8 +55,8 @@ class Served:
             self._submit,
             self._submit_trigger,
             metrics=self.metrics,
-            max_body=MAX_BODY,
             body_timeout=body_timeout,
+            **{"max_body": MAX_BODY, **options},
         )
         self.server: WebhookServer = self._run(start_server(app, "127.0.0.1:0"))
         self.port = self.server.port
@@ -167,7 +167,7 @@ def test_unsigned_or_wrongly_signed_is_401_and_nothing_happens(
 ) -> None:
     status, answer = post_github(served, wp.github_push(), secret)
     assert status == 401
-    assert answer == {"error": "X-Hub-Signature-256 does not verify"}
+    assert answer == {"error": "no AutomatedBuild verifies this delivery"}
     assert served.pushes == []
 
 
@@ -178,9 +178,11 @@ def test_deleted_ref_is_202_and_builds_nothing(served: Served) -> None:
     assert served.pushes == []
 
 
-def test_unknown_repository_is_404(served: Served) -> None:
+def test_unknown_repository_answers_like_a_wrong_signature(served: Served) -> None:
+    # Issue 17 item 5: was 404 (unknown) vs 401 (not verified), an oracle for which
+    # repositories are built here; now one answer for both.
     status, answer = post_github(served, wp.github_push(full_name="acme/unknown"), SECRET)
-    assert (status, answer) == (404, {"error": "no AutomatedBuild builds this repository"})
+    assert (status, answer) == (401, {"error": "no AutomatedBuild verifies this delivery"})
 
 
 def test_malformed_json_is_400(served: Served) -> None:
@@ -308,11 +310,11 @@ def test_trigger_url_body_forms(served: Served, body: bytes, expected: TriggerUR
 
 
 def test_trigger_url_refusals(served: Served) -> None:
-    wrong = served.request("POST", "/hooks/trigger/ci/app/wrong-token", b'{"build": true}')
-    assert wrong == (401, {"error": "wrong trigger token"})
+    # Issue 17 item 5: a wrong token answered 401 and an unknown object 404; now one answer.
     answers = {
         json.dumps(served.request("POST", path, b'{"build": true}'))
         for path in (
+            "/hooks/trigger/ci/app/wrong-token",
             f"/hooks/trigger/ci/nope/{TOKEN}",
             f"/hooks/trigger/ci/bb/{TOKEN}",  # exists, has no trigger secret
             f"/hooks/trigger/other/app/{TOKEN}",
@@ -409,7 +411,7 @@ def test_metrics_count_every_answer_of_the_webhook_routes(served: Served) -> Non
     assert post_github(served, wp.github_push(), None)[0] == 401
     assert post_github(served, wp.github_push(), b"wrong secret")[0] == 401
     assert served.request("GET", "/hooks/gitlab")[0] == 405
-    assert served.request("POST", "/hooks/trigger/ci/app/wrong-token", b"")[0] == 401
+    assert served.request("POST", "/hooks/trigger/ci/app/wrong-token", b"")[0] == 404
     assert served.request("POST", f"/hooks/trigger/ci/app/{TOKEN}/", b"")[0] == 202
     assert served.request("GET", "/healthz")[0] == 200  # not a delivery
     assert served.request("POST", "/hooks/gitea", b"{}")[0] == 404  # no such route: no label
@@ -419,7 +421,7 @@ def test_metrics_count_every_answer_of_the_webhook_routes(served: Served) -> Non
         ("github", "202"): 1.0,
         ("github", "401"): 2.0,
         ("gitlab", "405"): 1.0,
-        ("trigger", "401"): 1.0,
+        ("trigger", "404"): 1.0,
         ("trigger", "202"): 1.0,
     }
     assert deliveries(text_string_to_metric_families(text)) == expected

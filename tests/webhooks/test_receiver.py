@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from autobuild.api.models import Provider
-from autobuild.webhooks.receiver import DeliveryLog, HookTarget, Receiver, addressed_to
+from autobuild.webhooks.receiver import (
+    NOT_VERIFIED,
+    DeliveryLog,
+    HookTarget,
+    Receiver,
+    addressed_to,
+)
 from support import webhook_payloads as wp
 
 SECRET = b"cavityflow-hook-secret"
@@ -56,22 +62,20 @@ def test_a_hook_registered_for_one_automated_build_builds_only_that_one() -> Non
     assert answer.status == 202
     assert [t.name for t, _ in answer.submissions] == ["app-debug"]
     gone = Receiver(index).receive(Provider.GITHUB, headers, body, ("ci", "deleted"))
-    assert gone.status == 404
+    assert gone == NOT_VERIFIED  # was 404: an unknown name answers like a wrong signature
     assert addressed_to("ci/app") == ("ci", "app")
     assert [addressed_to(v) for v in (None, "", "ci", "/app", "ci/", "a/b/c")] == [None] * 6
 
 
-def test_unknown_repository_404_unsigned_or_wrong_401() -> None:
+def test_unknown_repository_unsigned_or_wrong_all_answer_401_alike() -> None:
     index = MemoryIndex()
     index.add("app", "github.com/acme/app", SECRET)
     index.add("open", "github.com/acme/open", None)
     receiver = Receiver(index)
-    assert github(receiver, wp.github_push(full_name="acme/nope"), SECRET)[0] == 404
-    assert github(receiver, wp.github_push(), None) == (
-        401,
-        {"error": "X-Hub-Signature-256 does not verify"},
-        [],
-    )
+    not_verified = (401, dict(NOT_VERIFIED.body), [])
+    # Was 404: an oracle for which repositories are built here (issue 17 item 5).
+    assert github(receiver, wp.github_push(full_name="acme/nope"), SECRET) == not_verified
+    assert github(receiver, wp.github_push(), None) == not_verified
     assert github(receiver, wp.github_push(), OTHER)[0] == 401
     # Without a webhookSecret nothing verifies: the push is refused, not built.
     assert github(receiver, wp.github_push(full_name="acme/open"), SECRET)[0] == 401
@@ -122,7 +126,7 @@ def test_provider_routes_accept_their_providers_and_plain_git_hosts() -> None:
     ]
     # A GitHub-format delivery naming the GitLab repository finds no GitHub/git target.
     payload = wp.github_push(host="gitlab.com")
-    assert github(receiver, payload, SECRET)[0] == 404
+    assert github(receiver, payload, SECRET)[0] == 401  # was 404: one answer (issue 17)
 
 
 def test_bitbucket_and_gitlab_deliveries() -> None:
@@ -172,9 +176,10 @@ def test_trigger_tokens_are_compared_whole() -> None:
     receiver = Receiver(index)
     assert receiver.authorize_trigger("ci", "app", "tok-123") == 200
     for namespace, name, token, verdict in (
-        ("ci", "app", "tok-12", 401),
-        ("ci", "app", "", 401),
-        ("ci", "app", "tok-1234", 401),
+        # A wrong token answered 401 before issue 17: an oracle for objects with a trigger.
+        ("ci", "app", "tok-12", 404),
+        ("ci", "app", "", 404),
+        ("ci", "app", "tok-1234", 404),
         ("ci", "bare", "", 404),
         ("ci", "bare", "tok-123", 404),
         ("ci", "nope", "tok-123", 404),

@@ -294,11 +294,14 @@ class Store:
         self._by_repo[found].add(key)
 
     def parsed(self, key: Key) -> AutomatedBuild | None:
-        """The AutomatedBuild as the models read it (None: gone or invalid); cached."""
+        """The AutomatedBuild as the models read it (None: gone or invalid); cached for the
+        objects that exist only: keys come from URLs too, and must not grow memory."""
         if key not in self._parsed:
             body = self.automated_builds.get(key)
+            if body is None:
+                return None
             try:
-                self._parsed[key] = None if body is None else AutomatedBuild.model_validate(body)
+                self._parsed[key] = AutomatedBuild.model_validate(body)
             except ValidationError:
                 self._parsed[key] = None
         return self._parsed[key]
@@ -311,8 +314,17 @@ class Store:
     def targets(self, repo: str) -> list[HookTarget]:
         """The AutomatedBuilds of a repository, with their webhook secrets (the receiver's
         index: memory only, no API call)."""
+        return self._hook_targets(sorted(self._by_repo.get(repo, ())))
+
+    def target(self, namespace: str, name: str) -> HookTarget | None:
+        """One AutomatedBuild as a hook target (``?automatedbuild=NS/NAME``), with its webhook
+        secret; None when unknown or invalid (memory only, and nothing is cached for it)."""
+        found = self._hook_targets([(namespace, name)])
+        return found[0] if found else None
+
+    def _hook_targets(self, keys: Iterable[Key]) -> list[HookTarget]:
         found = []
-        for key in sorted(self._by_repo.get(repo, ())):
+        for key in keys:
             automated_build = self.parsed(key)
             if automated_build is None:
                 continue
