@@ -299,6 +299,8 @@ class Controller:
         for write in decision.delete:
             await self._delete_job(jobs, write)
         self.store.take_pushes(key, decision.pushes_done)
+        for note in decision.push_events:  # the pushes are taken: said once, status or not
+            await self._post_event(body, note)
         self.store.forget_github(key, decision.github_forget)
         if decision.hook_secret is not None:
             await self._create_hook_secret(key, body)
