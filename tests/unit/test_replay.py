@@ -15,6 +15,7 @@ from typing import Any
 from factories import COMMIT, OTHER_COMMIT, document
 
 from autobuild.api.models import MAX_BUILT_REFS, AutomatedBuild, PushRecord, Trigger
+from autobuild.controller.store import Store
 from autobuild.planning import registry_gate, replay
 from autobuild.planning.decide import Decision, HeadsResult, Snapshot, decide
 from autobuild.planning.planner import PushEvent
@@ -409,3 +410,24 @@ def test_the_first_visit_starts_the_record_and_pushes_before_it_need_the_head() 
     assert world.record.refs == []
     world.push(webhook("refs/heads/main", COMMIT, NOW - timedelta(days=30), "old"))
     assert world.decide().resolve is not None
+
+
+def test_the_store_numbers_pushes_so_heads_cover_the_ones_before_them() -> None:
+    store = Store(lambda key: None)
+    doc = document()
+    doc["metadata"]["resourceVersion"] = "1"
+    store.apply_automated_build("ADDED", doc)
+    key = ("ci", "cavityflow")
+    first = webhook("refs/heads/main", COMMIT, NOW, "n1")
+    store.add_pushes(key, [first, first])
+    store.take_pushes(key, 1)
+    store.add_pushes(key, [first])
+    snapshot = store.snapshot(key, NOW)
+    assert snapshot is not None
+    # Pending: pushes 2 and 3 (of 3 queued so far).
+    assert (snapshot.push_count, len(snapshot.pushes)) == (3, 2)
+    store.apply_automated_build("DELETED", doc)
+    store.apply_automated_build("ADDED", doc)
+    again = store.snapshot(key, NOW)
+    assert again is not None
+    assert again.push_count == 0

@@ -62,6 +62,9 @@ _REGISTRY_CONCURRENCY: Final = 16
 # After a conditional write lost a race, look again this soon (the watch brings the news).
 _CONFLICT_RETRY: Final = 0.5
 _MERGE_PATCH: Final = "application/merge-patch+json"
+# Distinct trigger-URL requests that wait per object while its heads are read: they share the
+# next ls-remote; more are dropped (logged). Identical ones merge whatever their number.
+_MAX_WAITING_TRIGGERS: Final = 32
 
 
 def _now() -> datetime:
@@ -103,6 +106,8 @@ class Controller:
         self.store.deleted = self.queue.forget
         self.synced = asyncio.Event()
         self._resolving: set[Key] = set()
+        # Trigger-URL requests per object waiting for the ls-remote after the one running.
+        self._triggers: dict[Key, dict[TriggerURLRequest, None]] = {}
         self._checking: set[tuple[Key, str]] = set()
         self._git = asyncio.Semaphore(_GIT_CONCURRENCY)
         self._registry_slots = asyncio.Semaphore(_REGISTRY_CONCURRENCY)
@@ -223,10 +228,30 @@ class Controller:
 
     def submit_trigger(self, namespace: str, name: str, request: TriggerURLRequest) -> None:
         """Docker Hub's trigger URL: resolve the heads it asks for (off the receiver), then
-        build them as pushes (trigger ``TriggerURL``)."""
-        self._spawn(self._trigger_url((namespace, name), request))
+        build them as pushes (trigger ``TriggerURL``). Calls for one object share the work:
+        while its heads are read, the requests that arrive wait for one follow-up read, so
+        any number of calls costs at most two ls-remotes in a row, one at a time."""
+        key = (namespace, name)
+        waiting = self._triggers.get(key)
+        if waiting is None:
+            self._triggers[key] = {}
+            self._spawn(self._trigger_urls(key, (request,)))
+        elif request in waiting or len(waiting) < _MAX_WAITING_TRIGGERS:
+            waiting[request] = None
+        else:
+            log.warning("%s/%s: trigger URL: too many different requests waiting, dropped", *key)
 
-    async def _trigger_url(self, key: Key, request: TriggerURLRequest) -> None:
+    async def _trigger_urls(self, key: Key, requests: Sequence[TriggerURLRequest]) -> None:
+        """Resolve trigger-URL requests until none waits (one ls-remote per round)."""
+        try:
+            while requests:
+                await self._trigger_url(key, requests)
+                requests = tuple(self._triggers.get(key, ()))
+                self._triggers[key] = {}
+        finally:
+            self._triggers.pop(key, None)
+
+    async def _trigger_url(self, key: Key, requests: Sequence[TriggerURLRequest]) -> None:
         automated_build = self.store.parsed(key)
         body = self.store.automated_builds.get(key)
         if automated_build is None or body is None:
@@ -236,11 +261,17 @@ class Controller:
         except SourceUnreachable as exc:
             await self._post_event(body, EventNote("Warning", exc.reason, f"trigger URL: {exc}"))
             return
-        plan = trigger_events(automated_build.spec, request, heads)
-        if plan.events:
-            self.submit_push(key[0], key[1], plan.events)
-        else:
-            note = "; ".join(plan.notes) or "nothing to build"
+        events: list[PushEvent] = []
+        notes: list[str] = []
+        for request in requests:
+            plan = trigger_events(automated_build.spec, request, heads)
+            events += plan.events
+            if not plan.events:
+                notes.append("; ".join(plan.notes) or "nothing to build")
+        if events:
+            self.submit_push(key[0], key[1], list(dict.fromkeys(events)))  # requests overlap
+        if notes:
+            note = " | ".join(dict.fromkeys(notes))
             await self._post_event(
                 body, EventNote("Warning", Reason.NOTHING_TO_BUILD, f"trigger URL: {note}")
             )
