@@ -214,10 +214,14 @@ def updated(
         if built is None:
             refs[ref] = BuiltRef(ref=ref, commit=commit, time=requested, commit_time=commit_time)
             continue
-        change: dict[str, Any] = {"commit_time": _later(built.commit_time, commit_time)}
+        change: dict[str, Any] = {}
+        newest = _later(built.commit_time, commit_time)
+        if newest != built.commit_time:
+            change["commit_time"] = newest
         if requested > built.time:
             change |= {"commit": commit, "time": requested}
-        refs[ref] = built.model_copy(update=change)
+        if change:  # most visits: the Jobs are already in the record
+            refs[ref] = built.model_copy(update=change)
     for event in handled:
         built = refs.get(event.git_ref)
         if built is None or not event.delivery or event.delivery.endswith(":"):
