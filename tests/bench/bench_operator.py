@@ -829,12 +829,21 @@ class Bench:
     def deliveries(
         self, count: int, ref: str | None, offsets: Sequence[float] = ()
     ) -> list[Delivery]:
-        """Signed pushes to random AutomatedBuilds' repositories (to main unless ``ref``); with
-        ``offsets``, each commit is made when its push is sent (seconds from now)."""
+        """Signed pushes to random AutomatedBuilds' repositories (to main unless ``ref``).
+
+        With ``offsets`` they build: each commit is made when its push is sent (seconds from
+        now), and each object gets one push while there are enough. A push whose commit is
+        not newer than the ref's last build builds only while it is the head, and these
+        made-up commits never are: a second push to one object within the first one's
+        latency would build nothing.
+        """
         out = []
         start = time.time()
+        small = self.sizes.small
+        distinct = bool(offsets) and count <= small
+        indexes = self.rng.sample(range(small), count) if distinct else []
         for n in range(count):
-            index = self.rng.randrange(self.sizes.small)
+            index = indexes[n] if distinct else self.rng.randrange(small)
             secret = self.secrets[index % WEBHOOK_SECRETS]
             when = {}
             if offsets:
