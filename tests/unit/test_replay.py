@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from factories import COMMIT, OTHER_COMMIT, document
@@ -431,3 +431,15 @@ def test_the_store_numbers_pushes_so_heads_cover_the_ones_before_them() -> None:
     again = store.snapshot(key, NOW)
     assert again is not None
     assert again.push_count == 0
+
+
+def test_a_refusal_names_times_in_utc() -> None:
+    at = datetime(2026, 11, 29, 10, 0, tzinfo=timezone(timedelta(hours=2)))
+    event = webhook("refs/heads/main", COMMIT, at, "tz")
+    record = PushRecord(since=NOW + timedelta(hours=1))
+    seen = replay.HeadsSeen(1, {"refs/heads/main": OTHER_COMMIT})
+    screened = replay.screen([event], record, 1, seen, NOW + timedelta(hours=2))
+    assert screened.accepted == ()
+    (line,) = screened.refused
+    assert "commit time 2026-11-29T08:00:00Z is not after the ref's last build" in line
+    assert "(2026-11-29T09:00:00Z)" in line

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from autobuild.api.models import MAX_BUILT_REFS, MAX_REF_DELIVERIES, BuiltRef, PushRecord, Trigger
@@ -100,7 +100,7 @@ def _bound(built: BuiltRef) -> datetime:
 
 
 def _moment(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _screened_out(event: PushEvent, built: BuiltRef | None) -> bool:
@@ -159,8 +159,8 @@ def _refusal(
     elif moment > now:
         when = f"its commit time {_moment(moment)} is in the future"
     else:
-        when = f"its commit ({_moment(moment)}) is not newer than the ref's last build"
-    when += f" (builds up to {_moment(bound)})"
+        when = f"its commit time {_moment(moment)} is not after the ref's last build"
+    when += f" ({_moment(bound)})"
     if problem is not None:
         return f"{what}: {when}, and the repository's heads could not be read: {problem[:200]}"
     if head is None:
