@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from factories import COMMIT, OTHER_COMMIT, document
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autobuild.api.models import MAX_BUILT_REFS, AutomatedBuild, PushRecord, Trigger
 from autobuild.controller.store import Store
@@ -443,3 +445,52 @@ def test_a_refusal_names_times_in_utc() -> None:
     (line,) = screened.refused
     assert "commit time 2026-11-29T08:00:00Z is not after the ref's last build" in line
     assert "(2026-11-29T09:00:00Z)" in line
+
+
+_COMMITS = (COMMIT, OTHER_COMMIT, THIRD_COMMIT)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_COMMITS),  # the commit pushed
+            st.integers(-20, 20),  # its commit time, seconds from when it is pushed
+            st.integers(0, 3),  # its delivery id: a small set, so some are redeliveries
+            st.sampled_from(_COMMITS),  # the head when the operator reads it
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_no_webhook_push_builds_an_older_commit_unless_it_is_the_head(
+    steps: list[tuple[str, int, int, str]],
+) -> None:
+    """The issue's rule over arbitrary push sequences with pruning: a push builds only if
+    its commit time is after the ref's last build (its request, its commit time) and not in
+    the future, or its commit is the head read after it arrived; deciding again after that
+    writes nothing."""
+    world = created_world(runPolicy="Parallel", historyLimit={"succeeded": 1, "failed": 1})
+    last_build = world.record.since
+    assert last_build is not None
+    head_read: str | None = None
+    for commit, offset, delivery, head in steps:
+        world.snapshot = replace(world.snapshot, now=world.snapshot.now + timedelta(seconds=5))
+        at = world.snapshot.now + timedelta(seconds=offset)
+        world.push(webhook("refs/heads/main", commit, at, f"d{delivery}"))
+        for _ in range(4):
+            decision = world.decide()
+            now = world.snapshot.now
+            for job in decision.create:
+                built = job["metadata"]["annotations"]["autobuild.dev/commit"]
+                newer = last_build < at <= now
+                assert newer or built == head_read, (built, at, last_build, head_read)
+                last_build = max(last_build, now, at)
+            world.act(decision)
+            if decision.resolve is not None:
+                world.answer_heads(decision, {"refs/heads/main": head})
+                head_read = head
+            world.finish_all()
+        assert not world.snapshot.pushes
+    world.settle()
+    assert world.decide().writes == 0
