@@ -494,3 +494,20 @@ def test_no_webhook_push_builds_an_older_commit_unless_it_is_the_head(
         assert not world.snapshot.pushes
     world.settle()
     assert world.decide().writes == 0
+
+
+def test_an_object_from_before_the_record_starts_it_from_its_jobs() -> None:
+    world, first, _ = built_twice_then_pruned()
+    body = copy.deepcopy(dict(world.snapshot.body))
+    del body["status"]["pushes"]  # written by an operator without replay checks
+    world.snapshot = replace(world.snapshot, body=body)
+    world.restart()
+    upgraded = world.decide()
+    assert upgraded.status is not None  # one write: the record
+    world.act(upgraded)
+    (main,) = world.record.refs
+    assert (main.ref, main.commit, main.deliveries) == ("refs/heads/main", OTHER_COMMIT, [])
+    assert world.record.since == world.snapshot.now - timedelta(seconds=1)  # this visit
+    world.push(replace(first, delivery="github:after-upgrade"))
+    assert world.decide().resolve is not None  # older than that: only if it is the head
+    assert world.decide().create == ()
