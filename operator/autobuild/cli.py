@@ -30,6 +30,7 @@ from autobuild.planning.credentials import (
     default_username,
     git_credentials_problem,
     git_username,
+    push_credentials_problem,
 )
 from autobuild.planning.job import CONTAINER_NAME, LABEL_BUILD_ID, clone_url, render_job
 from autobuild.planning.planner import PushEvent, check_commit, full_ref, parse_ref, plan_builds
@@ -98,6 +99,21 @@ def _credentials_secret_keys(
     return secret.keys
 
 
+def _check_push_secret(automated_build: AutomatedBuild, secrets: list[SecretDocument]) -> None:
+    """A CliError when the file holds the build's pushSecret and the operator would refuse it
+    for spec.image (its annotation ``autobuild.dev/image-repos``)."""
+    meta = automated_build.metadata
+    image = automated_build.spec.image
+    secret = next(
+        (s for s in secrets if (s.namespace, s.name) == (meta.namespace, image.push_secret)), None
+    )
+    if image.push_secret is None or secret is None:
+        return
+    problem = push_credentials_problem((image.repository,), image.push_secret, secret.annotations)
+    if problem is not None:
+        raise CliError(f"AutomatedBuild {meta.name}: {problem[0]}: {problem[1]}")
+
+
 def load_automated_builds(text: str, source: str) -> list[AutomatedBuild]:
     """Parse every AutomatedBuild document of a YAML stream; other kinds are skipped.
 
@@ -149,6 +165,7 @@ def render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     jobs: list[dict[str, Any]] = []
     for automated_build in automated_builds:
         keys = _credentials_secret_keys(automated_build, secrets, settings)
+        _check_push_secret(automated_build, secrets)
         plan = plan_builds(automated_build.spec, event)
         for note in plan.notes:
             err.write(f"{automated_build.metadata.name}: {note}\n")

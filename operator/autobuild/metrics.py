@@ -41,6 +41,8 @@ BUILD_DURATION_BUCKETS: Final = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 
 WEBHOOK_SOURCES: Final = frozenset({"github", "bitbucket", "gitlab", "trigger"})
 # What one reconcile ended with (controller-runtime's controller_runtime_reconcile_total).
 RECONCILE_RESULTS: Final = ("success", "error", "requeue", "requeue_after")
+# Why the store left a Job or Pod out (controller/store.py UNOWNED, MALFORMED).
+SKIP_REASONS: Final = ("unowned", "malformed")
 _FINISHED_PHASES: Final = tuple(phase for phase in BuildPhase if is_finished(phase))
 
 
@@ -212,6 +214,15 @@ class Metrics:
             "Time one reconcile took (observe, decide, act).",
             registry=self.registry,
         )
+        self.skipped_records = Counter(
+            "autobuild_skipped_records",
+            "Jobs and Pods with the autobuild.dev/uid label that the operator ignored, by "
+            "resource and reason: unowned (no controller ownerReference chain to an "
+            "AutomatedBuild of their namespace) or malformed (does not parse as a build); "
+            "per watch event or list item.",
+            ["resource", "reason"],
+            registry=self.registry,
+        )
         # Known label values start at 0, so rate() and absent() work before the first event.
         for phase in BuildPhase:
             self.build_transitions.labels(phase.value)
@@ -219,6 +230,9 @@ class Metrics:
             self.build_duration.labels(phase.value)
         for result in RECONCILE_RESULTS:
             self.reconciles.labels(result)
+        for resource in ("jobs", "pods"):
+            for reason in SKIP_REASONS:
+                self.skipped_records.labels(resource, reason)
 
     def watch(self, sources: StateSources) -> None:
         """Serve the scrape-time gauges from ``sources`` (once per registry)."""
@@ -241,6 +255,11 @@ class Metrics:
     def record_delivery(self, provider: str, code: int) -> None:
         """Count one answered request to a webhook route."""
         self.webhook_deliveries.labels(provider, str(code)).inc()
+
+    def record_skipped(self, resource: str, reason: str) -> None:
+        """Count one Job or Pod the store left out (``jobs`` or ``pods``; ``unowned`` or
+        ``malformed``)."""
+        self.skipped_records.labels(resource, reason).inc()
 
     def record_github_call(self, kind: str, ok: bool, reason: str) -> None:
         """Count one finished GitHub call (its reason when it failed)."""
@@ -271,6 +290,7 @@ class Metrics:
 __all__ = [
     "BUILD_DURATION_BUCKETS",
     "RECONCILE_RESULTS",
+    "SKIP_REASONS",
     "WEBHOOK_SOURCES",
     "Metrics",
     "StateSources",

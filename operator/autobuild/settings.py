@@ -37,6 +37,9 @@ class BuildSettings:
     insecure_registries: tuple[str, ...] = ()
     # Git hosts (names without port) that may receive a token over plain http://, comma-separated.
     insecure_git_hosts: tuple[str, ...] = ()
+    # Registry token realm hosts (names without port, * for any) that may resolve to loopback,
+    # private or link-local addresses; every other realm on such an address is refused.
+    internal_realm_hosts: tuple[str, ...] = ()
     # Run builds only on these nodes (Docker Hub's "builder" nodes): key=value,key=value.
     node_selector: tuple[tuple[str, str], ...] = ()
     # A JSON merge patch (RFC 7386) applied to every build pod's spec: tolerations,
@@ -53,7 +56,7 @@ class BuildSettings:
             raw = source.get(f"AUTOBUILD_{spec.name.upper()}")
             if raw is None or raw == "":
                 continue
-            if spec.name in ("insecure_registries", "insecure_git_hosts"):
+            if spec.name in ("insecure_registries", "insecure_git_hosts", "internal_realm_hosts"):
                 values[spec.name] = tuple(item.strip() for item in raw.split(",") if item.strip())
             elif spec.name == "node_selector":
                 pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]

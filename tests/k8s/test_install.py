@@ -65,7 +65,13 @@ def test_kustomize_base_is_the_charts_default_install(k8s_cluster: Any, helm: Pa
     # Helm leaves the namespace to `--create-namespace`; the base creates it.
     assert identities(base) - {("Namespace", "", NAMESPACE)} == identities(chart)
     assert one(base, "CustomResourceDefinition") == one(chart, "CustomResourceDefinition")
-    for kind in ("ClusterRole", "ClusterRoleBinding"):
+    kinds = (
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    )
+    for kind in kinds:
         assert {k: v for k, v in one(base, kind).items() if k != "metadata"} == {
             k: v for k, v in one(chart, kind).items() if k != "metadata"
         }, kind
@@ -93,8 +99,27 @@ def test_images_are_tagged_with_the_package_version(k8s_cluster: Any, helm: Path
     assert rejected.returncode != 0
 
 
-def test_the_example_overlay_configures_the_operator(k8s_cluster: Any) -> None:
+def test_the_example_overlay_configures_the_operator(k8s_cluster: Any, helm: Path) -> None:
     docs = kustomize(k8s_cluster, MANIFESTS / "overlays" / "example")
+    # It watches the namespace ci only: exactly the chart's RBAC for `watchNamespaces: [ci]`
+    # with a public URL (no cluster-wide Secret access, not even the hooks' Secret create).
+    values = {"watchNamespaces": ["ci"], "webhook": {"publicUrl": "https://autobuild.example.com"}}
+    chart = documents(helm_template(helm, values=values).stdout)
+    assert one(docs, "ClusterRole")["rules"] == one(chart, "ClusterRole")["rules"]
+    (role,) = by_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "ci"
+    assert role["rules"] == one(chart, "Role")["rules"]
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert binding["subjects"] == one(chart, "RoleBinding")["subjects"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    (chart_container,) = one(chart, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == chart_container["args"]
+    assert container["args"][-2:] == ["--namespace", "ci"]
     env = container_env(one(docs, "Deployment"))
     assert GitHubSettings.from_env(env).public_url == "https://autobuild.example.com"
     settings = BuildSettings.from_env(env)
@@ -116,6 +141,8 @@ def test_the_api_server_accepts_every_object(k8s_cluster: Any, helm: Path, rende
         docs = documents(helm_template(helm, "--set", "ingress.enabled=true").stdout)
     else:
         docs = kustomize(k8s_cluster, MANIFESTS / "overlays" / "example")
+        # The NetworkPolicy example, in the operator's namespace and the overlay's ci.
+        docs += documents((MANIFESTS / "networkpolicy-example.yaml").read_text())
     k8s_cluster.kubectl(
         "apply",
         "--server-side",
@@ -124,6 +151,7 @@ def test_the_api_server_accepts_every_object(k8s_cluster: Any, helm: Path, rende
         input=yaml.safe_dump_all(
             [
                 {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+                *by_kind(docs, "Namespace"),  # the example's watched namespace
                 *by_kind(docs, "CustomResourceDefinition"),
             ]
         ),
@@ -152,6 +180,7 @@ class Release:
         self.helm = helm
         self.cluster = k8s_cluster
         self.values = values
+        self.notes = ""
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -223,7 +252,7 @@ def crd(k8s_cluster: Any) -> None:
 def install(helm: Path, k8s_cluster: Any, values: dict[str, Any]) -> Iterator[Release]:
     release = Release(helm, k8s_cluster, values)
     try:
-        notes = release.install()
+        notes = release.notes = release.install()
         assert f"rollout status deployment/{release.name}" in notes
         assert "Helm never upgrades or deletes CRDs" in notes
         yield release
@@ -317,3 +346,226 @@ def test_a_missing_permission_shows(
             eventually(lambda: refusal in operator.log.read_text(), 30, "the refusal logged")
         finally:
             operator.stop()
+
+
+def _build_job(
+    k8s_cluster: Any,
+    namespace: str,
+    repo: Repo,
+    release: Release,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The Job the operator renders for a push to main, with the chart's build settings (or
+    the operator settings ``env``), for an AutomatedBuild that exists (its uid is the Job's
+    controller owner)."""
+    from autobuild.cli import load_automated_builds
+    from autobuild.planning.job import render_job
+    from autobuild.planning.planner import PushEvent, plan_builds
+
+    body = manifest(
+        namespace,
+        repo,
+        name=f"policy-{uuid.uuid4().hex[:6]}",
+        source={"repo": repo.clone_url, "credentialsSecret": "git-link"},
+    )
+    body["spec"]["image"]["pushSecret"] = "registry-push"
+    created = k8s_cluster.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(body))
+    (automated_build,) = load_automated_builds(created.stdout, "cluster")
+    if env is None:
+        deployment = release.cluster.kubectl(
+            "get", "deployment", release.name, "-n", release.namespace, "-o", "json"
+        ).stdout
+        env = container_env(json.loads(deployment))
+    plan = plan_builds(
+        automated_build.spec, PushEvent.parse("refs/heads/main", "c0ffee" * 6 + "c0ff")
+    )
+    job = render_job(automated_build, plan.builds[0], BuildSettings.from_env(env), {"token"})
+    job["spec"]["suspend"] = True  # kwok would run it otherwise; admission is what is tested
+    return job
+
+
+def _create_as(
+    kubeconfig: Path, k8s_cluster: Any, job: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    return k8s_cluster.kubectl(
+        "--kubeconfig",
+        str(kubeconfig),
+        "create",
+        "-f",
+        "-",
+        "-o",
+        "name",
+        input=json.dumps(job),
+        check=False,
+    )
+
+
+def _variant(job: dict[str, Any], name: str, change: Any) -> dict[str, Any]:
+    other = json.loads(json.dumps(job))
+    other["metadata"]["name"] = f"{job['metadata']['name'][:50]}-{name}"
+    change(other["spec"]["template"]["spec"])
+    return other
+
+
+def _privileged(pod: dict[str, Any]) -> None:
+    pod["containers"][0]["securityContext"] = {"privileged": True}
+
+
+def _host_path(pod: dict[str, Any]) -> None:
+    pod.setdefault("volumes", []).append({"name": "root", "hostPath": {"path": "/"}})
+    pod["containers"][0].setdefault("volumeMounts", []).append(
+        {"name": "root", "mountPath": "/host"}
+    )
+
+
+def _token(pod: dict[str, Any]) -> None:
+    pod["automountServiceAccountToken"] = True
+
+
+def _other_image(pod: dict[str, Any]) -> None:
+    pod["containers"][0]["image"] = "busybox:1.36"
+    pod["containers"][0]["command"] = ["sh", "-c", "cat /var/run/secrets/*"]
+
+
+def _shell(pod: dict[str, Any]) -> None:
+    pod["containers"][0]["command"] = ["/busybox/sh", "-c", "id"]
+
+
+def _host_network(pod: dict[str, Any]) -> None:
+    pod["hostNetwork"] = True
+
+
+def _init_container(pod: dict[str, Any]) -> None:
+    pod["initContainers"] = [dict(pod["containers"][0], name="first")]
+
+
+REFUSED = {
+    "privileged": _privileged,
+    "hostpath": _host_path,
+    "token": _token,
+    "image": _other_image,
+    "command": _shell,
+    "hostnet": _host_network,
+    "init": _init_container,
+}
+
+
+def test_the_admission_policy_admits_the_operators_builds_and_nothing_else(
+    helm: Path,
+    k8s_cluster: Any,
+    k8s_namespace: str,
+    crd: None,
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    """The chart's ValidatingAdmissionPolicy on the real API server, as the operator's
+    ServiceAccount (its token): a privileged, hostPath, token-mounting, other-image or
+    hostNetwork variant of a rendered build Job is refused; the rendered Job itself is admitted
+    and can be patched (release, cancel); the cluster admin is not concerned."""
+    with install(helm, k8s_cluster, {"tolerations": [{"operator": "Exists"}]}) as release:
+        assert f"ValidatingAdmissionPolicy {release.name}-build-jobs" in release.notes
+        operator = release.kubeconfig(tmp_path / "sa")
+        job = _build_job(k8s_cluster, k8s_namespace, repo, release)
+        # The policy takes effect once the API server has compiled it: wait for a refusal.
+        privileged = _variant(job, "privileged", _privileged)
+
+        def refused() -> str | None:
+            answer = _create_as(operator, k8s_cluster, privileged)
+            if answer.returncode == 0:  # created before the policy was active: try again
+                k8s_cluster.kubectl(
+                    "delete",
+                    "job",
+                    privileged["metadata"]["name"],
+                    "-n",
+                    k8s_namespace,
+                    "--wait=false",
+                )
+                return None
+            return answer.stderr
+
+        first = eventually(refused, 60, "the policy refusing a privileged Job")
+        assert "ValidatingAdmissionPolicy" in first
+        assert f"{release.name}-build-jobs" in first
+        policy = json.loads(
+            k8s_cluster.kubectl(
+                "get", "validatingadmissionpolicy", f"{release.name}-build-jobs", "-o", "json"
+            ).stdout
+        )
+        checked = policy.get("status", {}).get("typeChecking", {})
+        assert not checked.get("expressionWarnings"), checked
+        for name, change in REFUSED.items():
+            answer = _create_as(operator, k8s_cluster, _variant(job, name, change))
+            assert answer.returncode != 0, f"{name}: admitted"
+            assert "denied request" in answer.stderr, (name, answer.stderr)
+        # What the operator renders passes, and so do its writes to it.
+        admitted = _create_as(operator, k8s_cluster, job)
+        assert admitted.returncode == 0, admitted.stderr
+        name = job["metadata"]["name"]
+        # The operator's PATCH (it has no `get` on Jobs, which kubectl patch would need).
+        from kubernetes import client, config
+
+        with config.new_client_from_config(config_file=str(operator)) as api:
+            for suspend in (False, True):
+                client.BatchV1Api(api).patch_namespaced_job(
+                    name, k8s_namespace, {"spec": {"suspend": suspend}}
+                )
+        # Only the operator's ServiceAccount is concerned: the admin still creates anything.
+        k8s_cluster.kubectl("create", "-f", "-", input=json.dumps(privileged))
+        # A Job from before the policy (or before builds.executorImage changed) can still be
+        # cancelled: an update that keeps the pod template is not checked.
+        with config.new_client_from_config(config_file=str(operator)) as api:
+            client.BatchV1Api(api).patch_namespaced_job(
+                privileged["metadata"]["name"], k8s_namespace, {"spec": {"suspend": True}}
+            )
+            # A change of its pod template (a suspended Job's node selector may change) is
+            # checked, and this one is privileged.
+            with pytest.raises(client.ApiException) as refused_update:
+                client.BatchV1Api(api).patch_namespaced_job(
+                    privileged["metadata"]["name"],
+                    k8s_namespace,
+                    {"spec": {"template": {"spec": {"nodeSelector": {"zone": "b"}}}}},
+                )
+            assert refused_update.value.status == 403
+            assert "ValidatingAdmissionPolicy" in str(refused_update.value.body)
+        # The real node's builds (tests/controlplane/realnode.py's operator settings: its own
+        # executor image, the host network, a toleration): refused by the default policy,
+        # admitted with the executor image and admissionPolicy.allowHostNetwork set.
+        import realnode
+
+        executor = "127.0.0.1:5000/autobuild/kaniko-executor:v1.25.5"
+        images = realnode.NodeImages(executor, "127.0.0.1:5000/busybox", "127.0.0.1:5000/pause")
+        real_env = realnode.operator_settings(images, ["127.0.0.1:5000"])
+        real_node_job = _build_job(k8s_cluster, k8s_namespace, repo, release, real_env)
+        assert real_node_job["spec"]["template"]["spec"]["hostNetwork"] is True
+        refused_there = _create_as(operator, k8s_cluster, real_node_job)
+        assert refused_there.returncode != 0
+        assert "denied request" in refused_there.stderr
+        release.values = {
+            **release.values,
+            "builds": {"executorImage": executor},
+            "admissionPolicy": {"allowHostNetwork": True},
+        }
+        upgraded = release.run(
+            "upgrade",
+            release.name,
+            str(CHART),
+            "--namespace",
+            release.namespace,
+            "--values",
+            "-",
+            "--wait",
+            check=False,
+        )
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        answer = eventually(
+            lambda: (a := _create_as(operator, k8s_cluster, real_node_job)).returncode == 0 and a,
+            60,
+            "the real node's build admitted with admissionPolicy.allowHostNetwork",
+        )
+        assert answer
+        for name, change in REFUSED.items():
+            if name != "hostnet":
+                refused_now = _create_as(
+                    operator, k8s_cluster, _variant(real_node_job, name, change)
+                )
+                assert refused_now.returncode != 0, f"{name}: admitted"

@@ -1071,6 +1071,123 @@ def test_credentials_go_only_to_the_hosts_their_secret_names(
     assert job.metadata.labels["autobuild.dev/automatedbuild"] == "app"
 
 
+def test_secrets_bound_to_repositories_and_images_are_used_for_nothing_else(
+    world: World, repo: Repo, registry: Registry
+) -> None:
+    """A linked token bound to acme's other repository, and a push Secret bound to another
+    image: both refused (Stalled, no Job); widened by their owner, the build starts."""
+    world.core.create_namespaced_secret(
+        world.namespace,
+        {
+            "metadata": {
+                "name": "link",
+                "annotations": {
+                    "autobuild.dev/git-hosts": "127.0.0.1",
+                    "autobuild.dev/git-repos": "127.0.0.1/acme/billing",
+                },
+            },
+            "stringData": {"token": "org-t0ken"},
+        },
+    )
+    body = manifest(world.namespace, repo)
+    body["spec"]["source"]["credentialsSecret"] = "link"
+    world.create(body)
+    stalled = eventually(lambda: stalled_condition(world), 30, "Stalled")
+    assert stalled["reason"] == "CredentialsNotAllowed"
+    assert "autobuild.dev/git-repos" in stalled["message"]
+    assert world.jobs() == []
+    world.core.patch_namespaced_secret(
+        "link",
+        world.namespace,
+        {"metadata": {"annotations": {"autobuild.dev/git-repos": "127.0.0.1/acme/*"}}},
+    )
+    eventually(world.jobs, 60, "the build once the token is bound to acme's repositories")
+    # The push Secret: bound to another image of the same registry.
+    world.core.create_namespaced_secret(
+        world.namespace,
+        {
+            "metadata": {
+                "name": "regcred",
+                "annotations": {"autobuild.dev/image-repos": f"{registry.host}/acme/web"},
+            },
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {
+                ".dockerconfigjson": docker_config(registry.host, "pusher", "right-password")
+            },
+        },
+    )
+    pushing = manifest(world.namespace, repo, name="pushing")
+    pushing["spec"]["image"].update(registry=registry.host, pushSecret="regcred")
+    world.create(pushing)
+    refused = eventually(lambda: stalled_condition(world, "pushing"), 60, "Stalled")
+    assert refused["reason"] == "CredentialsNotAllowed"
+    assert f"{registry.host}/acme/pushing" in refused["message"]
+    assert "autobuild.dev/image-repos" in refused["message"]
+    assert [j for j in world.jobs() if "pushing" in j.metadata.name] == []
+    world.core.patch_namespaced_secret(
+        "regcred",
+        world.namespace,
+        {"metadata": {"annotations": {"autobuild.dev/image-repos": f"{registry.host}/acme/*"}}},
+    )
+    eventually(
+        lambda: [
+            j
+            for j in world.jobs()
+            if j.metadata.labels.get("autobuild.dev/automatedbuild") == "pushing"
+        ],
+        90,
+        "the build once the push Secret covers the image",
+    )
+
+
+def test_an_existing_docker_hub_repository_is_not_taken_over(
+    world: World, repo: Repo, k8s_cluster: Any, operator: Operator, tmp_path: Path
+) -> None:
+    """An AutomatedBuild naming an existing private Docker Hub repository as Public leaves it
+    Private (VisibilityApplied=False/RepositoryNotManaged) until the push Secret's owner allows
+    autobuild to manage existing repositories."""
+    from support.fakedockerhub import FakeDockerHub
+
+    with contextlib.ExitStack() as stack:
+        hub = stack.enter_context(FakeDockerHub({"alice": "alice-token"}, orgs={"acme": {"alice"}}))
+        hub.add_repository("acme", "internal-tools", private=True, description="Internal")
+        operator.stop()
+        stack.callback(operator.start)
+        env = {"AUTOBUILD_DOCKERHUB_URL": hub.url}
+        with_hub = Operator(
+            k8s_cluster.kubeconfig, tmp_path / "hub.log", operator.registry, env=env
+        )
+        stack.callback(with_hub.stop)
+        with_hub.start()
+        world.push_secret(docker_config("https://index.docker.io/v1/", "alice", "alice-token"))
+        # No rule builds on creation: nothing is pushed, only the settings are applied.
+        rules = [{"source": "main", "dockerTag": "latest", "autobuild": False, "buildCache": False}]
+        body = manifest(world.namespace, repo, name="internal-tools", tags=rules)
+        body["spec"]["image"].update(registry="docker.io", pushSecret="regcred")
+        body["spec"]["image"]["shortDescription"] = "Now public"
+        world.create(body)
+
+        def visibility() -> dict[str, Any] | None:
+            conditions = world.status("internal-tools").get("conditions") or []
+            found = next((c for c in conditions if c["type"] == "VisibilityApplied"), None)
+            return found if found is not None and found["reason"] != "Applying" else None
+
+        left = eventually(visibility, 60, "VisibilityApplied")
+        assert (left["status"], left["reason"]) == ("False", "RepositoryNotManaged")
+        stored = hub.repositories[("acme", "internal-tools")]
+        assert (stored["is_private"], stored["description"]) == (True, "Internal")
+        assert [m for m, path, _ in hub.calls if path != "/v2/auth/token"] == ["GET"]
+        world.core.patch_namespaced_secret(
+            "regcred",
+            world.namespace,
+            {"metadata": {"annotations": {"autobuild.dev/manage-existing-repos": "true"}}},
+        )
+        eventually(
+            lambda: (v := visibility()) and v["status"] == "True", 60, "applied once allowed"
+        )
+        assert hub.repositories[("acme", "internal-tools")]["is_private"] is False
+
+
 def test_a_failed_write_is_retried_without_a_new_event(world: World, repo: Repo) -> None:
     """kopf never retries on.event work; our queue does. A quota refuses Job creation (403),
     then goes away: the build is created with no further change to the object."""

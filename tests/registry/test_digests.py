@@ -56,6 +56,7 @@ def test_tags_of_the_pushed_image_match_cranes_digest(
             expected,
             creds("bob"),  # reading needs pull only: bob may pull alice's repositories
             insecure_registries=[registry.host],
+            internal_realm_hosts=["localhost"],  # the token server's realm (loopback)
         )
     )
     assert result.ok, result.message

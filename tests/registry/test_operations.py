@@ -103,6 +103,7 @@ def test_private_image_and_its_build_cache_are_created_private_on_docker_hub() -
             "visibility": "Private",
             "description": "Build cache of alice/app (autobuild)",
             "applied": ["created the repository (Private)"],
+            "created": True,
         }
         assert "alice-token" not in json.dumps(status)
 
@@ -120,3 +121,24 @@ def test_no_build_cache_means_no_cache_repository() -> None:
         assert result.image.ok
         assert result.cache is None
         assert list(hub.repositories) == [("alice", "app")]
+
+
+def test_an_existing_repository_is_changed_only_when_created_by_autobuild_or_allowed() -> None:
+    with FakeDockerHub({"alice": "alice-token"}) as hub:
+        hub.add_repository("alice", "app", private=True, description="Theirs")
+        spec = _spec("docker.io", "Public")
+        spec = spec.model_copy(
+            update={"tags": [rule.model_copy(update={"build_cache": False}) for rule in spec.tags]}
+        )
+        secret = _secret("docker.io", "alice", "alice-token")
+        settings = BuildSettings(dockerhub_url=hub.url)
+        left = asyncio.run(apply_image_settings(spec, secret, settings))
+        assert left.image.reason == reasons.REPOSITORY_NOT_MANAGED
+        assert hub.repositories[("alice", "app")]["is_private"] is True
+        # Recorded in status as created by autobuild (an earlier apply made it): managed.
+        mine = asyncio.run(
+            apply_image_settings(spec, secret, settings, created={"docker.io/alice/app"})
+        )
+        assert (mine.image.ok, mine.image.reason) == (True, "")
+        assert mine.image.created
+        assert hub.repositories[("alice", "app")]["is_private"] is False

@@ -32,10 +32,17 @@ def _apply(
     description: str,
     credentials: Credentials | None = ALICE,
     registry: str = "docker.io",
+    **options: bool,
 ) -> RepositorySettingsResult:
     return asyncio.run(
         apply_repository_settings(
-            registry, repository, visibility, description, credentials, dockerhub_url=hub.url
+            registry,
+            repository,
+            visibility,
+            description,
+            credentials,
+            dockerhub_url=hub.url,
+            **options,  # type: ignore[arg-type]
         )
     )
 
@@ -51,6 +58,7 @@ def test_a_missing_repository_is_created_with_visibility_and_description(
         visibility="Private",
         description="Cavity flow solver",
         applied=("created the repository (Private)",),
+        created=True,
     )
     stored = hub.repositories[("acme", "app")]
     assert (stored["is_private"], stored["description"]) == (True, "Cavity flow solver")
@@ -60,6 +68,7 @@ def test_a_missing_repository_is_created_with_visibility_and_description(
         "visibility": "Private",
         "description": "Cavity flow solver",
         "applied": ["created the repository (Private)"],
+        "created": True,
     }
 
 
@@ -75,7 +84,8 @@ def test_visibility_and_description_changes_are_applied_and_nothing_else_touched
 ) -> None:
     hub.add_repository("acme", "app", private=False, description="Old")
     hub.add_repository("acme", "other", private=False, description="Not ours")
-    result = _apply(hub, "acme/app", "Private", "New")
+    # An existing repository: changed because the push Secret allows managing existing ones.
+    result = _apply(hub, "acme/app", "Private", "New", manage_existing=True)
     assert result.ok
     assert result.applied == ("set visibility Private", "set the short description")
     assert hub.repositories[("acme", "app")]["is_private"] is True
@@ -88,6 +98,24 @@ def test_visibility_and_description_changes_are_applied_and_nothing_else_touched
         "/v2/repositories/acme/app/privacy",
         "/v2/repositories/acme/app/",
     ]
+
+
+def test_an_existing_private_repository_is_never_made_public(hub: FakeDockerHub) -> None:
+    # The attack: an AutomatedBuild naming an existing private repository of the push Secret's
+    # account with visibility Public flipped it to Public.
+    hub.add_repository("acme", "internal-tools", private=True, description="Internal")
+    result = _apply(hub, "acme/internal-tools", "Public", "Now public")
+    assert (result.ok, result.reason) == (True, reasons.REPOSITORY_NOT_MANAGED)
+    assert "existed before autobuild (it is Private)" in result.message
+    assert "autobuild.dev/manage-existing-repos" in result.message
+    stored = hub.repositories[("acme", "internal-tools")]
+    assert (stored["is_private"], stored["description"]) == (True, "Internal")
+    assert [method for method, _, _ in hub.calls] == ["POST", "GET"]  # login, read: no write
+    assert (result.visibility, result.description, result.created) == (None, None, False)
+    # One that autobuild created (status says so) is still brought to the spec.
+    again = _apply(hub, "acme/internal-tools", "Public", "Now public", created=True)
+    assert again.applied == ("set visibility Public", "set the short description")
+    assert again.created
 
 
 def test_wrong_credentials_are_repository_unauthorized_without_the_secret(

@@ -29,6 +29,7 @@ def _apply(
     description: str,
     credentials: Credentials = ALICE,
     also_owned: tuple[str, ...] = (),
+    manage_existing: bool = False,
 ) -> RepositorySettingsResult:
     return asyncio.run(
         apply_repository_settings(
@@ -39,6 +40,7 @@ def _apply(
             credentials,
             insecure_registries=[harbor.host],
             also_owned=also_owned,
+            manage_existing=manage_existing,
         )
     )
 
@@ -56,7 +58,8 @@ def test_a_missing_project_is_created_with_the_visibility_and_the_description_wa
 
 def test_description_is_set_when_the_repository_exists(harbor: FakeHarbor) -> None:
     harbor.add_project("team", public=True, repositories={"app": "old"})
-    result = _apply(harbor, "team/app", "Public", "Solver")
+    # Existing before autobuild: changed because the push Secret allows it.
+    result = _apply(harbor, "team/app", "Public", "Solver", manage_existing=True)
     assert (result.ok, result.reason) == (True, "")
     assert result.applied == ("set the short description",)
     assert harbor.projects["team"].repositories["app"]["description"] == "Solver"
@@ -66,7 +69,7 @@ def test_description_is_set_when_the_repository_exists(harbor: FakeHarbor) -> No
 
 def test_nested_repository_names_are_encoded_twice(harbor: FakeHarbor) -> None:
     harbor.add_project("team", public=True, repositories={"sub/app": ""})
-    result = _apply(harbor, "team/sub/app", "Public", "Nested")
+    result = _apply(harbor, "team/sub/app", "Public", "Nested", manage_existing=True)
     assert result.ok, result.message
     assert harbor.projects["team"].repositories["sub/app"]["description"] == "Nested"
     assert any("/repositories/sub%252Fapp" in path for _, path, _ in harbor.calls)
@@ -76,7 +79,14 @@ def test_project_visibility_changes_when_it_holds_only_our_repositories(
     harbor: FakeHarbor,
 ) -> None:
     harbor.add_project("team", public=True, repositories={"app": "x", "app-buildcache": ""})
-    result = _apply(harbor, "team/app", "Private", "x", also_owned=("team/app-buildcache",))
+    result = _apply(
+        harbor,
+        "team/app",
+        "Private",
+        "x",
+        also_owned=("team/app-buildcache",),
+        manage_existing=True,
+    )
     assert (result.ok, result.applied) == (True, ("set the project's visibility Private",))
     assert harbor.projects["team"].public is False
 
@@ -99,7 +109,7 @@ def test_wrong_credentials_are_repository_unauthorized(harbor: FakeHarbor) -> No
 
 def test_a_role_without_project_rights_is_refused(harbor: FakeHarbor) -> None:
     harbor.add_project("shared", public=True, repositories={"app": "x"})
-    result = _apply(harbor, "shared/app", "Private", "x")
+    result = _apply(harbor, "shared/app", "Private", "x", manage_existing=True)
     assert (result.ok, result.reason) == (False, reasons.REPOSITORY_UNAUTHORIZED)
     assert "PUT /api/v2.0/projects/shared: HTTP 403" in result.message
 
@@ -111,3 +121,19 @@ def test_all_pages_of_a_large_project_are_read(harbor: FakeHarbor) -> None:
     assert (result.ok, result.reason) == (False, reasons.VISIBILITY_CONFLICT)
     pages = [path for _, path, _ in harbor.calls if "/repositories?page=" in path]
     assert [path.split("page=")[1].split("&")[0] for path in pages] == ["1", "2"]
+
+
+def test_an_existing_project_and_repository_are_left_as_they_are(harbor: FakeHarbor) -> None:
+    harbor.add_project("team", public=False, repositories={"app": "theirs"})
+    result = _apply(harbor, "team/app", "Public", "ours")
+    assert (result.ok, result.reason) == (True, reasons.REPOSITORY_NOT_MANAGED)
+    assert "existed before autobuild (it is Private)" in result.message
+    assert harbor.projects["team"].public is False
+    assert harbor.projects["team"].repositories["app"]["description"] == "theirs"
+    assert [method for method, _, _ in harbor.calls if method != "GET"] == []
+
+
+def test_a_repository_missing_before_the_first_push_is_ours(harbor: FakeHarbor) -> None:
+    harbor.add_project("team", public=True, repositories={})
+    result = _apply(harbor, "team/app", "Public", "ours")
+    assert (result.reason, result.created) == (reasons.REPOSITORY_PENDING, True)

@@ -60,6 +60,7 @@ CUSTOM: dict[str, Any] = {
         "nodeSelector": {"autobuild.dev/builder": "true", "kubernetes.io/arch": "amd64"},
         "insecureRegistries": ["registry.internal:5000", "10.0.0.5:5000"],
         "insecureGitHosts": ["git.internal"],
+        "internalRealmHosts": ["auth.registry.svc.cluster.local"],
     },
     "github": {"url": "https://github.example.com/api/v3"},
     "dockerHub": {"url": "https://hub.example.com"},
@@ -128,6 +129,8 @@ def test_default_render_is_the_whole_installation(default_render: list[dict[str,
         ("ClusterRoleBinding", "", RELEASE),
         ("Service", NAMESPACE, RELEASE),
         ("Deployment", NAMESPACE, RELEASE),
+        ("ValidatingAdmissionPolicy", "", f"{RELEASE}-build-jobs"),
+        ("ValidatingAdmissionPolicyBinding", "", f"{RELEASE}-build-jobs"),
     }
     for doc in default_render:
         if doc["kind"] == "CustomResourceDefinition":
@@ -256,6 +259,7 @@ def test_custom_values_reach_the_operator(helm: Path) -> None:
     )
     assert settings.insecure_registries == ("registry.internal:5000", "10.0.0.5:5000")
     assert settings.insecure_git_hosts == ("git.internal",)
+    assert settings.internal_realm_hosts == ("auth.registry.svc.cluster.local",)
     assert settings.dockerhub_url == "https://hub.example.com"
     assert GitHubSettings.from_env(env) == GitHubSettings(
         github_url="https://github.example.com/api/v3",
@@ -339,6 +343,8 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_access(helm: Path)
         ({"builds": {"nodeSelector": {"a": "b,c=d"}}}, "nodeSelector"),
         ({"serviceMonitor": {"interval": "30"}}, "interval"),
         ({"serviceMonitor": {"enable": True}}, "enable"),
+        ({"admissionPolicy": {"hostNetwork": True}}, "hostNetwork"),
+        ({"admissionPolicy": {"buildServiceAccounts": ["Builder"]}}, "buildServiceAccounts"),
     ],
 )
 def test_the_schema_rejects_bad_values(helm: Path, values: dict[str, Any], complaint: str) -> None:
@@ -355,3 +361,65 @@ def test_the_values_example_of_the_install_guide_renders(helm: Path) -> None:
     env = container_env(one(docs, "Deployment"))
     assert GitHubSettings.from_env(env).public_url == "https://autobuild.example.com"
     assert one(docs, "Ingress")["spec"]["rules"][0]["host"] == "autobuild.example.com"
+
+
+def _policy_text(docs: list[dict[str, Any]]) -> str:
+    """Every CEL expression and message of the admission policy, one per line."""
+    spec = one(docs, "ValidatingAdmissionPolicy")["spec"]
+    parts = [c["expression"] for c in spec["matchConditions"] + spec["variables"]]
+    parts += [v["expression"] + "\n" + v["message"] for v in spec["validations"]]
+    return "\n".join(parts)
+
+
+def test_the_admission_policy_binds_the_operators_jobs_to_the_build_settings(
+    helm: Path, default_render: list[dict[str, Any]]
+) -> None:
+    """What the policy enforces follows the values: the operator's ServiceAccount, the executor
+    image, the host network (the real node's builds use it) and the build ServiceAccounts."""
+    policy = one(default_render, "ValidatingAdmissionPolicy")
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert (rule["apiGroups"], rule["resources"]) == (["batch"], ["jobs"])
+    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+    who, what = spec["matchConditions"]
+    account = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
+    assert who["expression"] == f'request.userInfo.username == "{account}"'
+    assert "oldObject.spec.template" in what["expression"]
+    binding = one(default_render, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {
+        "policyName": policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
+    text = _policy_text(default_render)
+    assert f'c.image == "{BuildSettings().executor_image}"' in text
+    assert "hostNetwork.orValue(false)" in text
+    assert "serviceAccountName.orValue('default') in [\"default\"]" in text
+    for word in ("privileged", "hostPath", "automountServiceAccountToken", "hostPID"):
+        assert word in text, word
+
+    custom = documents(
+        helm_template(
+            helm,
+            values={
+                "builds": {"executorImage": "registry.example.com/kaniko:v1@sha256:" + "b" * 64},
+                "admissionPolicy": {"allowHostNetwork": True, "buildServiceAccounts": ["builder"]},
+            },
+        ).stdout
+    )
+    text = _policy_text(custom)
+    assert f'c.image == "registry.example.com/kaniko:v1@sha256:{"b" * 64}"' in text
+    assert "hostNetwork.orValue" not in text
+    assert 'in ["default","builder"]' in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--set", "admissionPolicy.enabled=false"), ("--kube-version", "1.29.0")],
+    ids=["disabled", "before-1.30"],
+)
+def test_no_admission_policy_when_disabled_or_not_served(helm: Path, args: tuple[str, str]) -> None:
+    docs = documents(helm_template(helm, *args).stdout)
+    assert not by_kind(docs, "ValidatingAdmissionPolicy")
+    assert not by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    assert by_kind(docs, "Deployment")

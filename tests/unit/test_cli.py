@@ -275,3 +275,35 @@ def test_render_refuses_a_secret_that_does_not_allow_the_repo_host(
     assert (result.returncode, result.stdout) == (1, "")
     assert "AutomatedBuild billing-worker: CredentialsNotAllowed: " in result.stderr
     assert words in result.stderr
+
+
+def test_render_refuses_a_secret_bound_to_other_repositories(tmp_path: Path) -> None:
+    bound = {
+        "autobuild.dev/git-hosts": "bitbucket.org",
+        "autobuild.dev/git-repos": "bitbucket.org/other/*",
+    }
+    path = _private_example(tmp_path, lambda s: s["metadata"].update(annotations=bound))
+    result = autobuild("render", "-f", str(path), "--ref", "main", "--commit", COMMIT)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "AutomatedBuild billing-worker: CredentialsNotAllowed: " in result.stderr
+    assert "bitbucket.org/acme/billing-worker" in result.stderr
+
+
+def test_render_refuses_a_push_secret_bound_to_other_images(tmp_path: Path) -> None:
+    path = _private_example(tmp_path, lambda s: None)
+    push = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {
+            "name": "dockerhub-push",
+            "namespace": "ci",
+            "annotations": {"autobuild.dev/image-repos": "docker.io/acme/web"},
+        },
+        "stringData": {".dockerconfigjson": "{}"},
+    }
+    path.write_text(path.read_text() + "---\n" + yaml.safe_dump(push))
+    result = autobuild("render", "-f", str(path), "--ref", "main", "--commit", COMMIT)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "CredentialsNotAllowed" in result.stderr
+    assert "autobuild.dev/image-repos lists docker.io/acme/web" in result.stderr

@@ -9,6 +9,7 @@ from autobuild.planning.credentials import (
     default_username,
     git_credentials_problem,
     git_username,
+    push_credentials_problem,
 )
 from autobuild.settings import BuildSettings
 
@@ -126,3 +127,97 @@ def test_insecure_git_hosts_setting() -> None:
         "http://127.0.0.1:3000/a/b", "link", {HOSTS: "127.0.0.1"}, settings.insecure_git_hosts
     )
     assert allowed is None
+
+
+REPOS = "autobuild.dev/git-repos"
+IMAGES = "autobuild.dev/image-repos"
+
+
+@pytest.mark.parametrize(
+    ("repo", "patterns"),
+    [
+        ("github.com/acme/app", "github.com/acme/*"),
+        ("https://github.com/Acme/App.git", "github.com/acme/*"),
+        ("github.com/acme/app", "github.com/acme/app"),
+        ("github.com/acme/app", "gitlab.com/acme/*, github.com/acme/app"),
+        ("gitlab.com/acme/group/app", "gitlab.com/acme/*"),
+        ("https://ghe.example.com:8443/acme/app", "ghe.example.com/acme/*"),
+        ("github.com/acme/app", "https://github.com/acme/app.git"),
+    ],
+)
+def test_a_secret_bound_to_repositories_goes_to_those(repo: str, patterns: str) -> None:
+    annotations = {HOSTS: "github.com,gitlab.com,ghe.example.com", REPOS: patterns}
+    assert git_credentials_problem(repo, "link", annotations, ()) is None
+    # git-repos alone is enough: each of its patterns names its host.
+    assert git_credentials_problem(repo, "link", {REPOS: patterns}, ()) is None
+
+
+@pytest.mark.parametrize(
+    ("repo", "patterns"),
+    [
+        # The attack: the organisation's token, bound to github.com, sent to another owner.
+        ("github.com/evil/app", "github.com/acme/*"),
+        ("github.com/acme-evil/app", "github.com/acme/*"),
+        ("github.com/acme", "github.com/acme/*"),
+        ("github.com/acme/app2", "github.com/acme/app"),
+        ("github.com/acme/app/../../evil/app", "github.com/acme/*"),
+        ("github.com/acme/%2e%2e/evil", "github.com/acme/*"),
+        ("gitlab.com/acme/app", "github.com/acme/*"),
+        ("github.com/acme/app", "github.com/*/app"),
+        ("github.com/acme/app", ""),
+    ],
+)
+def test_a_secret_bound_to_repositories_goes_to_no_other(repo: str, patterns: str) -> None:
+    annotations = {HOSTS: "github.com,gitlab.com", REPOS: patterns}
+    problem = git_credentials_problem(repo, "link", annotations, ())
+    assert problem is not None
+    reason, message = problem
+    assert reason == "CredentialsNotAllowed"
+    assert REPOS in message
+    assert "Secret 'link' may not be used for" in message
+
+
+def test_git_repos_narrows_git_hosts_and_never_widens_it() -> None:
+    # Both present: both must allow the repository.
+    annotations = {HOSTS: "gitlab.com", REPOS: "github.com/acme/*"}
+    problem = git_credentials_problem("github.com/acme/app", "link", annotations, ())
+    assert problem is not None
+    assert "lists gitlab.com, not github.com" in problem[1]
+    # Plain http stays refused whatever the patterns say.
+    problem = git_credentials_problem("http://gitea.local/acme/app", "link", {REPOS: "*"}, ())
+    assert problem is not None
+    assert "lists *" in problem[1]
+    http = git_credentials_problem(
+        "http://gitea.local/acme/app", "link", {REPOS: "gitea.local/acme/*"}, ()
+    )
+    assert http is not None
+    assert "plain http://" in http[1]
+
+
+@pytest.mark.parametrize(
+    ("image", "patterns", "allowed"),
+    [
+        ("docker.io/acme/app", "docker.io/acme/*", True),
+        ("docker.io/acme/app", "index.docker.io/acme/*", True),
+        ("docker.io/acme/app", "docker.io/acme/app", True),
+        ("registry.local:5000/team/app", "registry.local:5000/team/*", True),
+        ("registry.local:5000/team/sub/app", "registry.local:5000/team/*", True),
+        # The attack: the namespace's push Secret used for another repository of its account.
+        ("docker.io/acme/private-tools", "docker.io/acme/app", False),
+        ("docker.io/other/app", "docker.io/acme/*", False),
+        ("registry.local:5001/team/app", "registry.local:5000/team/*", False),
+        ("ghcr.io/acme/app", "docker.io/acme/*", False),
+    ],
+)
+def test_push_secrets_bound_to_image_repositories(image: str, patterns: str, allowed: bool) -> None:
+    problem = push_credentials_problem((image,), "regcred", {IMAGES: patterns})
+    assert (problem is None) is allowed
+    if problem is not None:
+        assert problem[0] == "CredentialsNotAllowed"
+        assert IMAGES in problem[1]
+        assert "Secret 'regcred'" in problem[1]
+
+
+def test_a_push_secret_without_image_repos_is_bound_to_its_registry_only() -> None:
+    # Before image-repos existed: the registry entry is the binding (dockerconfig's lookup).
+    assert push_credentials_problem(("docker.io/acme/app",), "regcred", {}) is None

@@ -728,3 +728,62 @@ def test_a_registry_that_stays_away_costs_no_status_write_per_try() -> None:
     )
     answered = decide(replace(done, now=later, registry={request.id: reset}), SETTINGS)
     assert answered.status is None  # same reason, other words: nothing to write
+
+
+def _pushing(image_repos: str | None) -> tuple[Snapshot, dict[str, Any]]:
+    image = {
+        "namespace": "acme",
+        "name": "app",
+        "visibility": "Private",
+        "shortDescription": "app",
+        "pushSecret": "regcred",
+    }
+    b = body(image=image, tags=[{"source": "main", "dockerTag": "latest"}])
+    annotations = {} if image_repos is None else {"autobuild.dev/image-repos": image_repos}
+    config = '{"auths": {"https://index.docker.io/v1/": {"auth": "YWNtZTpwdw=="}}}'
+    data = {".dockerconfigjson": config}
+    secret = SecretView("kubernetes.io/dockerconfigjson", annotations, data)
+    snapshot = world(b, secrets={"regcred": secret}, heads=heads(b, {"refs/heads/main": COMMIT}))
+    return snapshot, b
+
+
+def test_a_push_secret_bound_to_other_images_is_never_mounted_nor_sent() -> None:
+    snapshot, _ = _pushing("docker.io/acme/tools, docker.io/acme/web-*")
+    decision = decide(snapshot, SETTINGS)
+    assert not decision.create
+    assert decision.registry == ()  # no preflight, no visibility call: nothing sends it
+    assert decision.status is not None
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "CredentialsNotAllowed")
+    assert "docker.io/acme/app" in stalled["message"]
+    assert "autobuild.dev/image-repos" in stalled["message"]
+    assert ("Warning", "CredentialsNotAllowed") in [(e.type, e.reason) for e in decision.events]
+
+
+@pytest.mark.parametrize("image_repos", [None, "docker.io/acme/*", "docker.io/acme/app"])
+def test_a_push_secret_that_allows_the_image_builds(image_repos: str | None) -> None:
+    snapshot, _ = _pushing(image_repos)
+    decision = decide(snapshot, SETTINGS)
+    assert len(decision.create) == 1
+    assert decision.status is not None
+    assert "CredentialsNotAllowed" not in str(decision.status)
+
+
+def test_a_linked_token_bound_to_other_repositories_is_never_sent() -> None:
+    b = body(source={"repo": "github.com/evil/app", "credentialsSecret": "link"})
+    bound = {
+        "autobuild.dev/git-hosts": "github.com",
+        "autobuild.dev/git-repos": "github.com/acme/*",
+    }
+    secret = SecretView("Opaque", bound, {"token": TOKEN})
+    decision = decide(world(b, secrets={"link": secret}), SETTINGS)
+    assert decision.resolve is None  # no ls-remote with the token
+    assert not decision.create
+    assert decision.status is not None
+    stalled = next(c for c in decision.status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "CredentialsNotAllowed")
+    assert "github.com/evil/app" in stalled["message"]
+    ours = body(source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
+    asked = decide(world(ours, secrets={"link": secret}), SETTINGS)
+    assert asked.resolve is not None
+    assert asked.resolve.password == TOKEN

@@ -4,9 +4,14 @@ The message written is ours: none of the log's text reaches status or Events."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from typing import Any
+
 import pytest
 
-from autobuild.planning.failures import classify_log
+from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
 
 REGISTRY = "127.0.0.1:40513"
 PUSH_DENIED = (
@@ -126,3 +131,58 @@ def test_an_untrusted_registry_certificate_is_named_before_push_and_pull_failure
     found = classify_log(git + "\n" + USAGE_TAIL)
     assert found is not None
     assert found[0] == "GitCloneFailed"
+
+
+# A build's author writes its log: one 64 KiB line made for a backtracking engine (the ".*"
+# of the base-image rule rescanned the rest of the line from each of its 3,000 occurrences).
+ADVERSARIAL = ("error building image: " * 3000)[:LOG_HEAD_BYTES]
+
+
+def test_an_adversarial_64_kib_log_classifies_in_milliseconds() -> None:
+    """Python's re took 1.6 s for it on the development machine, on the event loop. RE2 is
+    linear: about a millisecond; the bound is generous for a loaded host (best of three)."""
+    assert len(ADVERSARIAL) == LOG_HEAD_BYTES
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        found = classify_log(ADVERSARIAL)
+        timings.append(time.perf_counter() - started)
+    assert min(timings) < 0.2
+    assert found is None  # no known message in it, as before
+
+
+def test_only_the_head_of_a_longer_text_is_read() -> None:
+    """Whoever calls, at most LOG_HEAD_BYTES characters are classified."""
+    padding = "x" * 80 + "\n"
+    head = padding * (LOG_HEAD_BYTES // len(padding) + 1)
+    assert classify_log(head + "error pushing image\n") is None
+    assert classify_log(padding + "error pushing image\n") is not None
+
+
+def test_the_controller_classifies_a_read_log_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log head is classified on a worker thread: the event loop keeps serving."""
+    from autobuild.controller import reconcile
+    from autobuild.planning.decide import LogRead
+    from autobuild.settings import BuildSettings
+
+    threads: list[threading.Thread] = []
+
+    def recording(log: str) -> tuple[str, str] | None:
+        threads.append(threading.current_thread())
+        return classify_log(log)
+
+    class Api:
+        async def request_text(self, method: str, path: str, **_: Any) -> str:
+            return ADVERSARIAL
+
+    monkeypatch.setattr(reconcile, "classify_log", recording)
+
+    async def read() -> None:
+        controller = reconcile.Controller(Api(), BuildSettings())  # type: ignore[arg-type]
+        await controller._read_failure_log(("ci", "app"), LogRead("app-1", "app-1-pod"))
+
+    asyncio.run(read())
+    assert threads
+    assert threads[0] is not threading.main_thread()

@@ -78,7 +78,10 @@ class World:
         body = copy.deepcopy(dict(self.snapshot.body))
         secrets = dict(self.snapshot.secrets)
         if decision.hook_secret is not None:
-            secrets[decision.hook_secret] = SecretView("Opaque", {}, {"secret": HOOK_SECRET}, "3")
+            # As the operator creates it: owned by the AutomatedBuild (hook_secret_manifest).
+            uid = str(body["metadata"].get("uid") or "")
+            made = SecretView("Opaque", {}, {"secret": HOOK_SECRET}, "3", owners=(uid,))
+            secrets[decision.hook_secret] = made
         if decision.finalizers is not None:
             body["metadata"]["finalizers"] = list(decision.finalizers)
         if decision.status is not None:
@@ -615,3 +618,33 @@ def test_no_linked_token_posts_no_status() -> None:
     world.snapshot = replace(world.snapshot, body=body, secrets={})
     decision = world.step()
     assert [c for c in decision.github if c.kind == hooks.STATUS] == []
+
+
+def test_a_planted_generated_hook_secret_is_never_adopted() -> None:
+    # Someone created "<name>-github-hook" before the operator did, with a value they know.
+    world = linked_world()
+    planted = SecretView("Opaque", {}, {"secret": "known-to-the-planter"}, "9")
+    world.snapshot = replace(world.snapshot, secrets={**world.snapshot.secrets, GENERATED: planted})
+    world.settle()
+    assert world.calls == []  # no hook registered with their secret
+    assert world.snapshot.secrets[GENERATED] is planted  # and the operator does not replace it
+    ready = world.condition(hooks.WEBHOOK_READY)
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", "WebhookSecretNotOwned")
+    assert GENERATED in ready["message"]
+    assert "known-to-the-planter" not in str(world.status)
+    # Owned by another AutomatedBuild: not this one's either.
+    other = replace(planted, owners=("another-uid",))
+    world.snapshot = replace(world.snapshot, secrets={**world.snapshot.secrets, GENERATED: other})
+    world.settle()
+    assert world.calls == []
+
+
+def test_a_webhook_secret_the_author_names_is_used_as_it_is() -> None:
+    world = linked_world(webhookSecret="my-hook")
+    mine = SecretView("Opaque", {}, {"secret": "my-own-secret-value"}, "5")
+    world.snapshot = replace(world.snapshot, secrets={**world.snapshot.secrets, "my-hook": mine})
+    world.settle()
+    assert [call.secret for call in world.calls if call.kind == hooks.HOOK] == [
+        "my-own-secret-value"
+    ]

@@ -108,3 +108,20 @@ def test_a_ca_bundle_that_is_not_pem_is_refused() -> None:
 )
 def testis_private_ip_literals_for_token_realms(host: str, private: bool) -> None:
     assert is_private_ip_literal(host) is private
+
+
+def test_the_internal_realm_hosts_setting() -> None:
+    from autobuild.registry.client import realm_host_allowed
+    from autobuild.settings import BuildSettings
+
+    settings = BuildSettings.from_env(
+        {"AUTOBUILD_INTERNAL_REALM_HOSTS": " Auth.Registry.svc , localhost:5001,,"}
+    )
+    assert settings.internal_realm_hosts == ("Auth.Registry.svc", "localhost:5001")
+    assert realm_host_allowed("auth.registry.svc", settings.internal_realm_hosts)
+    assert realm_host_allowed("LOCALHOST", settings.internal_realm_hosts)  # no port compared
+    assert not realm_host_allowed("registry.svc", settings.internal_realm_hosts)
+    assert not realm_host_allowed("auth.registry.svc.evil.io", settings.internal_realm_hosts)
+    assert not realm_host_allowed("127.0.0.1", ())
+    assert realm_host_allowed("169.254.169.254", ("*",))
+    assert BuildSettings().internal_realm_hosts == ()

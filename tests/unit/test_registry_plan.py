@@ -80,3 +80,16 @@ def test_dockerhub_url_setting() -> None:
     assert custom.dockerhub_url == "http://127.0.0.1:9"
     with pytest.raises(ValueError, match="AUTOBUILD_DOCKERHUB_URL"):
         BuildSettings.from_env({"AUTOBUILD_DOCKERHUB_URL": "hub.docker.com"})
+
+
+def test_status_says_which_repositories_autobuild_created() -> None:
+    from autobuild.planning.registry_gate import created_repositories
+
+    repository = {
+        "name": "docker.io/acme/app",
+        "created": True,
+        "cache": {"name": "docker.io/acme/app-buildcache"},
+    }
+    assert created_repositories({"status": {"repository": repository}}) == {"docker.io/acme/app"}
+    assert created_repositories({"status": {}}) == frozenset()
+    assert created_repositories({"status": {"repository": {"created": "nonsense"}}}) == set()

@@ -139,6 +139,7 @@ AUTOBUILD_* environment of the operator: a setting is set only when its value is
   (list "AUTOBUILD_NODE_SELECTOR" (include "autobuild.keyValues" $b.nodeSelector))
   (list "AUTOBUILD_INSECURE_REGISTRIES" (join "," $b.insecureRegistries))
   (list "AUTOBUILD_INSECURE_GIT_HOSTS" (join "," $b.insecureGitHosts))
+  (list "AUTOBUILD_INTERNAL_REALM_HOSTS" (join "," $b.internalRealmHosts))
   (list "AUTOBUILD_GITHUB_URL" .Values.github.url)
   (list "AUTOBUILD_DOCKERHUB_URL" .Values.dockerHub.url)
   (list "AUTOBUILD_PUBLIC_URL" .Values.webhook.publicUrl)
@@ -162,4 +163,14 @@ A map as key=value,key=value in key order (AUTOBUILD_NODE_SELECTOR).
 {{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
 {{- end }}
 {{- join "," $pairs }}
+{{- end }}
+
+{{/*
+"true" when the chart installs its ValidatingAdmissionPolicy: admissionPolicy.enabled and the
+cluster serves admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy (GA and on by default
+since Kubernetes 1.30; `helm template` knows no kinds, only its default Kubernetes version).
+*/}}
+{{- define "autobuild.admissionPolicy" -}}
+{{- $served := or (.Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy") (semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version) }}
+{{- if and .Values.admissionPolicy.enabled $served }}true{{ end }}
 {{- end }}

@@ -136,7 +136,9 @@ class SourceSpec(_Model):
         "account's access token, used to clone private repositories and manage webhooks; an "
         "optional key `username` is sent with it (default per provider: x-access-token, "
         "oauth2, x-token-auth). The Secret must list the repo's host in its annotation "
-        "`autobuild.dev/git-hosts` (comma-separated, `*` for any).",
+        "`autobuild.dev/git-hosts` (comma-separated, `*` for any) or the repository in "
+        "`autobuild.dev/git-repos` (`host/owner/name` or a prefix such as `github.com/acme/*`); "
+        "with both, both must allow it.",
     )
     webhook_secret: str | None = _secret_ref(
         "Name of a Secret in the same namespace whose key `secret` verifies webhook "
@@ -212,7 +214,10 @@ class ImageSpec(_Model):
     ]
     push_secret: str | None = _secret_ref(
         "Name of a kubernetes.io/dockerconfigjson Secret in the same namespace with "
-        "push rights to the registry; mounted as Kaniko's /kaniko/.docker/config.json.",
+        "push rights to the registry; mounted as Kaniko's /kaniko/.docker/config.json. Its "
+        "annotation `autobuild.dev/image-repos` (e.g. `docker.io/acme/*`), when present, must "
+        'cover the image; `autobuild.dev/manage-existing-repos: "true"` lets autobuild change '
+        "visibility and description of repositories it did not create.",
     )
     ca_secret: str | None = _secret_ref(
         "Name of a Secret in the same namespace whose key `ca.crt` holds the PEM certificate(s) "
@@ -576,6 +581,13 @@ class RepositoryState(_Model):
         default="", description="Why the settings are not (all) applied; empty when they are."
     )
     message: str = Field(default="", description="The reason in a sentence.")
+    created: bool | None = Field(
+        default=None,
+        description="True when autobuild created the repository (Docker Hub), its Harbor "
+        "project, or found it missing before its first push: only then does autobuild change "
+        "its visibility and description, unless the push Secret allows managing existing "
+        "repositories (annotation autobuild.dev/manage-existing-repos).",
+    )
 
 
 class RepositoryStatus(RepositoryState):

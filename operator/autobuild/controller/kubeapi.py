@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -20,13 +20,17 @@ import aiohttp
 Obj = dict[str, Any]
 log = logging.getLogger("autobuild.kubeapi")
 
-_PAGE: Final = 500
+PAGE_SIZE: Final = 500
 # Watch lines can hold large objects (a Pod with many statuses): allow up to 16 MiB a line.
 _LINE_LIMIT: Final = 16 * 1024 * 1024
 _WATCH_SECONDS: Final = 300
 _REQUEST_TIMEOUT: Final = 60.0
 # The pseudo-event a watch starts with: the API server accepted it.
 OPENED: Final = "OPENED"
+# Metadata only (PartialObjectMetadata): what a LIST or WATCH of Secrets asks for, so that the
+# values of every Secret in the cluster never cross the wire or sit in memory.
+METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_WATCH: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class ApiError(Exception):
@@ -71,8 +75,10 @@ class KubeApi:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=32))
         self.requests: dict[str, int] = {}
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(
+        self, content_type: str | None = None, accept: str | None = None
+    ) -> dict[str, str]:
+        headers = {"Accept": accept or "application/json"}
         # The loaders store a token under BearerToken (older clients: authorization); this
         # call also runs the refresh hook (in-cluster tokens rotate).
         token = self._config.get_api_key_with_prefix("BearerToken", alias="authorization")
@@ -111,6 +117,7 @@ class KubeApi:
         params: Mapping[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str | None = None,
     ) -> Obj:
         """One API call; the decoded JSON answer, or ApiError."""
         self.requests[method] = self.requests.get(method, 0) + 1
@@ -120,7 +127,7 @@ class KubeApi:
             self._host + path,
             params=params,
             data=data,
-            headers=self._headers(content_type if data is not None else None),
+            headers=self._headers(content_type if data is not None else None, accept),
             timeout=aiohttp.ClientTimeout(total=_REQUEST_TIMEOUT),
         ) as answer:
             text = await answer.text()
@@ -130,21 +137,34 @@ class KubeApi:
             return loaded
 
     async def list(
-        self, path: str, params: Mapping[str, str] | None = None
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        accept: str | None = None,
+        keep: Callable[[Obj], bool] | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> tuple[list[Obj], str]:
-        """Every object of a collection, page by page; and the list's resourceVersion."""
+        """Every object of a collection, page by page; and the list's resourceVersion.
+        ``keep`` filters each page as it arrives: only one page of the rest is ever held."""
         items: list[Obj] = []
-        query = {**(params or {}), "limit": str(_PAGE)}
+        query = {**(params or {}), "limit": str(page_size)}
         while True:
-            page = await self.request("GET", path, params=query)
-            items += page.get("items") or []
+            page = await self.request("GET", path, params=query, accept=accept)
+            found = page.get("items") or []
+            items += found if keep is None else [item for item in found if keep(item)]
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 return items, str(meta.get("resourceVersion", ""))
             query = {**query, "continue": meta["continue"]}
 
     async def watch(
-        self, path: str, resource_version: str, params: Mapping[str, str] | None = None
+        self,
+        path: str,
+        resource_version: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        accept: str | None = None,
     ) -> AsyncIterator[tuple[str, Obj]]:
         """Watch events (type, object) from ``resource_version`` until the server ends the
         stream; first (OPENED, {}) once the server accepted the watch; bookmarks come as
@@ -160,7 +180,7 @@ class KubeApi:
         async with self._session.get(
             self._host + path,
             params=query,
-            headers=self._headers(),
+            headers=self._headers(accept=accept),
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=30, sock_read=_WATCH_SECONDS + 30
             ),

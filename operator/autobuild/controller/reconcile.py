@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
+from autobuild.api.checks import DNS1123_SUBDOMAIN
 from autobuild.api.models import WebhookResponse, WebhookStatus
 from autobuild.controller.kubeapi import ApiError, KubeApi
 from autobuild.controller.queue import WorkQueue
@@ -21,6 +23,7 @@ from autobuild.controller.store import Informer, Key, Store, start_in_order
 from autobuild.metrics import Metrics, StateSources
 from autobuild.planning import hooks, registry_gate
 from autobuild.planning import status as tracking
+from autobuild.planning.credentials import manages_existing_repositories
 from autobuild.planning.decide import (
     Decision,
     EventNote,
@@ -36,7 +39,7 @@ from autobuild.planning.github import hook_secret_manifest
 from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.reasons import Reason
-from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
+from autobuild.planning.registry_gate import RegistryRequest, RegistryResult, created_repositories
 from autobuild.registry.client import RegistrySessions
 from autobuild.registry.operations import (
     apply_image_settings,
@@ -62,6 +65,12 @@ _REGISTRY_CONCURRENCY: Final = 16
 # After a conditional write lost a race, look again this soon (the watch brings the news).
 _CONFLICT_RETRY: Final = 0.5
 _MERGE_PATCH: Final = "application/merge-patch+json"
+# Secrets per metadata LIST page: a page is what is held at once, and annotations alone may
+# reach 256 KiB an object (kubectl's last-applied-configuration copies the data there).
+_SECRET_PAGE: Final = 100
+# Secret GETs at once when the operator starts (each a small request to the API server).
+_SECRET_READS: Final = 16
+_OBJECT_NAME: Final = re.compile(DNS1123_SUBDOMAIN)
 # Distinct trigger-URL requests that wait per object while its heads are read: they share the
 # next ls-remote; more are dropped (logged). Identical ones merge whatever their number.
 _MAX_WAITING_TRIGGERS: Final = 32
@@ -71,10 +80,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _segment(text: str) -> str:
+    """One path segment of an API URL from a name (quoted: a '/' or '..' in a name must never
+    reach another object or namespace)."""
+    if text in ("", ".", ".."):
+        raise ValueError(f"not an object name: {text!r}")
+    return quote(text, safe="")
+
+
 def _paths(namespaces: Sequence[str], group_path: str, plural: str) -> list[str]:
     if not namespaces:
         return [f"{group_path}/{plural}"]
-    return [f"{group_path}/namespaces/{quote(ns)}/{plural}" for ns in namespaces]
+    return [f"{group_path}/namespaces/{_segment(ns)}/{plural}" for ns in namespaces]
 
 
 _AB_GROUP: Final = f"/apis/{API_GROUP}/{API_VERSION}"
@@ -104,6 +121,9 @@ class Controller:
         self.queue: WorkQueue[Key] = WorkQueue(self.metrics.instrument(self.process), workers)
         self.store = Store(self.queue.add, self.github_settings)
         self.store.deleted = self.queue.forget
+        self.store.skipped = self.metrics.record_skipped
+        # Secret reads in flight: the users of one Secret wait for one GET.
+        self._secret_reads: dict[Key, asyncio.Lock] = {}
         self.synced = asyncio.Event()
         self._resolving: set[Key] = set()
         # Trigger-URL requests per object waiting for the ls-remote after the one running.
@@ -128,12 +148,17 @@ class Controller:
                 )
             ],
             [
+                # Metadata only, the referenced ones kept page by page; their values are read
+                # one by one (a cluster's Secrets never sit in memory, nor cross the wire).
                 Informer(
                     api,
                     "secrets",
                     _paths(namespaces, "/api/v1", "secrets"),
                     store.replace_secrets,
                     store.apply_secret,
+                    metadata_only=True,
+                    keep=store.references_secret,
+                    page_size=_SECRET_PAGE,
                 )
             ],
             [
@@ -182,6 +207,7 @@ class Controller:
         try:
             await start_in_order(self._informers, self._spawn)
             log.info("watching %d AutomatedBuilds", len(self.store.keys()))
+            await self._read_referenced_secrets()
             if self.webhook_address is not None:
                 # Only now: before the store is complete a delivery could miss its object.
                 app = create_app(
@@ -303,19 +329,48 @@ class Controller:
         return await self._act(key, snapshot.body, decision)
 
     async def _read_unknown_secrets(self, key: Key) -> None:
-        """The one read besides ls-remote: a Secret referenced after the Secrets were listed."""
+        """The one read besides ls-remote: the values of a referenced Secret (the informer
+        watches metadata only), when new or changed. The users of one Secret take turns, and
+        whoever comes second finds it read."""
         for name in self.store.unknown_secrets(key):
-            try:
-                found = await self.api.request("GET", f"/api/v1/namespaces/{key[0]}/secrets/{name}")
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
-                found = None
-            self.store.put_secret(key[0], name, found)
+            secret = (key[0], name)
+            lock = self._secret_reads.setdefault(secret, asyncio.Lock())
+            async with lock:
+                if name in self.store.unknown_secrets(key):
+                    found = await self._read_secret(key[0], name)
+                    self.store.put_secret(key[0], name, found, reader=key)
+            if not lock.locked():
+                self._secret_reads.pop(secret, None)
+
+    async def _read_referenced_secrets(self) -> None:
+        """Before the webhook server starts: the values of every referenced Secret (the
+        Secrets were listed as metadata only, and the receiver verifies with the values). A
+        read that fails is left to the object's reconcile, which retries it."""
+        slots = asyncio.Semaphore(_SECRET_READS)
+
+        async def read(key: Key) -> None:
+            async with slots:
+                try:
+                    await self._read_unknown_secrets(key)
+                except (ApiError, OSError, TimeoutError) as exc:
+                    log.warning("%s/%s: cannot read its Secrets yet: %s", *key, exc)
+
+        await asyncio.gather(*(read(key) for key in list(self.store.automated_builds)))
+
+    async def _read_secret(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """GET one Secret; None when it is not found or cannot be a Secret's name."""
+        if len(name) > 253 or not _OBJECT_NAME.match(name):
+            return None  # the CRD refuses such a name, but an object stored before may hold one
+        path = f"/api/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}"
+        try:
+            return await self.api.request("GET", path)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            return None
 
     async def _act(self, key: Key, body: Mapping[str, Any], decision: Decision) -> float | None:
-        namespace = key[0]
-        jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        jobs = f"/apis/batch/v1/namespaces/{_segment(key[0])}/jobs"
         for manifest in decision.create:
             try:
                 self.store.apply_job("ADDED", await self.api.request("POST", jobs, body=manifest))
@@ -323,11 +378,11 @@ class Controller:
                 if exc.status != 409:  # 409: the build exists already (same identity)
                     raise
         conflicts = 0
-        for write in decision.release:
+        for write in self._held(key, decision.release):
             conflicts += await self._patch_job(jobs, write, {"spec": {"suspend": False}})
-        for write in decision.cancel:
+        for write in self._held(key, decision.cancel):
             conflicts += await self._patch_job(jobs, write, tracking.cancel_patch(_now()))
-        for write in decision.delete:
+        for write in self._held(key, decision.delete):
             await self._delete_job(jobs, write)
         self.store.take_pushes(key, decision.pushes_done)
         for note in decision.push_events:  # the pushes are taken: said once, status or not
@@ -371,6 +426,15 @@ class Controller:
                 await self._post_event(body, note)
         return decision.requeue_after
 
+    def _held(self, key: Key, writes: Sequence[JobWrite]) -> list[JobWrite]:
+        """The writes to Jobs this AutomatedBuild owns (the ownership chain the store checks):
+        whatever a decision says, no other Job is ever patched or deleted for it."""
+        held = [w for w in writes if self.store.holds_job(key, w.name, w.uid)]
+        for write in writes:
+            if write not in held:
+                log.warning("%s/%s: not touching Job %s: not its own", *key, write.name)
+        return held
+
     async def _create_hook_secret(self, key: Key, body: Mapping[str, Any]) -> None:
         """Create the Secret that keeps a generated webhook secret (owned by the object)."""
         from autobuild.sources.github import new_hook_secret
@@ -379,7 +443,7 @@ class Controller:
         manifest = hook_secret_manifest(key[0], key[1], str(meta.get("uid", "")), new_hook_secret())
         try:
             created = await self.api.request(
-                "POST", f"/api/v1/namespaces/{key[0]}/secrets", body=manifest
+                "POST", f"/api/v1/namespaces/{_segment(key[0])}/secrets", body=manifest
             )
         except ApiError as exc:
             if exc.status == 403:
@@ -399,7 +463,7 @@ class Controller:
             "resourceVersion": body["metadata"].get("resourceVersion"),
             "finalizers": finalizers,
         }
-        path = f"{_AB_GROUP}/namespaces/{key[0]}/{PLURAL}/{key[1]}"
+        path = f"{_AB_GROUP}/namespaces/{_segment(key[0])}/{PLURAL}/{_segment(key[1])}"
         try:
             answer = await self.api.request(
                 "PATCH", path, body={"metadata": meta}, content_type=_MERGE_PATCH
@@ -485,7 +549,7 @@ class Controller:
         try:
             answer = await self.api.request(
                 "PATCH",
-                f"{jobs}/{write.name}",
+                f"{jobs}/{_segment(write.name)}",
                 body={**patch, "metadata": meta},
                 content_type=_MERGE_PATCH,
             )
@@ -506,7 +570,7 @@ class Controller:
             "preconditions": {"uid": write.uid},
         }
         try:
-            await self.api.request("DELETE", f"{jobs}/{write.name}", body=body)
+            await self.api.request("DELETE", f"{jobs}/{_segment(write.name)}", body=body)
         except ApiError as exc:
             if exc.status not in (404, 409):
                 raise
@@ -516,7 +580,7 @@ class Controller:
     ) -> bool:
         """Patch status if the object is still the version decided on; False on a conflict."""
         version = body["metadata"].get("resourceVersion")
-        path = f"{_AB_GROUP}/namespaces/{key[0]}/{PLURAL}/{key[1]}/status"
+        path = f"{_AB_GROUP}/namespaces/{_segment(key[0])}/{PLURAL}/{_segment(key[1])}/status"
         try:
             answer = await self.api.request(
                 "PATCH",
@@ -561,7 +625,7 @@ class Controller:
         )
         try:
             await self.api.request(
-                "POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event
+                "POST", f"/api/v1/namespaces/{_segment(meta['namespace'])}/events", body=event
             )
         except (ApiError, OSError, TimeoutError) as exc:
             log.warning("could not post Event %s: %s", note.reason, exc)
@@ -569,11 +633,13 @@ class Controller:
     async def _read_failure_log(self, key: Key, read: LogRead) -> None:
         """The head of a failed build's log, classified (the one log read: Kaniko's usage text
         can fill the termination message, hiding the error line at the start)."""
-        path = f"/api/v1/namespaces/{key[0]}/pods/{read.pod_name}/log"
+        path = f"/api/v1/namespaces/{_segment(key[0])}/pods/{_segment(read.pod_name)}/log"
         params = {"container": CONTAINER_NAME, "limitBytes": str(LOG_HEAD_BYTES)}
         found: tuple[str, str] | None = None
         try:
-            found = classify_log(await self.api.request_text("GET", path, params=params))
+            text = await self.api.request_text("GET", path, params=params)
+            # Up to 64 KiB the build's author wrote: classified on a thread, not the loop.
+            found = await asyncio.to_thread(classify_log, text)
         except (ApiError, OSError, TimeoutError) as exc:
             log.info("%s/%s: cannot read the log of %s: %s", *key, read.pod_name, exc)
         finally:
@@ -607,7 +673,15 @@ class Controller:
             message = f"spec.image.caSecret {spec.image.ca_secret!r}, key ca.crt: {exc}"
             return RegistryResult(_now(), False, Reason.CA_SECRET_INVALID, message)
         if request.kind == registry_gate.SETTINGS:
-            applied = await apply_image_settings(spec, secret, self.settings, session=session)
+            applied = await apply_image_settings(
+                spec,
+                secret,
+                self.settings,
+                created=created_repositories(snapshot.body),
+                manage_existing=secret is not None
+                and manages_existing_repositories(secret.annotations),
+                session=session,
+            )
             state = applied.as_status()
             reason = str(state.get("reason") or "")
             return RegistryResult(

@@ -1,9 +1,14 @@
 """The observe step: what the operator watches, kept in memory and fed by watch events.
 
-AutomatedBuilds by (namespace, name); their Jobs and Pods by the owner's uid (a server-side
-label selector keeps other Jobs and Pods out); and only the Secrets that some AutomatedBuild
-references. Every change of an object enqueues its AutomatedBuild's key; a snapshot of one key
-is read from memory, never from the API server. Objects are slimmed to what the decision reads.
+AutomatedBuilds by (namespace, name); their Jobs and Pods by (namespace, owner uid), and only
+through the controller ownerReference chain (a Job's controller is the AutomatedBuild with that
+uid, a Pod's controller a Job held here): a label anyone can write in any namespace never files
+an object under someone else's AutomatedBuild. A Job or Pod that does not parse is skipped and
+counted, never raised. Secrets: metadata only for every Secret (their values never cross the
+wire), the values of the referenced ones read one by one (a Secret whose watched version is
+newer than the values held is read again by the reconcile of its user). Every change of an
+object enqueues its AutomatedBuild's key; a snapshot of one key is read from memory, never from
+the API server. Objects are slimmed to what the decision reads.
 """
 
 from __future__ import annotations
@@ -16,14 +21,30 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 from pydantic import ValidationError
 
+from autobuild import API_GROUP, KIND
 from autobuild.api.models import AutomatedBuild
-from autobuild.controller.kubeapi import OPENED, ApiError, GoneError, KubeApi, sleep_backoff
+from autobuild.controller.kubeapi import (
+    METADATA_LIST,
+    METADATA_WATCH,
+    OPENED,
+    PAGE_SIZE,
+    ApiError,
+    GoneError,
+    KubeApi,
+    sleep_backoff,
+)
+from autobuild.planning import status as tracking
 from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, watched_secrets
-from autobuild.planning.hooks import FINALIZER, GitHubResult, generated_secret_name
+from autobuild.planning.hooks import (
+    FINALIZER,
+    GitHubResult,
+    generated_secret_name,
+    hook_secret_owned,
+)
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
@@ -33,7 +54,14 @@ from autobuild.webhooks.receiver import HookTarget
 from autobuild.webhooks.repokey import repo_key
 
 Key = tuple[str, str]
+# A Job or Pod table's key: (namespace, uid of its controller), an AutomatedBuild or a Job.
+Owner = tuple[str, str]
 log = logging.getLogger("autobuild.store")
+# Why a Job or Pod with the autobuild.dev/uid label was left out (the metric's reason label).
+UNOWNED: Final = "unowned"
+MALFORMED: Final = "malformed"
+# Skipped objects named in the log once each (a bounded memory, so forged objects cannot grow it).
+_WARNED_MAX: Final = 1024
 
 # Pushes that wait for one AutomatedBuild (e.g. while its push Secret is missing): newest kept.
 MAX_PENDING_PUSHES: Final = 64
@@ -106,12 +134,47 @@ def secret_view(obj: Mapping[str, Any]) -> SecretView:
         except (binascii.Error, ValueError):
             data[key] = ""
     meta = obj.get("metadata") or {}
+    owners = tuple(
+        str(ref.get("uid") or "")
+        for ref in meta.get("ownerReferences") or ()
+        if isinstance(ref, Mapping)
+        and ref.get("controller")
+        and ref.get("kind") == KIND
+        and str(ref.get("apiVersion") or "").split("/")[0] == API_GROUP
+    )
     return SecretView(
         str(obj.get("type") or ""),
         dict(meta.get("annotations") or {}),
         data,
         str(meta.get("resourceVersion") or ""),
+        owners,
     )
+
+
+def _numeric(version: str) -> int:
+    return int(version) if version.isdigit() else 0
+
+
+def _is_metadata_only(obj: Mapping[str, Any]) -> bool:
+    """A PartialObjectMetadata (what a metadata watch sends), not a whole Secret."""
+    return obj.get("kind") == "PartialObjectMetadata" or not (
+        "type" in obj or "data" in obj or "stringData" in obj
+    )
+
+
+def _named(meta: Any) -> TypeGuard[Mapping[str, Any]]:
+    return isinstance(meta, Mapping) and isinstance(meta.get("name"), str) and bool(meta["name"])
+
+
+def _controller(meta: Mapping[str, Any], api_prefix: str, kind: str) -> Mapping[str, Any] | None:
+    """The controller ownerReference when it is of ``kind`` in an API group starting with
+    ``api_prefix`` ("batch/", "autobuild.dev/"), else None."""
+    refs = meta.get("ownerReferences")
+    for ref in refs if isinstance(refs, list) else ():
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            version = str(ref.get("apiVersion") or "")
+            return ref if version.startswith(api_prefix) and ref.get("kind") == kind else None
+    return None
 
 
 class Store:
@@ -123,11 +186,18 @@ class Store:
         self._enqueue = enqueue
         self._github_settings = github or GitHubSettings()
         self.automated_builds: dict[Key, dict[str, Any]] = {}
-        self._keys_by_uid: dict[str, Key] = {}
-        self._jobs: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        self._pods: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._keys_by_uid: dict[Owner, Key] = {}
+        # Build Jobs by (namespace, AutomatedBuild uid), Pods by (namespace, Job uid).
+        self._jobs: dict[Owner, dict[str, dict[str, Any]]] = {}
+        self._pods: dict[Owner, dict[str, dict[str, Any]]] = {}
+        # The AutomatedBuild uid of every Job held: (namespace, Job uid) -> owner uid.
+        self._job_owners: dict[Owner, str] = {}
+        self._warned: set[tuple[str, str, str]] = set()
         # Referenced Secrets: a view, or None for "referenced and known not to exist".
         self._secrets: dict[Key, SecretView | None] = {}
+        # Referenced Secrets whose watched (metadata) version is newer than the view held:
+        # the reconcile of a user reads them again.
+        self._stale_secrets: dict[Key, int] = {}
         self._secret_users: defaultdict[Key, set[Key]] = defaultdict(set)
         # Referenced Secrets since deleted, as last seen: an object being deleted may still need
         # its linked token to remove its GitHub webhook (a namespace goes all at once).
@@ -146,6 +216,8 @@ class Store:
         self._by_repo: defaultdict[str, set[Key]] = defaultdict(set)
         self._parsed: dict[Key, AutomatedBuild | None] = {}
         self.deleted: Callable[[Key], None] = lambda key: None
+        # Told of every Job or Pod left out: (resource, reason), e.g. ("jobs", "unowned").
+        self.skipped: Callable[[str, str], None] = lambda resource, reason: None
 
     # AutomatedBuilds ------------------------------------------------------------------------
     def replace_automated_builds(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -169,7 +241,7 @@ class Store:
         self.automated_builds[key] = body
         uid = str(body["metadata"].get("uid") or "")
         if uid:
-            self._keys_by_uid[uid] = key
+            self._keys_by_uid[(key[0], uid)] = key
         self._index_repo(key, body)
         # Parsed only when hooks are registered: the generated hook Secret depends on it.
         parsed = self.parsed(key) if self._github_settings.public_url else None
@@ -189,8 +261,8 @@ class Store:
     def _forget(self, key: Key) -> None:
         body = self.automated_builds.pop(key, None)
         uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
-        if self._keys_by_uid.get(uid) == key:
-            del self._keys_by_uid[uid]
+        if self._keys_by_uid.get((key[0], uid)) == key:
+            del self._keys_by_uid[(key[0], uid)]
         self._track_secrets(key, [])
         self._index_repo(key, None)
         memories = (
@@ -252,6 +324,10 @@ class Store:
                 automated_build, self._github_settings
             )
             secret = self._secret_value(key[0], name, "secret")
+            if not hook_secret_owned(
+                automated_build, self._secrets.get((key[0], name or "")), self._github_settings
+            ):
+                secret = None  # a generated hook secret the operator did not create
             found.append(HookTarget(key[0], key[1], automated_build.spec.provider, secret))
         return found
 
@@ -286,6 +362,7 @@ class Store:
             if not users:
                 del self._secret_users[secret]
                 self._secrets.pop(secret, None)
+                self._stale_secrets.pop(secret, None)
                 self._deleted_secrets.pop(secret, None)
         for secret in wanted:
             self._secret_users[secret].add(key)
@@ -294,25 +371,68 @@ class Store:
         else:
             self._uses.pop(key, None)
 
+    def references_secret(self, obj: Mapping[str, Any]) -> bool:
+        """True for a Secret some AutomatedBuild references (the rest is dropped page by page)."""
+        return _key(obj) in self._secret_users
+
     def replace_secrets(self, items: Iterable[Mapping[str, Any]]) -> None:
-        """A fresh LIST of Secrets: keep the referenced ones; referenced but absent: missing."""
+        """A fresh LIST of Secrets (metadata only, or whole): keep the referenced ones;
+        referenced but absent: missing."""
         listed = {_key(item): item for item in items if _key(item) in self._secret_users}
         for secret in list(self._secret_users):
             found = listed.get(secret)
-            self._set_secret(secret, secret_view(found) if found is not None else None)
+            if found is None:
+                self._stale_secrets.pop(secret, None)
+                self._set_secret(secret, None)
+            else:
+                self._observe_secret(secret, found)
 
     def apply_secret(self, event: str, obj: Mapping[str, Any]) -> None:
-        """One watch event of a Secret; only referenced ones are kept."""
+        """One watch event of a Secret (metadata only, or whole); only referenced ones are kept."""
         secret = _key(obj)
-        if secret in self._secret_users:
-            self._set_secret(secret, None if event == "DELETED" else secret_view(obj))
+        if secret not in self._secret_users:
+            return
+        if event == "DELETED":
+            self._stale_secrets.pop(secret, None)
+            self._set_secret(secret, None)
+        else:
+            self._observe_secret(secret, obj)
 
-    def put_secret(self, namespace: str, name: str, obj: Mapping[str, Any] | None) -> None:
-        """The answer of an explicit read of a newly referenced Secret (None: not found)."""
-        if (namespace, name) in self._secret_users:
-            self._secrets[(namespace, name)] = secret_view(obj) if obj is not None else None
+    def _observe_secret(self, secret: Key, obj: Mapping[str, Any]) -> None:
+        if not _is_metadata_only(obj):
+            self._stale_secrets.pop(secret, None)
+            self._set_secret(secret, secret_view(obj))
+            return
+        # Metadata only: the values held are current unless this version is newer.
+        version = _version(obj)
+        held = self._secrets.get(secret)
+        if held is not None and version and version <= _numeric(held.version):
+            return
+        if self._stale_secrets.get(secret) == version:
+            return
+        self._stale_secrets[secret] = version
+        for user in self._secret_users.get(secret, ()):
+            self._enqueue(user)  # its reconcile reads the Secret
 
-    def _set_secret(self, secret: Key, view: SecretView | None) -> None:
+    def put_secret(
+        self,
+        namespace: str,
+        name: str,
+        obj: Mapping[str, Any] | None,
+        reader: Key | None = None,
+    ) -> None:
+        """The answer of an explicit read of a referenced Secret (None: not found). The other
+        users of the Secret look again; ``reader``, whose reconcile read it, goes on."""
+        secret = (namespace, name)
+        if secret not in self._secret_users:
+            return
+        view = secret_view(obj) if obj is not None else None
+        wanted = self._stale_secrets.get(secret)
+        if view is None or not wanted or _numeric(view.version) >= wanted:
+            self._stale_secrets.pop(secret, None)
+        self._set_secret(secret, view, skip=reader)
+
+    def _set_secret(self, secret: Key, view: SecretView | None, skip: Key | None = None) -> None:
         if secret in self._secrets and self._secrets[secret] == view:
             return
         before = self._secrets.get(secret)
@@ -322,71 +442,176 @@ class Store:
             self._deleted_secrets.pop(secret, None)
         self._secrets[secret] = view
         for user in self._secret_users.get(secret, ()):
-            self._enqueue(user)
+            if user != skip:
+                self._enqueue(user)
 
     def unknown_secrets(self, key: Key) -> list[str]:
-        """Referenced Secrets the store has never seen (referenced after the Secrets' LIST)."""
-        return [name for ns, name in self._uses.get(key, ()) if (ns, name) not in self._secrets]
+        """Referenced Secrets to read: never seen (referenced after the Secrets' LIST, or only
+        their metadata listed), or changed since their values were read."""
+        return sorted(
+            name
+            for ns, name in self._uses.get(key, ())
+            if (ns, name) not in self._secrets or (ns, name) in self._stale_secrets
+        )
 
     # Jobs and Pods --------------------------------------------------------------------------
-    def _owner(self, obj: Mapping[str, Any]) -> str:
-        return str(((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_UID) or "")
+    def _skip(self, resource: str, reason: str, obj: Mapping[str, Any], why: str) -> None:
+        self.skipped(resource, reason)
+        meta = obj.get("metadata")
+        meta = meta if isinstance(meta, Mapping) else {}
+        seen = (resource, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if seen not in self._warned:
+            if len(self._warned) >= _WARNED_MAX:
+                self._warned.clear()
+            self._warned.add(seen)
+            log.warning("ignoring %s %s/%s: %s", resource[:-1], seen[1], seen[2], why)
 
-    def _apply_owned(
-        self,
-        table: defaultdict[str, dict[str, dict[str, Any]]],
-        slim: Callable[[Mapping[str, Any]], dict[str, Any]],
-        event: str,
-        obj: Mapping[str, Any],
-    ) -> None:
-        uid = self._owner(obj)
-        name = str((obj.get("metadata") or {}).get("name") or "")
-        owned = table[uid]
+    def _job_owner(self, obj: Mapping[str, Any]) -> tuple[Owner | None, str, str]:
+        """(namespace, AutomatedBuild uid) of a build Job, or None with (reason, why)."""
+        meta = obj.get("metadata")
+        if not _named(meta):
+            return None, MALFORMED, "no name"
+        labels = meta.get("labels")
+        uid = labels.get(LABEL_UID) if isinstance(labels, Mapping) else None
+        ref = _controller(meta, f"{API_GROUP}/", KIND)
+        if not uid or ref is None or ref.get("uid") != uid:
+            return None, UNOWNED, f"its controller is not the AutomatedBuild {LABEL_UID}={uid}"
+        if not isinstance(meta.get("annotations", {}), Mapping):
+            return None, MALFORMED, "annotations are not a map"
+        try:
+            tracking.build_record(dict(obj), ())
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # The type only: the message may quote label or annotation text (log forging).
+            return None, MALFORMED, f"its labels or annotations do not parse ({type(exc).__name__})"
+        return (str(meta.get("namespace") or ""), str(uid)), "", ""
+
+    def _pod_owner(self, obj: Mapping[str, Any]) -> tuple[Owner | None, str, str]:
+        """(namespace, Job uid) of a build Pod, or None with (reason, why)."""
+        meta = obj.get("metadata")
+        if not _named(meta):
+            return None, MALFORMED, "no name"
+        ref = _controller(meta, "batch/", "Job")
+        if ref is None or not ref.get("uid"):
+            return None, UNOWNED, "its controller is not a Job"
+        labels = meta.get("labels")
+        # The decision pairs Pods with Jobs by this label: it must name the controller.
+        if not isinstance(labels, Mapping) or labels.get("job-name") != ref.get("name"):
+            return None, MALFORMED, "its job-name label does not name its controller"
+        return (str(meta.get("namespace") or ""), str(ref["uid"])), "", ""
+
+    def _key_of_pod_owner(self, owner: Owner) -> Key | None:
+        automated_build = self._job_owners.get(owner)
+        if automated_build is None:
+            return None  # a Job not held (yet: its event may come later, and enqueues then)
+        return self._keys_by_uid.get((owner[0], automated_build))
+
+    def _unfile_job(self, owner: Owner, name: str) -> None:
+        owned = self._jobs.get(owner, {})
+        job = owned.pop(name, None)
+        if job is None:
+            return
+        if not owned:
+            del self._jobs[owner]
+        self._job_owners.pop((owner[0], str(job["metadata"].get("uid") or "")), None)
+        key = self._keys_by_uid.get(owner)
+        if key is not None:
+            self._enqueue(key)
+
+    def apply_job(self, event: str, obj: Mapping[str, Any]) -> None:
+        """One watch event of a build Job (or the answer to our own write of it)."""
+        owner, reason, why = self._job_owner(obj)
+        meta = obj.get("metadata")
+        if _named(meta):
+            # Filed before under another owner (its labels or references were patched since)?
+            namespace, uid = str(meta.get("namespace") or ""), str(meta.get("uid") or "")
+            before = self._job_owners.get((namespace, uid))
+            if before is not None and (namespace, before) != owner:
+                self._unfile_job((namespace, before), str(meta["name"]))
+        if owner is None:
+            if event != "DELETED":
+                self._skip("jobs", reason, obj, why)
+            return
+        assert _named(meta)
+        name = str(meta["name"])
+        if event == "DELETED":
+            self._unfile_job(owner, name)
+            return
+        owned = self._jobs.setdefault(owner, {})
+        current = owned.get(name)
+        if current is not None and _version(obj) and _version(obj) < _version(current):
+            return
+        owned[name] = slim_job(obj)
+        self._job_owners[(owner[0], str(meta.get("uid") or ""))] = owner[1]
+        key = self._keys_by_uid.get(owner)
+        if key is not None:
+            self._enqueue(key)
+
+    def replace_jobs(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh LIST of build Jobs."""
+        fresh: dict[Owner, dict[str, dict[str, Any]]] = {}
+        for item in items:
+            owner, reason, why = self._job_owner(item)
+            if owner is None:
+                self._skip("jobs", reason, item, why)
+                continue
+            fresh.setdefault(owner, {})[str(item["metadata"]["name"])] = slim_job(item)
+        changed = {o for o in set(self._jobs) | set(fresh) if self._jobs.get(o) != fresh.get(o)}
+        self._jobs = fresh
+        self._job_owners = {
+            (owner[0], str(job["metadata"].get("uid") or "")): owner[1]
+            for owner, owned in fresh.items()
+            for job in owned.values()
+        }
+        for owner in changed:
+            key = self._keys_by_uid.get(owner)
+            if key is not None:
+                self._enqueue(key)
+
+    def apply_pod(self, event: str, obj: Mapping[str, Any]) -> None:
+        """One watch event of a build Pod."""
+        owner, reason, why = self._pod_owner(obj)
+        if owner is None:
+            if event != "DELETED":
+                self._skip("pods", reason, obj, why)
+            return
+        name = str(obj["metadata"]["name"])
+        owned = self._pods.setdefault(owner, {})
         if event == "DELETED":
             owned.pop(name, None)
             if not owned:
-                del table[uid]
+                del self._pods[owner]
         else:
             current = owned.get(name)
             if current is not None and _version(obj) and _version(obj) < _version(current):
                 return
-            owned[name] = slim(obj)
-        key = self._keys_by_uid.get(uid)
+            owned[name] = slim_pod(obj)
+        key = self._key_of_pod_owner(owner)
         if key is not None:
             self._enqueue(key)
 
-    def _replace_owned(
-        self,
-        table: defaultdict[str, dict[str, dict[str, Any]]],
-        slim: Callable[[Mapping[str, Any]], dict[str, Any]],
-        items: Iterable[Mapping[str, Any]],
-    ) -> None:
-        fresh: defaultdict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    def replace_pods(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """A fresh LIST of build Pods."""
+        fresh: dict[Owner, dict[str, dict[str, Any]]] = {}
         for item in items:
-            fresh[self._owner(item)][str(item["metadata"]["name"])] = slim(item)
-        changed = {uid for uid in set(table) | set(fresh) if table.get(uid) != fresh.get(uid)}
-        table.clear()
-        table.update(fresh)
-        for uid in changed:
-            key = self._keys_by_uid.get(uid)
+            owner, reason, why = self._pod_owner(item)
+            if owner is None:
+                self._skip("pods", reason, item, why)
+                continue
+            fresh.setdefault(owner, {})[str(item["metadata"]["name"])] = slim_pod(item)
+        changed = {o for o in set(self._pods) | set(fresh) if self._pods.get(o) != fresh.get(o)}
+        self._pods = fresh
+        for owner in changed:
+            key = self._key_of_pod_owner(owner)
             if key is not None:
                 self._enqueue(key)
 
-    def replace_jobs(self, items: Iterable[Mapping[str, Any]]) -> None:
-        """A fresh LIST of build Jobs."""
-        self._replace_owned(self._jobs, slim_job, items)
-
-    def apply_job(self, event: str, obj: Mapping[str, Any]) -> None:
-        """One watch event of a build Job (or the answer to our own write of it)."""
-        self._apply_owned(self._jobs, slim_job, event, obj)
-
-    def replace_pods(self, items: Iterable[Mapping[str, Any]]) -> None:
-        """A fresh LIST of build Pods."""
-        self._replace_owned(self._pods, slim_pod, items)
-
-    def apply_pod(self, event: str, obj: Mapping[str, Any]) -> None:
-        """One watch event of a build Pod."""
-        self._apply_owned(self._pods, slim_pod, event, obj)
+    def holds_job(self, key: Key, name: str, uid: str) -> bool:
+        """True when the Job is one of this AutomatedBuild's, by the ownership chain: the only
+        Jobs the operator may patch or delete for it."""
+        body = self.automated_builds.get(key)
+        owner_uid = str(((body or {}).get("metadata") or {}).get("uid") or "")
+        job = self._jobs.get((key[0], owner_uid), {}).get(name)
+        return job is not None and str(job["metadata"].get("uid") or "") == uid
 
     # Requests and results that are not objects ----------------------------------------------
     def add_pushes(self, key: Key, events: Sequence[PushEvent]) -> bool:
@@ -465,10 +690,17 @@ class Store:
             for ns, name in self._uses.get(key, ()):
                 if secrets[name] is None:
                     secrets[name] = self._deleted_secrets.get((ns, name))
+        jobs = tuple(self._jobs.get((key[0], uid), {}).values()) if uid else ()
+        # Only the Pods of the Jobs held: a Pod naming another Job is no part of this build.
+        pods = tuple(
+            pod
+            for job in jobs
+            for pod in self._pods.get((key[0], str(job["metadata"].get("uid") or "")), {}).values()
+        )
         return Snapshot(
             body=body,
-            jobs=tuple(self._jobs.get(uid, {}).values()),
-            pods=tuple(self._pods.get(uid, {}).values()),
+            jobs=jobs,
+            pods=pods,
             secrets=secrets,
             now=now,
             heads=self._heads.get(key),
@@ -499,7 +731,13 @@ class Informer:
         replace: Replace,
         apply: Apply,
         params: Mapping[str, str] | None = None,
+        *,
+        metadata_only: bool = False,
+        keep: Callable[[Mapping[str, Any]], bool] | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
+        """``metadata_only``: list and watch PartialObjectMetadata; ``keep``: what of each LIST
+        page is kept for ``replace`` (the rest is dropped as the page arrives)."""
         self.name = name
         self.synced = asyncio.Event()
         # Paths whose watch the API server accepted last time (RBAC may refuse a watch).
@@ -509,6 +747,10 @@ class Informer:
         self._replace = replace
         self._apply = apply
         self._params = dict(params or {})
+        self._list_accept = METADATA_LIST if metadata_only else None
+        self._watch_accept = METADATA_WATCH if metadata_only else None
+        self._keep = keep
+        self._page_size = page_size
         self._synced_paths: set[str] = set()
 
     async def run(self) -> None:
@@ -535,10 +777,11 @@ class Informer:
         while True:
             try:
                 if version is None:
-                    items, version = await self._api.list(path, self._params)
+                    items, version = await self._list(path)
                     replace(items)
                     self._mark_synced(path)
-                async for event, obj in self._api.watch(path, version, self._params):
+                watch = self._api.watch(path, version, self._params, accept=self._watch_accept)
+                async for event, obj in watch:
                     if event == OPENED:
                         self._watching.add(path)
                         continue
@@ -561,6 +804,11 @@ class Informer:
                 log.exception("%s: unexpected error; retrying", self.name)
                 await sleep_backoff(attempt)
                 attempt += 1
+
+    async def _list(self, path: str) -> tuple[list[Any], str]:
+        return await self._api.list(
+            path, self._params, accept=self._list_accept, keep=self._keep, page_size=self._page_size
+        )
 
     @property
     def healthy(self) -> bool:

@@ -5,25 +5,38 @@ for the operator's own ``git ls-remote``, so what the operator checks is what Ka
 
 No confused deputy: the operator may read any Secret, so a Secret is sent only to the hosts it
 names itself (Argo CD's convention of repository credentials bound to URLs), and never over
-plain http unless the operator's settings allow that host.
+plain http unless the operator's settings allow that host. A Secret may bind itself closer:
+to repository prefixes (``autobuild.dev/git-repos``), and a push Secret to image prefixes
+(``autobuild.dev/image-repos``); without those annotations the binding is by host (git) or by
+registry (push) alone, as before they existed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Final
 
 from autobuild.api.models import Provider
-from autobuild.api.repos import repo_host, repo_scheme
+from autobuild.api.repos import repo_host, repo_scheme, strip_scheme
+from autobuild.registry.hosts import normalize_registry
 
 # Keys of the ``credentialsSecret``: the token (sent as the password) and an optional username.
 TOKEN_KEY: Final = "token"  # noqa: S105 (a key name, not a secret)
 USERNAME_KEY: Final = "username"
 # The Secret's opt-in: comma-separated host names (no port) its token may be sent to; * for any.
 ANNOTATION_GIT_HOSTS: Final = "autobuild.dev/git-hosts"
+# The closer binding: comma-separated repository patterns, ``host/owner/name`` or a prefix
+# ending in ``/*`` (``github.com/acme/*``: every repository under acme).
+ANNOTATION_GIT_REPOS: Final = "autobuild.dev/git-repos"
+# A push Secret's binding to image repositories: ``docker.io/acme/*``, ``harbor.local/team/app``.
+ANNOTATION_IMAGE_REPOS: Final = "autobuild.dev/image-repos"
+# A push Secret's consent to change visibility and description of repositories that existed
+# before autobuild (value "true"); without it only repositories autobuild created are changed.
+ANNOTATION_MANAGE_EXISTING: Final = "autobuild.dev/manage-existing-repos"
 INSECURE_GIT_HOSTS_SETTING: Final = "AUTOBUILD_INSECURE_GIT_HOSTS"
 REASON_NOT_ALLOWED: Final = "CredentialsNotAllowed"
 _ANY_HOST: Final = "*"
+_ANY_BELOW: Final = "*"
 
 # The username each host expects next to an access token used as the password. GitHub accepts
 # any username with a token; plain git hosts (Gitea, Forgejo, ...) need their own: the Secret's
@@ -58,6 +71,61 @@ def host_names(items: Iterable[str]) -> frozenset[str]:
     return frozenset(name for name in names if name)
 
 
+def _path_key(text: str, *, git: bool) -> tuple[str, ...] | None:
+    """``host/seg/...`` as compared, segments lowercased (the hosts route owner and repository
+    names case-insensitively). Git: the host without its port (as ``git-hosts``), ``.git``
+    dropped from the last segment. Images: the registry as :func:`normalize_registry` has it
+    (port kept: another port is another registry; Docker Hub's aliases are docker.io).
+    None when a segment could point elsewhere after normalisation ('.', '..', percent-escapes,
+    empty): such a name never matches."""
+    parts = strip_scheme(text.strip()).rstrip("/").split("/")
+    host = parts[0].rsplit(":", 1)[0].lower() if git else normalize_registry(parts[0])
+    segments = [segment.lower() for segment in parts[1:]]
+    if git and segments:
+        segments[-1] = segments[-1].removesuffix(".git")
+    if not host or any(s in ("", ".", "..") or "%" in s or "\\" in s for s in segments):
+        return None
+    return (host, *segments)
+
+
+def repository_patterns(annotation: str) -> list[str]:
+    """The patterns of a ``git-repos`` / ``image-repos`` annotation (trimmed, empty dropped)."""
+    return [item.strip() for item in annotation.split(",") if item.strip()]
+
+
+def matches_repository(name: str, pattern: str, *, git: bool) -> bool:
+    """Whether the repository ``name`` (``host/path``, any URL form) is covered by ``pattern``:
+    the same path, or, for a pattern ending in ``/*``, any path below its prefix. A ``*``
+    elsewhere in a pattern is no wildcard (it matches nothing real)."""
+    key = _path_key(name, git=git)
+    below = pattern.endswith("/" + _ANY_BELOW)
+    wanted = _path_key(pattern[: -len(_ANY_BELOW) - 1] if below else pattern, git=git)
+    if key is None or wanted is None:
+        return False
+    if below:
+        return len(key) > len(wanted) and key[: len(wanted)] == wanted
+    return key == wanted
+
+
+def _bound_problem(
+    name: str, secret_name: str, annotation: str, listed: str | None, *, git: bool
+) -> tuple[str, str] | None:
+    """Refusal when a binding annotation is present and covers not ``name``; None otherwise."""
+    if listed is None:
+        return None
+    patterns = repository_patterns(listed)
+    if any(matches_repository(name, pattern, git=git) for pattern in patterns):
+        return None
+    shown = ", ".join(patterns) or "nothing"
+    shown_name = "/".join(_path_key(name, git=git) or (strip_scheme(name),))
+    return (
+        REASON_NOT_ALLOWED,
+        f"Secret {secret_name!r} may not be used for {shown_name}: its annotation {annotation} "
+        f"lists {shown}. To allow it, add {shown_name} (or a prefix such as "
+        f"{shown_name.rsplit('/', 1)[0]}/*) to that annotation",
+    )
+
+
 def git_credentials_problem(
     repo: str,
     secret_name: str,
@@ -67,13 +135,20 @@ def git_credentials_problem(
     """Why the Secret's token must not be sent to ``repo``, as (reason, message); None if it may.
 
     It may when the Secret's annotation ``autobuild.dev/git-hosts`` lists the repo's host (or
-    ``*``), and the repo is https, or http to a host in ``insecure_git_hosts``. The message names
-    the Secret and the host, never a value from the Secret.
+    ``*``), or its annotation ``autobuild.dev/git-repos`` covers the repo; when both are there,
+    both must allow it (git-repos binds closer, never wider). And the repo is https, or http to a
+    host in ``insecure_git_hosts``. The message names the Secret and the host or repository,
+    never a value from the Secret.
     """
     host = repo_host(repo)
     listed = secret_annotations.get(ANNOTATION_GIT_HOSTS)
+    repos_listed = secret_annotations.get(ANNOTATION_GIT_REPOS)
     allowed = host_names((listed or "").split(","))
-    if _ANY_HOST not in allowed and host not in allowed:
+    if listed is not None or repos_listed is None:
+        host_refused = _ANY_HOST not in allowed and host not in allowed
+    else:
+        host_refused = False  # git-repos alone: each of its patterns names its host
+    if host_refused:
         if listed is None:
             why = f"it has no annotation {ANNOTATION_GIT_HOSTS}"
         else:
@@ -84,6 +159,9 @@ def git_credentials_problem(
             f"Secret {secret_name!r} may not be sent to {host}: {why}. To allow it, annotate the "
             f"Secret with {ANNOTATION_GIT_HOSTS}: {host} (comma-separated host names, * for any)",
         )
+    bound = _bound_problem(repo, secret_name, ANNOTATION_GIT_REPOS, repos_listed, git=True)
+    if bound is not None:
+        return bound
     if repo_scheme(repo) == "http" and host not in host_names(insecure_git_hosts):
         return (
             REASON_NOT_ALLOWED,
@@ -92,3 +170,27 @@ def git_credentials_problem(
             f"{INSECURE_GIT_HOSTS_SETTING}",
         )
     return None
+
+
+def push_credentials_problem(
+    repositories: Sequence[str], secret_name: str, secret_annotations: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """Why the push Secret must not push to ``repositories`` (full names such as
+    ``docker.io/acme/app``), as (reason, message); None if it may.
+
+    Without the annotation ``autobuild.dev/image-repos`` the Secret is bound to the registry
+    its entry names (the only lookup :mod:`autobuild.registry.dockerconfig` offers); with it,
+    every repository must be covered by one of its patterns. The image's build cache goes with
+    its image (the caller passes the image only): it is autobuild's own sibling of it.
+    """
+    listed = secret_annotations.get(ANNOTATION_IMAGE_REPOS)
+    for repository in repositories:
+        bound = _bound_problem(repository, secret_name, ANNOTATION_IMAGE_REPOS, listed, git=False)
+        if bound is not None:
+            return bound
+    return None
+
+
+def manages_existing_repositories(secret_annotations: Mapping[str, str]) -> bool:
+    """Whether the push Secret allows changing repositories autobuild did not create."""
+    return secret_annotations.get(ANNOTATION_MANAGE_EXISTING, "").strip().lower() == "true"

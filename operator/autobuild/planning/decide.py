@@ -31,7 +31,11 @@ from autobuild.api.models import (
 )
 from autobuild.planning import hooks, registry_gate, replay
 from autobuild.planning import status as tracking
-from autobuild.planning.credentials import git_credentials_problem, git_username
+from autobuild.planning.credentials import (
+    git_credentials_problem,
+    git_username,
+    push_credentials_problem,
+)
 from autobuild.planning.github import HOOK_SECRET_KEY
 from autobuild.planning.job import (
     ANNOTATION_SOURCE_REF,
@@ -92,6 +96,9 @@ class SecretView:
     annotations: Mapping[str, str]
     data: Mapping[str, str] = field(repr=False)
     version: str = ""
+    # uids of the AutomatedBuilds that are its controller (ownerReferences): whether the
+    # operator created it for one of them (the generated hook secret).
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -267,6 +274,19 @@ def git_access(
     if refused is not None:
         return tracking.Problem(Reason(refused[0]), refused[1]), "", None
     return None, git_username(spec.provider, secret.data), secret.data.get("token")
+
+
+def push_access(
+    automated_build: AutomatedBuild, secrets: Mapping[str, SecretView | None]
+) -> tracking.Problem | None:
+    """Whether the push Secret may be used for spec.image's repository (its annotation
+    ``autobuild.dev/image-repos``): refused, no Job mounts it and no registry call sends it."""
+    image = automated_build.spec.image
+    secret = secrets.get(image.push_secret) if image.push_secret else None
+    if image.push_secret is None or secret is None:
+        return None
+    refused = push_credentials_problem((image.repository,), image.push_secret, secret.annotations)
+    return None if refused is None else tracking.Problem(Reason(refused[0]), refused[1])
 
 
 @dataclass(frozen=True)
@@ -617,6 +637,7 @@ def decide(
     username = ""
     password: str | None = None
     credentials_known = False
+    push_refused: tracking.Problem | None = None
     try:
         automated_build = AutomatedBuild.model_validate(snapshot.body)
     except ValidationError as exc:
@@ -634,6 +655,10 @@ def decide(
             )
         # Whether the linked token's state is known now (Secrets there, host allowed).
         credentials_known = work.problem is None
+        # Never a Job, nor a registry call, with a push Secret bound to other repositories.
+        push_refused = push_access(automated_build, snapshot.secrets)
+        if work.problem is None:
+            work.problem = push_refused
         if work.problem is None:
             _plan_requests(automated_build, snapshot, previous, (username, password), work)
         if work.problem is None or not work.problem.stalled:
@@ -689,12 +714,14 @@ def decide(
     records, verify, mismatches = registry_gate.digest_checks(
         records, {b.id: b for b in previous.builds}, snapshot.registry
     )
+    if push_refused is not None:
+        verify = []  # the checks would send the push Secret's credentials
     checks_to_run += verify
     # A build is reported Succeeded once its digests are checked (one status write, not two).
     hold_status = hold_status or bool(verify)
     work.events += [EventNote("Warning", reason, message) for reason, message in mismatches]
     repository = previous.repository
-    if automated_build is not None:
+    if automated_build is not None and push_refused is None:
         outcome = registry_gate.repository_settings(
             registry_gate.image_fingerprint(automated_build, _push_secret_version(snapshot)),
             previous.repository,
@@ -787,6 +814,19 @@ def _hook_world(
     invalid = None
     if view is not None and not value.strip():
         invalid = f"Secret {secret_name!r} has no value under the key {HOOK_SECRET_KEY!r}"
+    not_owned = None
+    if automated_build is not None and not hooks.hook_secret_owned(automated_build, view, github):
+        # Someone made the generated Secret's name before the operator did: its value is
+        # theirs, so a hook signed with it would accept their deliveries. Never adopt it.
+        value, not_owned = (
+            "",
+            (
+                f"Secret {secret_name!r} exists but was not created by autobuild for this "
+                "AutomatedBuild (no controller ownerReference to it): its value is not used. "
+                "Delete it to let the operator create its own, or name a Secret of yours in "
+                "spec.source.webhookSecret"
+            ),
+        )
     return hooks.HookWorld(
         automated_build=automated_build,
         previous=previous,
@@ -800,6 +840,7 @@ def _hook_world(
         now=snapshot.now,
         known=credentials_known,
         secret_invalid=invalid,
+        secret_not_owned=not_owned,
     )
 
 

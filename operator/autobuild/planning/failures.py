@@ -9,6 +9,11 @@ Kaniko prints its usage text (about 75 lines) after some errors (a git authentic
 a missing Dockerfile), and the termination message under ``FallbackToLogsOnError`` is only the
 last 80 lines / 2 KiB of the log: then :func:`classify_log` finds nothing in it and the
 controller reads the head of the pod's log instead (:data:`LOG_HEAD_BYTES`).
+
+The log is written by whoever writes the Dockerfile, so the patterns are RE2 (linear time,
+:mod:`autobuild.api.regex`): Python's backtracking ``re`` spent seconds on one 64 KiB line of
+``error building image: `` repeated (each ``.*`` rescanned the rest of the line). Only the first
+:data:`LOG_HEAD_BYTES` characters are read, whoever calls.
 """
 
 from __future__ import annotations
@@ -16,68 +21,71 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from autobuild.api.regex import Regex
 from autobuild.planning.reasons import Reason
 
 # How much of a failed build's log the operator reads when the tail says nothing.
 LOG_HEAD_BYTES: Final = 64 * 1024
+# Colour codes: Python's re (for sub), linear here: the scan from each escape stops at the
+# first character that is not a digit or ";".
 _ANSI: Final = re.compile(r"\x1b\[[0-9;]*m")
 
 # In order: the first rule whose pattern matches a line wins (git and registry failures both
 # say "authentication required", so the context decides).
-_RULES: Final[tuple[tuple[Reason, re.Pattern[str], str], ...]] = (
+_RULES: Final[tuple[tuple[Reason, Regex, str], ...]] = (
     (
         Reason.GIT_AUTH_FAILED,
-        re.compile(r"error resolving source context: .*authentication"),
+        Regex(r"error resolving source context: .*authentication"),
         "cloning the repository failed: authentication was refused (check "
         "spec.source.credentialsSecret and its access to the repository)",
     ),
     (
         Reason.GIT_CLONE_FAILED,
-        re.compile(r"error resolving source context"),
+        Regex(r"error resolving source context"),
         "cloning the repository at the build's commit failed",
     ),
     (
         Reason.DOCKERFILE_NOT_FOUND,
-        re.compile(r"error resolving dockerfile path"),
+        Regex(r"error resolving dockerfile path"),
         "the Dockerfile was not found: check the rule's dockerfile and context",
     ),
     (
         Reason.DOCKERFILE_INVALID,
-        re.compile(r"parsing dockerfile|dockerfile parse error", re.IGNORECASE),
+        Regex(r"(?i)parsing dockerfile|dockerfile parse error"),
         "the Dockerfile could not be parsed",
     ),
     (
         # Go's TLS errors (crypto/tls, crypto/x509) on a registry call: before the push and
         # base-image rules, whose lines carry them. A git host's come first (GitCloneFailed).
         Reason.REGISTRY_CERTIFICATE_UNTRUSTED,
-        re.compile(r"tls: failed to verify certificate|x509: "),
+        Regex(r"tls: failed to verify certificate|x509: "),
         "a registry's TLS certificate was not trusted: for spec.image's registry name its CA "
         "in spec.image.caSecret",
     ),
     (
         Reason.PUSH_UNAUTHORIZED,
-        re.compile(r"error checking push permissions|(UNAUTHORIZED|DENIED):.*push"),
+        Regex(r"error checking push permissions|(UNAUTHORIZED|DENIED):.*push"),
         "the registry refused the push: check spec.image.pushSecret and its rights on the "
         "repository",
     ),
     (
         Reason.CONTEXT_FILE_MISSING,
-        re.compile(r"failed to get fileinfo for /kaniko/buildcontext/"),
+        Regex(r"failed to get fileinfo for /kaniko/buildcontext/"),
         "a file the Dockerfile copies is not in the build context",
     ),
     (
         Reason.BUILD_STEP_FAILED,
-        re.compile(r"failed to execute command"),
+        Regex(r"failed to execute command"),
         "a step of the Dockerfile failed",
     ),
     (
         Reason.BASE_IMAGE_PULL_FAILED,
-        re.compile(r"error building image: .*(MANIFEST_UNKNOWN|NAME_UNKNOWN|UNAUTHORIZED|DENIED)"),
+        Regex(r"error building image: .*(MANIFEST_UNKNOWN|NAME_UNKNOWN|UNAUTHORIZED|DENIED)"),
         "a base image of the Dockerfile could not be pulled",
     ),
     (
         Reason.PUSH_FAILED,
-        re.compile(r"error pushing image|failed to push"),
+        Regex(r"error pushing image|failed to push"),
         "pushing the image failed",
     ),
 )
@@ -85,9 +93,11 @@ _RULES: Final[tuple[tuple[Reason, re.Pattern[str], str], ...]] = (
 
 def classify_log(log: str) -> tuple[Reason, str] | None:
     """(reason, message) from Kaniko's log text; None when no known message is in it."""
-    lines = [_ANSI.sub("", line) for line in log.splitlines()]
+    # One text with "\n" between the lines (RE2's "." stops there, as it stopped at the end of
+    # each line before): each rule is one linear scan.
+    text = _ANSI.sub("", "\n".join(log[:LOG_HEAD_BYTES].splitlines()))
     for reason, pattern, message in _RULES:
-        if any(pattern.search(line) for line in lines):
+        if pattern.search(text) is not None:
             return reason, message
     return None
 

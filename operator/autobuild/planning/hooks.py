@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from autobuild.api import repos
@@ -160,6 +160,8 @@ class HookWorld:
     known: bool = True
     # The hook secret's Secret exists but holds no value (why, in a sentence).
     secret_invalid: str | None = None
+    # The generated hook secret's Secret exists but the operator did not create it (why).
+    secret_not_owned: str | None = None
 
 
 @functools.lru_cache(maxsize=8)
@@ -190,6 +192,22 @@ def generated_secret_name(automated_build: AutomatedBuild, settings: GitHubSetti
     if github_repository(automated_build, settings) is None:
         return None
     return hook_secret_name(automated_build.metadata.name)
+
+
+class _OwnedSecret(Protocol):
+    @property
+    def owners(self) -> tuple[str, ...]: ...
+
+
+def hook_secret_owned(
+    automated_build: AutomatedBuild, view: _OwnedSecret | None, settings: GitHubSettings
+) -> bool:
+    """Whether the hook secret's Secret may be used: always ``spec.source.webhookSecret``
+    (the author named it), the generated one only when this AutomatedBuild is its controller
+    owner, i.e. the operator created it (absent: nothing to use yet, also True)."""
+    if view is None or generated_secret_name(automated_build, settings) is None:
+        return True
+    return bool(automated_build.metadata.uid) and automated_build.metadata.uid in view.owners
 
 
 def _fingerprint(*parts: object) -> str:
@@ -377,6 +395,9 @@ def _register(
             return out
     if world.secret_invalid is not None:
         out.condition = ("False", Reason.SECRET_KEY_MISSING, world.secret_invalid)
+        return out
+    if world.secret_not_owned is not None:
+        out.condition = ("False", Reason.WEBHOOK_SECRET_NOT_OWNED, world.secret_not_owned)
         return out
     if world.secret is None:
         automated_build = world.automated_build
@@ -579,6 +600,7 @@ __all__ = [
     "commit_statuses",
     "generated_secret_name",
     "github_repository",
+    "hook_secret_owned",
     "involved",
     "webhook",
 ]

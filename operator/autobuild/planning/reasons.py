@@ -39,6 +39,7 @@ class Reason(StrEnum):
     WEBHOOK_GONE = "WebhookGone"
     WEBHOOK_DELIVERY_FAILED = "WebhookDeliveryFailed"
     WEBHOOK_INACTIVE = "WebhookInactive"
+    WEBHOOK_SECRET_NOT_OWNED = "WebhookSecretNotOwned"  # noqa: S105 (a reason, not a secret)
     COMMIT_STATUS_FAILED = "CommitStatusFailed"
     FORBIDDEN = "Forbidden"
     # Triggers (Events and status.lastTrigger)

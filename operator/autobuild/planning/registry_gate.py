@@ -135,6 +135,18 @@ def repository_settings(
     return SettingsOutcome(state, None, wait)
 
 
+def created_repositories(body: Mapping[str, Any]) -> frozenset[str]:
+    """The repositories status records as created by autobuild (``status.repository`` and its
+    ``cache``): the ones whose visibility and description autobuild may change without the push
+    Secret's ``autobuild.dev/manage-existing-repos``."""
+    try:
+        found = RepositoryStatus.model_validate((body.get("status") or {}).get("repository") or {})
+    except ValueError:
+        return frozenset()
+    states = [found, *([found.cache] if found.cache is not None else [])]
+    return frozenset(state.name for state in states if state.created and state.name)
+
+
 def visibility_condition(repository: RepositoryStatus | None) -> tuple[str, str, str]:
     """The VisibilityApplied condition: (status, reason, message)."""
     if repository is None:

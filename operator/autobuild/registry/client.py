@@ -5,11 +5,16 @@ credentials; ``200`` means an anonymous registry; ``401`` with ``WWW-Authenticat
 realm=..,service=..`` means a token from ``realm?service=..&scope=repository:NAME:ACTIONS`` asked
 with HTTP Basic credentials; ``401`` with ``Basic`` means Basic credentials on every request.
 Credentials go only to the registry named in spec.image and to the token realm it names, and to
-a plain ``http://`` realm only when the registry itself is listed as insecure.
+a plain ``http://`` realm only when the registry itself is listed as insecure. A realm on
+another host is resolved first (off the event loop) and refused when any of its addresses is
+not public (loopback, private, link-local such as cloud metadata, CGNAT, ...), unless its host
+is in ``AUTOBUILD_INTERNAL_REALM_HOSTS``; the token request then goes to the address that was
+checked, so a second answer of the DNS cannot point it elsewhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -31,6 +36,7 @@ from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.hosts import api_host, base_url, is_insecure, normalize_registry
 
 DEFAULT_TIMEOUT_S: Final = 20.0
+INTERNAL_REALM_HOSTS_SETTING: Final = "AUTOBUILD_INTERNAL_REALM_HOSTS"
 # Distinct CA bundles with an open session at once; beyond it the least recently used closes.
 MAX_CA_SESSIONS: Final = 64
 _CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
@@ -200,6 +206,51 @@ def is_private_ip_literal(host: str) -> bool:
     )
 
 
+def is_public_address(text: str) -> bool:
+    """Whether an address (as ``getaddrinfo`` gives it) is public: globally routable unicast,
+    and no IPv6 form of an IPv4 address that is not (mapped, 6to4, Teredo)."""
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            text.split("%", 1)[0]
+        )
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
+        if embedded is not None and not is_public_address(str(embedded)):
+            return False
+    return address.is_global and not address.is_multicast
+
+
+def realm_host_allowed(host: str, internal_realm_hosts: Iterable[str]) -> bool:
+    """Whether ``AUTOBUILD_INTERNAL_REALM_HOSTS`` lets a token realm on ``host`` be internal
+    (names compared lowercased, without port; ``*``: any)."""
+    wanted = host.lower().strip("[]")
+    for item in internal_realm_hosts:
+        name = item.strip().lower()
+        name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+        if name == "*" or name.strip("[]") == wanted:
+            return True
+    return False
+
+
+async def resolve_realm(host: str, port: int) -> list[str]:
+    """The addresses of a realm host (``loop.getaddrinfo``: the resolver runs in a thread,
+    never on the event loop). Raises :class:`RegistryUnreachableError` when it has none."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )
+    except (OSError, UnicodeError) as error:
+        raise RegistryUnreachableError(
+            f"the token realm host {host} does not resolve: {error}"
+        ) from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise RegistryUnreachableError(f"the token realm host {host} does not resolve")
+    return addresses
+
+
 @contextlib.asynccontextmanager
 async def session_or_own(
     session: aiohttp.ClientSession | None,
@@ -238,9 +289,11 @@ class RegistryClient:
         credentials: Credentials | None,
         *,
         insecure_registries: Iterable[str] = (),
+        internal_realm_hosts: Iterable[str] = (),
         timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self.session = session
+        self.internal_realm_hosts = tuple(internal_realm_hosts)
         self.registry = normalize_registry(registry)
         self.repository = repository
         self.credentials = credentials
@@ -313,15 +366,6 @@ class RegistryClient:
         parsed = urllib.parse.urlsplit(realm)
         if parsed.scheme not in {"http", "https"} or not parsed.netloc:
             raise RegistryAuthError(f"registry {self.registry} named no usable token realm")
-        if parsed.netloc != api_host(self.registry) and is_private_ip_literal(
-            parsed.hostname or ""
-        ):
-            # As go-containerregistry (crane, Kaniko) does: a registry must not point clients
-            # at internal addresses (cloud metadata, loopback) with credentials.
-            raise RegistryAuthError(
-                f"registry {self.registry} names a token realm on a private address "
-                f"({parsed.netloc}); refusing it"
-            )
         if parsed.scheme == "http" and self.credentials is not None and not self.insecure:
             raise RegistryAuthError(
                 f"registry {self.registry} asks for credentials over plain http ({parsed.netloc}); "
@@ -337,7 +381,11 @@ class RegistryClient:
             if self.credentials is None
             else {"Authorization": basic_authorization(self.credentials)}
         )
-        answer = await self._send("GET", url, headers)
+        pinned: str | None = None
+        if parsed.netloc != api_host(self.registry):
+            url, pinned = await self._checked_realm(url)
+            headers["Host"] = parsed.netloc.rpartition("@")[2]
+        answer = await self._send("GET", url, headers, server_hostname=pinned)
         if answer.status in (401, 403):
             raise RegistryAuthError(
                 f"the token endpoint of registry {self.registry} refused the credentials "
@@ -358,6 +406,37 @@ class RegistryClient:
             )
         return Authorization(header=f"Bearer {token}", granted=token_grants(token, self.repository))
 
+    async def _checked_realm(self, url: str) -> tuple[str, str]:
+        """A realm on another host than the registry: resolved, refused unless every address
+        is public (or the host is allowed internal), and returned as the URL of the address
+        that was checked, with the host name for TLS (SNI and certificate check).
+
+        The answer of a realm is sent back to the registry as a Bearer token, and the request
+        carries the push credentials: a registry (which the AutomatedBuild's author chooses)
+        must not make the operator ask internal services (cloud metadata, the API server,
+        in-cluster services) and forward what they say.
+        """
+        parsed = urllib.parse.urlsplit(url)
+        host = parsed.hostname or ""
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        if is_private_ip_literal(host):
+            addresses = [host]  # inet_aton forms (127.1) as the resolver would read them
+        else:
+            addresses = await resolve_realm(host, port)
+        internal = [a for a in addresses if not is_public_address(a)]
+        if internal and not realm_host_allowed(host, self.internal_realm_hosts):
+            raise RegistryAuthError(
+                f"registry {self.registry} names a token realm on a private address "
+                f"({parsed.netloc} is {', '.join(internal[:3])}); refusing it. If that token "
+                f"service is yours, add {host} to the operator setting "
+                f"{INTERNAL_REALM_HOSTS_SETTING}"
+            )
+        # IPv4 first: a token service on a dual-stack name most often listens there.
+        address = sorted(addresses, key=lambda a: ":" in a)[0]
+        literal = f"[{address}]" if ":" in address else address
+        netloc = f"{literal}:{parsed.port}" if parsed.port else literal
+        return urllib.parse.urlunsplit(parsed._replace(netloc=netloc)), host
+
     async def _basic_checked(self) -> Authorization:
         if self.credentials is None:
             raise RegistryAuthError(f"registry {self.registry} requires credentials")
@@ -371,10 +450,19 @@ class RegistryClient:
             )
         return authorization
 
-    async def _send(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        server_hostname: str | None = None,
+    ) -> Response:
+        https = urllib.parse.urlsplit(url).scheme == "https"
+        extra: dict[str, Any] = {"server_hostname": server_hostname} if https else {}
         try:
             async with self.session.request(
-                method, url, headers=headers, timeout=self.timeout, allow_redirects=False
+                method, url, headers=headers, timeout=self.timeout, allow_redirects=False, **extra
             ) as answer:
                 body = await answer.read()
                 if answer.status >= 500:
@@ -405,6 +493,7 @@ async def registry_client(
     credentials: Credentials | None,
     *,
     insecure_registries: Iterable[str] = (),
+    internal_realm_hosts: Iterable[str] = (),
     session: aiohttp.ClientSession | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> AsyncIterator[RegistryClient]:
@@ -416,5 +505,6 @@ async def registry_client(
             repository,
             credentials,
             insecure_registries=insecure_registries,
+            internal_realm_hosts=internal_realm_hosts,
             timeout=timeout,
         )

@@ -81,6 +81,7 @@ async def read_tag_digests(
     credentials: Credentials | None,
     *,
     insecure_registries: Iterable[str] = (),
+    internal_realm_hosts: Iterable[str] = (),
     session: aiohttp.ClientSession | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> tuple[TagDigest, ...]:
@@ -94,6 +95,7 @@ async def read_tag_digests(
         repository,
         credentials,
         insecure_registries=insecure_registries,
+        internal_realm_hosts=internal_realm_hosts,
         session=session,
         timeout=timeout,
     ) as client:
@@ -108,6 +110,7 @@ async def verify_digests(
     credentials: Credentials | None,
     *,
     insecure_registries: Iterable[str] = (),
+    internal_realm_hosts: Iterable[str] = (),
     session: aiohttp.ClientSession | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> DigestVerification:
@@ -124,6 +127,7 @@ async def verify_digests(
             tags,
             credentials,
             insecure_registries=insecure_registries,
+            internal_realm_hosts=internal_realm_hosts,
             session=session,
             timeout=timeout,
         )

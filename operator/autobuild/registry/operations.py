@@ -10,7 +10,7 @@ spec.image.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -80,6 +80,7 @@ async def preflight(
         f"{image.namespace}/{image.name}",
         credentials,
         insecure_registries=settings.insecure_registries,
+        internal_realm_hosts=settings.internal_realm_hosts,
         session=session,
     )
 
@@ -109,6 +110,7 @@ async def verify_build(
         kaniko_digest,
         credentials,
         insecure_registries=settings.insecure_registries,
+        internal_realm_hosts=settings.internal_realm_hosts,
         session=session,
     )
 
@@ -133,13 +135,17 @@ async def apply_image_settings(
     push_secret: SecretLike | None,
     settings: BuildSettings,
     *,
+    created: Collection[str] = (),
+    manage_existing: bool = False,
     session: aiohttp.ClientSession | None = None,
 ) -> ImageSettingsResult:
     """Apply spec.image's visibility and short description (on create and on spec changes).
 
     With ``buildCache`` on any rule, the cache repository gets the image's visibility too
     (created Private before any build pushes to it, so a Private image's layers never land in
-    a public repository). Independent of builds and of the push preflight.
+    a public repository). Independent of builds and of the push preflight. ``created``: the
+    full names status records as created by autobuild; any other existing repository is left
+    as it is unless ``manage_existing`` (the push Secret's annotation) says otherwise.
     """
     image = spec.image
     repository = f"{image.namespace}/{image.name}"
@@ -168,6 +174,8 @@ async def apply_image_settings(
             dockerhub_url=settings.dockerhub_url,
             insecure_registries=settings.insecure_registries,
             also_owned=[other for other in owned if other != name],
+            created=f"{normalize_registry(image.registry)}/{name}" in created,
+            manage_existing=manage_existing,
             session=session,
         )
 

@@ -47,6 +47,7 @@ async def check_push(
     credentials: Credentials | None,
     *,
     insecure_registries: Iterable[str] = (),
+    internal_realm_hosts: Iterable[str] = (),
     session: aiohttp.ClientSession | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> PushCheck:
@@ -61,6 +62,7 @@ async def check_push(
         repository,
         credentials,
         insecure_registries=insecure_registries,
+        internal_realm_hosts=internal_realm_hosts,
         session=session,
         timeout=timeout,
     ) as client:

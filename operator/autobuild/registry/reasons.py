@@ -24,5 +24,8 @@ VISIBILITY_CONFLICT: Final = "VisibilityConflict"
 # Harbor: a repository exists only after its first push; its description is set then.
 REPOSITORY_PENDING: Final = "RepositoryPending"
 REPOSITORY_UNAUTHORIZED: Final = "RepositoryUnauthorized"
+# The repository (Docker Hub) or Harbor project existed before autobuild and the push Secret
+# does not allow managing existing repositories: its visibility and description stay as they are.
+REPOSITORY_NOT_MANAGED: Final = "RepositoryNotManaged"
 RATE_LIMITED: Final = "RateLimited"
 REPOSITORY_SETTINGS_FAILED: Final = "RepositorySettingsFailed"

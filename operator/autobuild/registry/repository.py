@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from autobuild.planning.credentials import ANNOTATION_MANAGE_EXISTING
 from autobuild.registry import reasons
 from autobuild.registry.api import ApiError
 from autobuild.registry.client import session_or_own
@@ -20,7 +21,7 @@ from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.dockerhub import DockerHub
 from autobuild.registry.harbor import Harbor
 from autobuild.registry.hosts import base_url, is_docker_hub, normalize_registry
-from autobuild.registry.plan import Desired, describe, plan_docker_hub, plan_harbor
+from autobuild.registry.plan import Desired, Observed, describe, plan_docker_hub, plan_harbor
 from autobuild.settings import DEFAULT_DOCKERHUB_URL
 
 DEFAULT_TIMEOUT_S = 20.0
@@ -47,6 +48,8 @@ class RepositorySettingsResult:
     reason: str = ""
     message: str = ""
     retry_after: float | None = field(default=None, compare=False)
+    # autobuild created it (or its Harbor project), or it was missing before the first push.
+    created: bool = False
 
     def as_status(self) -> dict[str, object]:
         """camelCase fields for ``status.repository`` (no credentials ever in here)."""
@@ -60,6 +63,8 @@ class RepositorySettingsResult:
         if self.reason:
             status["reason"] = self.reason
             status["message"] = self.message
+        if self.created:
+            status["created"] = True
         return status
 
 
@@ -73,6 +78,8 @@ async def apply_repository_settings(
     dockerhub_url: str = DEFAULT_DOCKERHUB_URL,
     insecure_registries: Iterable[str] = (),
     also_owned: Iterable[str] = (),
+    created: bool = False,
+    manage_existing: bool = False,
     session: aiohttp.ClientSession | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> RepositorySettingsResult:
@@ -83,6 +90,11 @@ async def apply_repository_settings(
     (only when the project holds nothing but this AutomatedBuild's repositories: ``also_owned``
     names the others, e.g. its build cache) and the repository's description. Any other
     registry: ``VisibilityUnsupported``. Never raises for API answers.
+
+    A repository that existed before autobuild (``created``: status says autobuild created it
+    earlier) is changed only with ``manage_existing`` (the push Secret's consent): otherwise
+    ``RepositoryNotManaged`` and no write, so an AutomatedBuild cannot flip the visibility of
+    any repository its push Secret's account can administer.
     """
     if visibility not in ("Public", "Private"):
         raise ValueError(f"visibility must be Public or Private, not {visibility!r}")
@@ -92,7 +104,13 @@ async def apply_repository_settings(
         if is_docker_hub(registry):
             kind = DOCKER_HUB_KIND
             run = _docker_hub(
-                http, dockerhub_url.rstrip("/"), repository, desired, credentials, timeout
+                http,
+                dockerhub_url.rstrip("/"),
+                repository,
+                desired,
+                credentials,
+                timeout,
+                created or manage_existing,
             )
         else:
             harbor = Harbor(http, base_url(registry, insecure_registries), credentials, timeout)
@@ -113,20 +131,26 @@ async def apply_repository_settings(
                     ),
                 )
             kind = HARBOR_KIND
-            run = _harbor(harbor, repository, desired, also_owned)
+            run = _harbor(harbor, repository, desired, also_owned, created or manage_existing)
         try:
-            applied, reason, message = await run
+            applied, reason, message, made = await run
         except ApiError as error:
-            return _failed(full_name, kind, error)
+            return _failed(full_name, kind, error, created)
+        left_alone = reason in (reasons.VISIBILITY_CONFLICT, reasons.REPOSITORY_NOT_MANAGED)
         return RepositorySettingsResult(
             full_name,
             kind,
             ok=reason != reasons.VISIBILITY_CONFLICT,
-            visibility=None if reason == reasons.VISIBILITY_CONFLICT else visibility,
-            description=None if reason == reasons.REPOSITORY_PENDING else description,
+            visibility=None if left_alone else visibility,
+            description=(
+                None
+                if reason in (reasons.REPOSITORY_PENDING, reasons.REPOSITORY_NOT_MANAGED)
+                else description
+            ),
             applied=applied,
             reason=reason,
             message=message,
+            created=created or made,
         )
 
 
@@ -137,7 +161,8 @@ async def _docker_hub(
     desired: Desired,
     credentials: Credentials | None,
     timeout: float,
-) -> tuple[tuple[str, ...], str, str]:
+    manage: bool,
+) -> tuple[tuple[str, ...], str, str, bool]:
     namespace, _, name = repository.rpartition("/")
     if credentials is None:
         raise ApiError(
@@ -146,25 +171,47 @@ async def _docker_hub(
         )
     hub = DockerHub(session, hub_url, timeout)
     await hub.login(credentials)
-    steps = plan_docker_hub(desired, await hub.get(namespace, name))
+    observed = await hub.get(namespace, name)
+    steps = plan_docker_hub(desired, observed)
+    if observed is not None and steps and not manage:
+        return (), reasons.REPOSITORY_NOT_MANAGED, _not_managed(repository, observed), False
     for step in steps:
         await hub.apply(namespace, name, step)
-    return tuple(describe(step) for step in steps), "", ""
+    return tuple(describe(step) for step in steps), "", "", observed is None
 
 
 async def _harbor(
-    harbor: Harbor, repository: str, desired: Desired, also_owned: Iterable[str]
-) -> tuple[tuple[str, ...], str, str]:
+    harbor: Harbor, repository: str, desired: Desired, also_owned: Iterable[str], manage: bool
+) -> tuple[tuple[str, ...], str, str, bool]:
     project_name, _, rest = repository.partition("/")
     project = await harbor.project(project_name)
     observed = None if project is None else await harbor.repository(project_name, rest)
     plan = plan_harbor(desired, project_name, project, observed, {repository, *also_owned})
+    # Ours: the project is created now, or the repository does not exist yet (the first push,
+    # a build of ours, creates it).
+    made = project is None or observed is None
+    if not made and plan.steps and not manage:
+        assert project is not None
+        assert observed is not None
+        shown = Observed(private=not project.public, description=observed.description)
+        return (), reasons.REPOSITORY_NOT_MANAGED, _not_managed(repository, shown), False
     for step in plan.steps:
         await harbor.apply(project_name, rest, step)
-    return tuple(describe(step) for step in plan.steps), plan.reason, plan.message
+    return tuple(describe(step) for step in plan.steps), plan.reason, plan.message, made
 
 
-def _failed(full_name: str, kind: str, error: ApiError) -> RepositorySettingsResult:
+def _not_managed(repository: str, observed: Observed) -> str:
+    state = "Private" if observed.private else "Public"
+    return (
+        f"{repository} existed before autobuild (it is {state}): its visibility and "
+        "description are left as they are. To let autobuild manage them, annotate the push "
+        f'Secret with {ANNOTATION_MANAGE_EXISTING}: "true"'
+    )
+
+
+def _failed(
+    full_name: str, kind: str, error: ApiError, created: bool = False
+) -> RepositorySettingsResult:
     return RepositorySettingsResult(
         full_name,
         kind,
@@ -172,4 +219,5 @@ def _failed(full_name: str, kind: str, error: ApiError) -> RepositorySettingsRes
         reason=error.reason,
         message=error.message,
         retry_after=error.retry_after,
+        created=created,
     )
