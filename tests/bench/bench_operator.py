@@ -70,6 +70,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -449,8 +450,17 @@ def github_signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def github_push(rng: random.Random, git_url: str, index: int, ref: str, secret: bytes) -> Delivery:
-    """A push delivery as GitHub sends it (headers and body shape), signed with ``secret``."""
+def github_push(
+    rng: random.Random,
+    git_url: str,
+    index: int,
+    ref: str,
+    secret: bytes,
+    timestamp: str = "2026-11-29T08:00:00Z",
+) -> Delivery:
+    """A push delivery as GitHub sends it (headers and body shape), signed with ``secret``;
+    ``timestamp`` is the commit's time (a push builds at once when it is newer than the
+    ref's last build, else only while its commit is the head: these commits are made up)."""
     name = ab_name(index)
     commit = rng.randbytes(20).hex()
     html_url = f"{git_url}/acme/{name}"
@@ -460,7 +470,7 @@ def github_push(rng: random.Random, git_url: str, index: int, ref: str, secret: 
         "tree_id": rng.randbytes(20).hex(),
         "distinct": True,
         "message": f"Change {commit[:7]}",
-        "timestamp": "2026-11-29T08:00:00Z",
+        "timestamp": timestamp,
         "url": f"{html_url}/commit/{commit}",
         "author": author,
         "committer": author,
@@ -859,19 +869,38 @@ class Bench:
         self.results.set("job_create_floor_p99_ms", percentile(latencies, 99))
         say(f"Job create floor: p50 {percentile(latencies, 50):.1f} ms over {len(latencies)}")
 
-    def deliveries(self, count: int, ref: str | None) -> list[Delivery]:
-        """Signed pushes to random AutomatedBuilds' repositories (to main unless ``ref``)."""
+    def deliveries(
+        self, count: int, ref: str | None, offsets: Sequence[float] = ()
+    ) -> list[Delivery]:
+        """Signed pushes to random AutomatedBuilds' repositories (to main unless ``ref``).
+
+        With ``offsets`` they build: each commit is made when its push is sent (seconds from
+        now), and each object gets one push while there are enough. A push whose commit is
+        not newer than the ref's last build builds only while it is the head, and these
+        made-up commits never are: a second push to one object within the first one's
+        latency would build nothing.
+        """
         out = []
-        for _ in range(count):
-            index = self.rng.randrange(self.sizes.small)
+        start = time.time()
+        small = self.sizes.small
+        distinct = bool(offsets) and count <= small
+        indexes = self.rng.sample(range(small), count) if distinct else []
+        for n in range(count):
+            index = indexes[n] if distinct else self.rng.randrange(small)
             secret = self.secrets[index % WEBHOOK_SECRETS]
-            out.append(github_push(self.rng, self.git.url, index, ref or "refs/heads/main", secret))
+            when = {}
+            if offsets:
+                moment = datetime.fromtimestamp(start + offsets[n], UTC)
+                when["timestamp"] = moment.isoformat(timespec="milliseconds")
+            out.append(
+                github_push(self.rng, self.git.url, index, ref or "refs/heads/main", secret, **when)
+            )
         return out
 
     def push_to_job(self, count: int) -> None:
         """Signed deliveries spread over time: from each answer to its Job's ADDED event."""
-        deliveries = self.deliveries(count, None)
         offsets = poisson_offsets(random.Random(self.sizes.seed), count, self.sizes.push_rate)
+        deliveries = self.deliveries(count, None, offsets)
         added: dict[tuple[str, str], float] = {}
 
         def on_event(kind: str, obj: Mapping[str, Any], arrived: float) -> None:

@@ -650,6 +650,51 @@ class LastTrigger(_Model):
     message: str = Field(default="", description="What came of it, in a sentence.")
 
 
+# Bounds of status.pushes (planning/replay.py keeps to them): refs kept, deliveries per ref.
+MAX_BUILT_REFS: Final = 32
+MAX_REF_DELIVERIES: Final = 4
+
+
+class BuiltRef(_Model):
+    """The newest build of one branch or tag, kept after its Job is pruned."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    ref: str = Field(max_length=1024, description="The full git ref, e.g. refs/heads/main.")
+    commit: str = Field(max_length=64, description="The commit its newest build built.")
+    time: datetime = Field(description="When its newest build was requested.")
+    commit_time: datetime | None = Field(
+        default=None,
+        description="The newest commit time among its builds, as webhook deliveries gave it.",
+    )
+    deliveries: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_REF_DELIVERIES,
+        description="The last webhook deliveries (provider:id) that built it, newest first: "
+        "a redelivery of one builds nothing.",
+    )
+
+
+class PushRecord(_Model):
+    """What stops a captured webhook push from building old code again once its Job is gone
+    (after a restart too): a push whose commit is not newer than the ref's last build builds
+    only while it is the ref's head."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    since: datetime | None = Field(
+        default=None,
+        description="For refs not in refs: a push whose commit is not newer than this builds "
+        "only while it is the ref's head (the first visit, or the newest build of a ref that "
+        "fell out of refs).",
+    )
+    refs: list[BuiltRef] = Field(
+        default_factory=list,
+        max_length=MAX_BUILT_REFS,
+        description="The refs built most recently, newest first.",
+    )
+
+
 class AutomatedBuildStatus(_Model):
     """What the operator observed; written by the operator only."""
 
@@ -686,6 +731,11 @@ class AutomatedBuildStatus(_Model):
     last_trigger: LastTrigger | None = Field(
         default=None,
         description="The last build request handled: creation or an autobuild.dev/trigger request.",
+    )
+    pushes: PushRecord | None = Field(
+        default=None,
+        description="Per ref, the newest build and the webhook deliveries that made it: "
+        "replays and redeliveries build nothing (docs/webhooks.md).",
     )
 
 

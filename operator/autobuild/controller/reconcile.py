@@ -71,6 +71,9 @@ _SECRET_PAGE: Final = 100
 # Secret GETs at once when the operator starts (each a small request to the API server).
 _SECRET_READS: Final = 16
 _OBJECT_NAME: Final = re.compile(DNS1123_SUBDOMAIN)
+# Distinct trigger-URL requests that wait per object while its heads are read: they share the
+# next ls-remote; more are dropped (logged). Identical ones merge whatever their number.
+_MAX_WAITING_TRIGGERS: Final = 32
 
 
 def _now() -> datetime:
@@ -123,6 +126,8 @@ class Controller:
         self._secret_reads: dict[Key, asyncio.Lock] = {}
         self.synced = asyncio.Event()
         self._resolving: set[Key] = set()
+        # Trigger-URL requests per object waiting for the ls-remote after the one running.
+        self._triggers: dict[Key, dict[TriggerURLRequest, None]] = {}
         self._checking: set[tuple[Key, str]] = set()
         self._git = asyncio.Semaphore(_GIT_CONCURRENCY)
         self._registry_slots = asyncio.Semaphore(_REGISTRY_CONCURRENCY)
@@ -249,10 +254,30 @@ class Controller:
 
     def submit_trigger(self, namespace: str, name: str, request: TriggerURLRequest) -> None:
         """Docker Hub's trigger URL: resolve the heads it asks for (off the receiver), then
-        build them as pushes (trigger ``TriggerURL``)."""
-        self._spawn(self._trigger_url((namespace, name), request))
+        build them as pushes (trigger ``TriggerURL``). Calls for one object share the work:
+        while its heads are read, the requests that arrive wait for one follow-up read, so
+        any number of calls costs at most two ls-remotes in a row, one at a time."""
+        key = (namespace, name)
+        waiting = self._triggers.get(key)
+        if waiting is None:
+            self._triggers[key] = {}
+            self._spawn(self._trigger_urls(key, (request,)))
+        elif request in waiting or len(waiting) < _MAX_WAITING_TRIGGERS:
+            waiting[request] = None
+        else:
+            log.warning("%s/%s: trigger URL: too many different requests waiting, dropped", *key)
 
-    async def _trigger_url(self, key: Key, request: TriggerURLRequest) -> None:
+    async def _trigger_urls(self, key: Key, requests: Sequence[TriggerURLRequest]) -> None:
+        """Resolve trigger-URL requests until none waits (one ls-remote per round)."""
+        try:
+            while requests:
+                await self._trigger_url(key, requests)
+                requests = tuple(self._triggers.get(key, ()))
+                self._triggers[key] = {}
+        finally:
+            self._triggers.pop(key, None)
+
+    async def _trigger_url(self, key: Key, requests: Sequence[TriggerURLRequest]) -> None:
         automated_build = self.store.parsed(key)
         body = self.store.automated_builds.get(key)
         if automated_build is None or body is None:
@@ -262,11 +287,17 @@ class Controller:
         except SourceUnreachable as exc:
             await self._post_event(body, EventNote("Warning", exc.reason, f"trigger URL: {exc}"))
             return
-        plan = trigger_events(automated_build.spec, request, heads)
-        if plan.events:
-            self.submit_push(key[0], key[1], plan.events)
-        else:
-            note = "; ".join(plan.notes) or "nothing to build"
+        events: list[PushEvent] = []
+        notes: list[str] = []
+        for request in requests:
+            plan = trigger_events(automated_build.spec, request, heads)
+            events += plan.events
+            if not plan.events:
+                notes.append("; ".join(plan.notes) or "nothing to build")
+        if events:
+            self.submit_push(key[0], key[1], list(dict.fromkeys(events)))  # requests overlap
+        if notes:
+            note = " | ".join(dict.fromkeys(notes))
             await self._post_event(
                 body, EventNote("Warning", Reason.NOTHING_TO_BUILD, f"trigger URL: {note}")
             )
@@ -354,6 +385,8 @@ class Controller:
         for write in self._held(key, decision.delete):
             await self._delete_job(jobs, write)
         self.store.take_pushes(key, decision.pushes_done)
+        for note in decision.push_events:  # the pushes are taken: said once, status or not
+            await self._post_event(body, note)
         self.store.forget_github(key, decision.github_forget)
         if decision.hook_secret is not None:
             await self._create_hook_secret(key, body)

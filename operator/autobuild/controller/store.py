@@ -205,6 +205,8 @@ class Store:
         self._uses: dict[Key, set[Key]] = {}
         self._heads: dict[Key, HeadsResult] = {}
         self._pushes: dict[Key, deque[PushEvent]] = {}
+        # Pushes ever queued per object: numbers them for the heads a replay check reads.
+        self._push_count: dict[Key, int] = {}
         self._own_writes: dict[Key, int] = {}
         self._registry: dict[Key, dict[str, RegistryResult]] = {}
         self._logs: dict[Key, dict[str, tuple[str, str] | None]] = {}
@@ -266,6 +268,7 @@ class Store:
         memories = (
             self._heads,
             self._pushes,
+            self._push_count,
             self._own_writes,
             self._registry,
             self._logs,
@@ -628,6 +631,7 @@ class Store:
         if key not in self.automated_builds:
             return False
         self._pushes.setdefault(key, deque(maxlen=MAX_PENDING_PUSHES)).extend(events)
+        self._push_count[key] = self._push_count.get(key, 0) + len(events)
         self._enqueue(key)
         return True
 
@@ -716,6 +720,7 @@ class Store:
             registry=dict(self._registry.get(key, {})),
             logs=dict(self._logs.get(key, {})),
             github=dict(self._github.get(key, {})),
+            push_count=self._push_count.get(key, 0),
         )
 
     def keys(self) -> list[Key]:

@@ -24,11 +24,12 @@ from autobuild.api.models import (
     Condition,
     LastTrigger,
     Provider,
+    PushRecord,
     RepositoryStatus,
     RunPolicy,
     Trigger,
 )
-from autobuild.planning import hooks, registry_gate
+from autobuild.planning import hooks, registry_gate, replay
 from autobuild.planning import status as tracking
 from autobuild.planning.credentials import (
     git_credentials_problem,
@@ -141,6 +142,9 @@ class Snapshot:
     logs: Mapping[str, tuple[str, str] | None] = field(default_factory=dict)
     # Answers of GitHub calls (webhook, commit statuses) by request id.
     github: Mapping[str, hooks.GitHubResult] = field(default_factory=dict)
+    # Pushes queued for the object so far, the pending ones included: pending push i is
+    # number push_count - len(pushes) + 1 + i (a head check covers pushes up to a number).
+    push_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,13 +196,17 @@ class Decision:
     hook_secret: str | None = None
     # GitHub answers to drop from memory (by request id).
     github_forget: tuple[str, ...] = ()
+    # Events about the pushes this decision takes (refused replays): posted once they are
+    # taken, whether or not status changes.
+    push_events: tuple[EventNote, ...] = ()
 
     @property
     def writes(self) -> int:
         """How many API writes acting on it takes (Events included)."""
         jobs = len(self.create) + len(self.release) + len(self.cancel) + len(self.delete)
         others = (self.finalizers is not None) + (self.hook_secret is not None)
-        return jobs + others + (self.status is not None) + len(self.events)
+        events = len(self.events) + len(self.push_events)
+        return jobs + others + (self.status is not None) + events
 
 
 def previous_status(body: Obj) -> AutomatedBuildStatus:
@@ -461,6 +469,20 @@ def _plan_requests(
         _handle_request(automated_build, snapshot, request, snapshot.heads.heads, work)
 
 
+def _push_heads(automated_build: AutomatedBuild, snapshot: Snapshot) -> replay.HeadsSeen | None:
+    """The heads a push check asked for, if they are the answer for this generation and
+    linked-token version."""
+    result = snapshot.heads
+    if result is None:
+        return None
+    covers = replay.covered(result.request_id)
+    want = (automated_build.metadata.generation, _credentials_version(automated_build, snapshot))
+    if covers is None or (result.generation, result.credentials_version) != want:
+        return None
+    problem = result.problem.message if result.problem is not None else None
+    return replay.HeadsSeen(covers, result.heads, problem)
+
+
 def _credentials_version(automated_build: AutomatedBuild, snapshot: Snapshot) -> str:
     name = automated_build.spec.source.credentials_secret
     view = snapshot.secrets.get(name) if name else None
@@ -612,6 +634,7 @@ def decide(
     previous = previous_status(snapshot.body)
     work = _Pass()
     automated_build: AutomatedBuild | None = None
+    username = ""
     password: str | None = None
     credentials_known = False
     push_refused: tracking.Problem | None = None
@@ -621,6 +644,8 @@ def decide(
         message = "; ".join(checks.describe_validation_error(exc))
         work.problem = tracking.Problem(Reason.INVALID_SPEC, message)
     pushes_done = 0
+    screened = replay.Screened((), 0)
+    push_resolve: HeadsRequest | None = None
     if automated_build is not None:
         work.problem = _secret_problem(snapshot.body.get("spec") or {}, snapshot.secrets)
         if work.problem is None:
@@ -637,9 +662,26 @@ def decide(
         if work.problem is None:
             _plan_requests(automated_build, snapshot, previous, (username, password), work)
         if work.problem is None or not work.problem.stalled:
-            for event in snapshot.pushes:
+            # Replays of webhook pushes build nothing; some pushes wait for the heads.
+            screened = replay.screen(
+                snapshot.pushes,
+                previous.pushes,
+                snapshot.push_count - len(snapshot.pushes) + 1,
+                _push_heads(automated_build, snapshot),
+                snapshot.now,
+            )
+            for event in screened.accepted:
                 work.builds += plan_builds(automated_build.spec, event).builds
-            pushes_done = len(snapshot.pushes)
+            pushes_done = screened.done
+            if screened.ask_heads is not None:
+                push_resolve = HeadsRequest(
+                    automated_build.metadata.generation,
+                    replay.heads_request_id(screened.ask_heads),
+                    clone_url(automated_build.spec),
+                    username,
+                    password,
+                    _credentials_version(automated_build, snapshot),
+                )
     jobs, pods_by_job = _current_jobs(snapshot)
     checks_to_run: list[RegistryRequest] = []
     hold_status = work.resolve is not None
@@ -651,6 +693,10 @@ def decide(
     policy = automated_build.spec.run_policy if automated_build else RunPolicy.SERIAL
     release, cancel, dropped = _run_policy(policy, jobs, pods_by_job, snapshot.now)
     jobs = [j for j in jobs if j not in dropped]
+    pushes = previous.pushes
+    if automated_build is not None:
+        handled = screened.accepted if pushes_done else ()
+        pushes = replay.updated(previous.pushes, [j.body for j in jobs], handled, snapshot.now)
     delete: list[_Job] = []
     if automated_build is not None:
         limit = automated_build.spec.history_limit
@@ -720,10 +766,12 @@ def decide(
     events = list(work.events)
     if not hold_status:
         status, status_events = _status(
-            snapshot, automated_build, previous, records, repository, hook, work
+            snapshot, automated_build, previous, records, repository, hook, work, pushes
         )
         events += status_events
     secrets = _secret_values(snapshot.secrets)
+    refused = screened.note() if pushes_done else None
+    push_events = (EventNote("Warning", Reason.STALE_PUSH, refused),) if refused else ()
     return Decision(
         create=tuple(j.body for j in kept if j.new),
         release=tuple(_write(j) for j in release if not j.new),
@@ -731,7 +779,7 @@ def decide(
         delete=tuple(_write(j) for j in delete),
         status=redact(status, secrets),
         events=tuple(replace(e, message=redact(e.message, secrets)) for e in events),
-        resolve=work.resolve,
+        resolve=work.resolve or push_resolve,
         registry=tuple(checks_to_run),
         read_logs=tuple(log_reads),
         pushes_done=pushes_done,
@@ -740,6 +788,7 @@ def decide(
         finalizers=hook.finalizers,
         hook_secret=hook.create_secret,
         github_forget=tuple(hook.forget),
+        push_events=tuple(replace(e, message=redact(e.message, secrets)) for e in push_events),
     )
 
 
@@ -905,6 +954,9 @@ def _new_jobs(
             continue
         names.add(name)
         body["metadata"]["annotations"][tracking.ANNOTATION_REQUESTED] = snapshot.now.isoformat()
+        if build.event.commit_time is not None:
+            annotations = body["metadata"]["annotations"]
+            annotations[replay.ANNOTATION_COMMIT_TIME] = build.event.commit_time.isoformat()
         body["spec"]["suspend"] = True
         new.append(_Job(body, tracking.build_record(body, (), snapshot.now), new=True))
     return new
@@ -931,6 +983,7 @@ def _status(
     repository: RepositoryStatus | None,
     hook: hooks.HookOutcome,
     work: _Pass,
+    pushes: PushRecord | None,
 ) -> tuple[dict[str, Any] | None, list[EventNote]]:
     """The new status, or None when it would not change; and the Events of the change."""
     meta = snapshot.body["metadata"]
@@ -974,6 +1027,7 @@ def _status(
         webhook=hook.webhook,
         builds=records,
         last_trigger=work.last_trigger or previous.last_trigger,
+        pushes=pushes,
     )
     new = status.model_dump(by_alias=True, exclude_none=True, mode="json")
     old = previous.model_dump(by_alias=True, exclude_none=True, mode="json")

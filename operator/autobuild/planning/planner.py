@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from autobuild.api import checks
@@ -15,6 +17,8 @@ _ZERO_COMMIT = re.compile(r"^0+$")
 _EXPLICIT_TRIGGERS = frozenset({Trigger.CREATE, Trigger.MANUAL, Trigger.TRIGGER_URL})
 # The only place that knows how git spells branches and tags.
 REF_PREFIXES: Final = {SourceType.BRANCH: "refs/heads/", SourceType.TAG: "refs/tags/"}
+# Longer delivery ids are kept as a hash of this many hex digits (status stays small).
+_DELIVERY_ID_MAX: Final = 64
 
 
 def full_ref(source_type: SourceType, name: str) -> str:
@@ -58,6 +62,15 @@ def check_commit(commit: str) -> str:
     return commit
 
 
+def delivery_key(provider: str, delivery_id: str) -> str:
+    """How a webhook delivery is named in :attr:`PushEvent.delivery` and status:
+    ``provider:id``, a long id as a hash of it (a redelivery carries the same id)."""
+    if len(delivery_id) > _DELIVERY_ID_MAX:
+        digest = hashlib.sha256(delivery_id.encode("utf-8", "replace")).hexdigest()
+        delivery_id = "sha256-" + digest[: _DELIVERY_ID_MAX - len("sha256-")]
+    return f"{provider}:{delivery_id}"
+
+
 @dataclass(frozen=True)
 class PushEvent:
     """A ref that moved to a commit, and what reported it. Build it with :meth:`parse`."""
@@ -70,6 +83,12 @@ class PushEvent:
     trigger_id: str = ""
     # Who made the commit ("Name <email>"), when the channel knows it (webhooks do, polls do not).
     author: str = ""
+    # The webhook delivery that reported it (:func:`delivery_key`; "github:" when it had no
+    # id), "" for polls and triggers: a delivery may be a replay (planning/replay.py).
+    # Neither this nor the commit time is part of equality: the same push, however reported.
+    delivery: str = field(default="", compare=False)
+    # When the commit was made, as the delivery says (None: it does not say).
+    commit_time: datetime | None = field(default=None, compare=False)
 
     @classmethod
     def parse(
@@ -80,10 +99,23 @@ class PushEvent:
         trigger: Trigger = Trigger.PUSH,
         trigger_id: str = "",
         author: str = "",
+        *,
+        delivery: str = "",
+        commit_time: datetime | None = None,
     ) -> PushEvent:
         """Validate a ref (``refs/heads/X``, ``refs/tags/X`` or a bare branch name) and commit."""
         source_type, name = parse_ref(ref)
-        return cls(source_type, name, check_commit(commit), message, trigger, trigger_id, author)
+        return cls(
+            source_type,
+            name,
+            check_commit(commit),
+            message,
+            trigger,
+            trigger_id,
+            author,
+            delivery,
+            commit_time,
+        )
 
     @property
     def git_ref(self) -> str:

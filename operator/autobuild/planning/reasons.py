@@ -46,6 +46,8 @@ class Reason(StrEnum):
     TRIGGERED = "Triggered"
     INVALID_TRIGGER = "InvalidTrigger"
     NOTHING_TO_BUILD = "NothingToBuild"
+    # A webhook push refused as a possible replay (planning/replay.py): an Event.
+    STALE_PUSH = "StalePush"
     # Builds (status.builds[].reason and Events)
     BUILD_STARTED = "BuildStarted"
     CANCELLED = "Cancelled"

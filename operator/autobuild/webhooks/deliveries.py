@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 from urllib.parse import parse_qs
 
 from autobuild.api import checks
 from autobuild.api.models import Provider, Trigger
-from autobuild.planning.planner import PushEvent
+from autobuild.planning.planner import PushEvent, delivery_key
 from autobuild.webhooks.repokey import repo_key
 
 __all__ = [
@@ -71,6 +72,15 @@ class Delivery:
     repo_keys: frozenset[str]
     pushes: tuple[PushEvent, ...] = ()
     skipped: tuple[str, ...] = ()
+
+    def with_delivery_id(self, delivery_id: str) -> Delivery:
+        """This delivery with the provider's delivery id (a header) on each of its pushes,
+        so that a redelivery builds nothing after a restart too."""
+        pushes = tuple(
+            replace(push, delivery=delivery_key(push.delivery.partition(":")[0], delivery_id))
+            for push in self.pushes
+        )
+        return replace(self, pushes=pushes)
 
 
 def decode_body(body: bytes, content_type: str) -> Any:
@@ -139,10 +149,29 @@ def _keys(*urls: Any) -> frozenset[str]:
     return frozenset(keys)
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """A commit's ISO 8601 time from a payload (UTC when it names no offset); None when
+    absent or unreadable: then the push is checked against the repository's heads."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _event(
-    ref: str, commit: str, message: Any, author: str, skipped: list[str]
+    provider: Provider,
+    ref: str,
+    commit: str,
+    message: Any,
+    author: str,
+    skipped: list[str],
+    commit_time: Any = None,
 ) -> PushEvent | None:
-    """A push event for one moved ref, or None (with a note) when it cannot build."""
+    """A push event for one moved ref, or None (with a note) when it cannot build. It names
+    the provider as its delivery (the receiver adds the id) and carries the commit's time."""
     if _ZERO_COMMIT.match(commit):
         skipped.append(f"{ref} was deleted: nothing to build")
         return None
@@ -151,7 +180,13 @@ def _event(
         return None
     try:
         return PushEvent.parse(
-            ref, commit, _text(message, MAX_MESSAGE_CHARS), Trigger.PUSH, author=author
+            ref,
+            commit,
+            _text(message, MAX_MESSAGE_CHARS),
+            Trigger.PUSH,
+            author=author,
+            delivery=delivery_key(provider.value, ""),
+            commit_time=_timestamp(commit_time),
         )
     except checks.InputError as exc:
         skipped.append(f"{ref[:200]} cannot build: {exc}")
@@ -185,7 +220,13 @@ def parse_github(event: str, payload: Mapping[str, Any]) -> Delivery:
     commit = head_id if isinstance(head_id, str) else after
     author = _optional_object(head.get("author"))
     found = _event(
-        ref, commit, head.get("message"), _person(author.get("name"), author.get("email")), skipped
+        Provider.GITHUB,
+        ref,
+        commit,
+        head.get("message"),
+        _person(author.get("name"), author.get("email")),
+        skipped,
+        head.get("timestamp"),
     )
     return Delivery(DeliveryKind.PUSH, event, keys, (found,) if found else (), tuple(skipped))
 
@@ -227,11 +268,13 @@ def parse_bitbucket(event: str, payload: Mapping[str, Any]) -> Delivery:
         commit = _string(target.get("hash"), f"push.changes[{index}].new.target.hash")
         author = _optional_object(target.get("author"))
         found = _event(
+            Provider.BITBUCKET,
             prefix + name,
             commit,
             target.get("message"),
             _text(author.get("raw"), MAX_AUTHOR_CHARS),
             skipped,
+            target.get("date"),
         )
         if found is not None:
             pushes.append(found)
@@ -283,7 +326,7 @@ def parse_gitlab(event: str, payload: Mapping[str, Any]) -> Delivery:
     else:
         who = _person(payload.get("user_name"), payload.get("user_email"))
         message = payload.get("message")
-    found = _event(ref, commit, message, who, skipped)
+    found = _event(Provider.GITLAB, ref, commit, message, who, skipped, head.get("timestamp"))
     return Delivery(DeliveryKind.PUSH, event, keys, (found,) if found else (), tuple(skipped))
 
 

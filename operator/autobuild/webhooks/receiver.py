@@ -456,6 +456,7 @@ class Receiver:
             return Answer(202, {"status": "ignored", "event": event[:100]})
         delivery_id = delivery_id_of(provider, headers)
         key = (provider.value, delivery_id) if delivery_id else None
+        delivery = delivery.with_delivery_id(delivery_id)  # kept in status: planning/replay.py
         if key is not None and key in self._log:
             return Answer(202, {"status": "duplicate", "delivery": delivery_id})
         body_out: dict[str, Any] = {
