@@ -11,6 +11,7 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -37,7 +38,7 @@ from autobuild.planning.decide import (
 from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
 from autobuild.planning.github import hook_secret_manifest
 from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
-from autobuild.planning.planner import PushEvent, plan_builds
+from autobuild.planning.planner import PushEvent, buildable_ref, plan_builds
 from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult, created_repositories
 from autobuild.registry.client import RegistrySessions
@@ -48,7 +49,7 @@ from autobuild.registry.operations import (
     verify_build,
 )
 from autobuild.settings import BuildSettings, GitHubSettings
-from autobuild.sources.git import SourceUnreachable, ls_remote
+from autobuild.sources.git import SourceTooLarge, SourceUnreachable, ls_remote
 from autobuild.webhooks.poller import PollTarget, run_poller
 from autobuild.webhooks.receiver import WebhookServer, create_app, start_server
 from autobuild.webhooks.trigger import TriggerURLRequest, trigger_events
@@ -284,8 +285,11 @@ class Controller:
         problem, username, password = git_access(automated_build, snapshot.secrets, self.settings)
         if problem is not None:
             raise SourceUnreachable(problem.message, url=url, reason=problem.reason)
+        spec = automated_build.spec
         async with self._git:
-            return await ls_remote(url, token=password, username=username)
+            return await ls_remote(
+                url, token=password, username=username, keep=partial(buildable_ref, spec)
+            )
 
     # observe -> decide -> act ---------------------------------------------------------------
     async def process(self, key: Key) -> float | None:
@@ -672,11 +676,16 @@ class Controller:
         """Ask the git host for heads, off the worker (a slow host never holds the queue)."""
         heads: Mapping[str, str] | None = None
         problem: tracking.Problem | None = None
+        automated_build = self.store.parsed(key)
+        # Only the refs a rule can build are kept (a repository may advertise many more).
+        keep = partial(buildable_ref, automated_build.spec) if automated_build else None
         try:
             async with self._git:
                 heads = await ls_remote(
-                    request.url, token=request.password, username=request.username
+                    request.url, token=request.password, username=request.username, keep=keep
                 )
+        except SourceTooLarge as exc:
+            problem = tracking.Problem(Reason.SOURCE_TOO_LARGE, str(exc))
         except (SourceUnreachable, ValueError) as exc:
             problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, str(exc))
         finally:
