@@ -49,7 +49,7 @@ from autobuild.registry.operations import (
     verify_build,
 )
 from autobuild.settings import BuildSettings, GitHubSettings
-from autobuild.sources.git import SourceTooLarge, SourceUnreachable, ls_remote
+from autobuild.sources.git import SourceRedirected, SourceTooLarge, SourceUnreachable, ls_remote
 from autobuild.webhooks.poller import PollTarget, run_poller
 from autobuild.webhooks.receiver import WebhookServer, create_app, start_server
 from autobuild.webhooks.trigger import TriggerURLRequest, trigger_events
@@ -291,6 +291,27 @@ class Controller:
                 url, token=password, username=username, keep=partial(buildable_ref, spec)
             )
 
+    async def _redirect_before_build(self, key: Key) -> str | None:
+        """Why no build with the linked token may start now: the repository URL redirects.
+
+        Kaniko's git client (go-git) follows a redirect of its first request and then sends
+        the token to the new host, whatever it is (and Go's net/http re-sends it on the
+        redirect itself to the same host name on another port or over plain http); so just
+        before a build that carries credentials, the URL is asked once (git, no redirect
+        followed). None when it does not redirect, has no credentials, or cannot be asked
+        (the build then fails or succeeds on its own).
+        """
+        automated_build = self.store.parsed(key)
+        if automated_build is None or automated_build.spec.source.credentials_secret is None:
+            return None
+        try:
+            await self._heads(key)
+        except SourceRedirected as exc:
+            return str(exc)
+        except (SourceUnreachable, ValueError):
+            return None
+        return None
+
     # observe -> decide -> act ---------------------------------------------------------------
     async def process(self, key: Key) -> float | None:
         """One reconcile of one AutomatedBuild; seconds until it wants another look."""
@@ -344,7 +365,12 @@ class Controller:
 
     async def _act(self, key: Key, body: Mapping[str, Any], decision: Decision) -> float | None:
         jobs = f"/apis/batch/v1/namespaces/{_segment(key[0])}/jobs"
+        redirect = await self._redirect_before_build(key) if decision.create else None
         for manifest in decision.create:
+            if redirect is not None:
+                why = f"build {manifest['metadata']['name']} not started: {redirect}"
+                await self._post_event(body, EventNote("Warning", Reason.SOURCE_UNREACHABLE, why))
+                continue
             try:
                 self.store.apply_job("ADDED", await self.api.request("POST", jobs, body=manifest))
             except ApiError as exc:

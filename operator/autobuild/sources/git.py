@@ -36,6 +36,7 @@ from autobuild.planning.planner import REF_PREFIXES, parse_ref
 
 __all__ = [
     "GitFileError",
+    "SourceRedirected",
     "SourceTooLarge",
     "SourceUnreachable",
     "ls_remote",
@@ -141,6 +142,11 @@ class SourceTooLarge(SourceUnreachable):
         super().__init__(message, url=url, reason=REASON_TOO_LARGE)
 
 
+class SourceRedirected(SourceUnreachable):
+    """The repository URL answers with an HTTP redirect, which no git of the operator follows
+    (``reason`` ``Unreachable``). Kaniko's git client would follow it with the credentials."""
+
+
 class GitFileError(Exception):
     """The repository answered, but the file is not there to read. The message is safe to show.
 
@@ -223,7 +229,7 @@ def _failure(url: str, stderr: str, secrets: list[str], what: str = "git") -> So
     detail = detail.removeprefix("fatal: ").removeprefix("error: ")[:_MAX_DETAIL]
     lowered = stderr.lower()
     if redirect := _REDIRECT.search(lowered):
-        return SourceUnreachable(
+        return SourceRedirected(
             f"cannot read {url}: the server redirects (HTTP {redirect.group(1)}), and autobuild "
             "follows no git redirect (it would send the credentials to wherever it points); "
             "set the repository to the URL it redirects to",
