@@ -703,3 +703,56 @@ def test_operator_killed_mid_build_records_the_build_once(
 def _running_build_pods(cluster: localcluster.LocalCluster, namespace: str) -> int:
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)
     return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")
+
+
+def test_a_private_build_clones_no_submodule_and_its_host_hears_nothing(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """Issue 17, item 10: Kaniko's go-git clones submodules with the repository's token, to
+    whatever host .gitmodules names. A build with credentials recurses into none."""
+    from support.gitserver import git_env
+    from support.hostilegit import COMMIT, RecordingGitServer
+
+    token = "s3cret-" + uuid.uuid4().hex
+    with (
+        GitServer(tmp_path / "git") as git,
+        RecordingGitServer(host="127.0.0.2") as other_host,
+    ):
+        repo = git.create_repo("acme", "with-submodule", private_token=token)
+        work = tmp_path / "work"
+        work.mkdir()
+        env = git_env(tmp_path)
+
+        def run_git(*args: str) -> None:
+            argv = ["git", "-c", "init.defaultBranch=main", *args]
+            subprocess.run(argv, cwd=work, env=env, check=True, capture_output=True)
+
+        run_git("init", "-q")
+        (work / "Dockerfile").write_text(DOCKERFILE)
+        (work / ".gitmodules").write_text(
+            f'[submodule "lib"]\n\tpath = lib\n\turl = {other_host.url}/evil/lib.git\n'
+        )
+        run_git("add", "Dockerfile", ".gitmodules")
+        run_git("update-index", "--add", "--cacheinfo", f"160000,{COMMIT},lib")
+        run_git("commit", "-qm", "a submodule on another host")
+        run_git(
+            "push", "-q", repo.clone_url.replace("://", f"://u:{token}@"), "HEAD:refs/heads/main"
+        )
+        commit = repo.heads()["refs/heads/main"]
+        real_cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "git-link",
+            "-n",
+            namespace,
+            f"--from-literal=token={token}",
+        )
+        document = _automated_build(real_cluster, namespace, repo, credentialsSecret="git-link")
+        (job,) = _render(real_cluster, document, commit)
+        assert not any(
+            a.startswith("--git=") for a in job["spec"]["template"]["spec"]["containers"][0]["args"]
+        )
+        condition, terminated = _run_job(real_cluster, namespace, job)
+        assert other_host.requests == []  # no request at all: the token never went there
+    assert condition == "Complete", terminated["log"]
