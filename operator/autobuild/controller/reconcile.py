@@ -61,6 +61,8 @@ log = logging.getLogger("autobuild.reconcile")
 
 # git ls-remote processes at once (each is a process and a connection to a git host).
 _GIT_CONCURRENCY: Final = 16
+# Seconds the check that a build's repository URL does not redirect may take.
+_REDIRECT_CHECK_TIMEOUT: Final = 10.0
 # Registry checks at once (visibility, preflight, digests).
 _REGISTRY_CONCURRENCY: Final = 16
 # After a conditional write lost a race, look again this soon (the watch brings the news).
@@ -275,7 +277,7 @@ class Controller:
     async def _poll(self, target: PollTarget) -> Mapping[str, str]:
         return await self._heads(target.key)
 
-    async def _heads(self, key: Key) -> Mapping[str, str]:
+    async def _heads(self, key: Key, timeout: float = 30.0) -> Mapping[str, str]:
         """The repository's heads, with the linked token only where its Secret allows it."""
         automated_build = self.store.parsed(key)
         snapshot = self.store.snapshot(key, _now())
@@ -288,7 +290,11 @@ class Controller:
         spec = automated_build.spec
         async with self._git:
             return await ls_remote(
-                url, token=password, username=username, keep=partial(buildable_ref, spec)
+                url,
+                token=password,
+                username=username,
+                timeout=timeout,
+                keep=partial(buildable_ref, spec),
             )
 
     async def _redirect_before_build(self, key: Key) -> str | None:
@@ -304,8 +310,8 @@ class Controller:
         automated_build = self.store.parsed(key)
         if automated_build is None or automated_build.spec.source.credentials_secret is None:
             return None
-        try:
-            await self._heads(key)
+        try:  # a short wait: this holds a worker
+            await self._heads(key, timeout=_REDIRECT_CHECK_TIMEOUT)
         except SourceRedirected as exc:
             return str(exc)
         except (SourceUnreachable, ValueError):

@@ -103,7 +103,7 @@ _GIT_OPTIONS: Final = (
     "-c",
     "http.followRedirects=false",
 )
-_REDIRECT: Final = re.compile(r"returned error: (30[1278])")
+_REDIRECT: Final = re.compile(r"returned error: (30[0-9])")
 # Bounds of one ls-remote. git holds the whole advertisement in memory before it prints a line
 # (1,000,000 refs: 324 MiB in git, 62 MB of output), so git itself gets an address-space cap
 # for its heap (RLIMIT_DATA, inherited by git-remote-http): 20,000 branches and tags need about
