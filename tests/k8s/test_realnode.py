@@ -757,3 +757,39 @@ def test_a_private_build_clones_no_submodule_and_its_host_hears_nothing(
     assert condition == "Complete", terminated["log"]
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not any(arg.startswith("--git=") for arg in args)
+
+
+def test_kaniko_follows_a_redirect_with_the_token(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """What the operator's check before a credentialed build guards against (issue 17, item 9;
+    docs/security-git.md): the real executor follows a redirect of the allowed host and sends
+    the token to the other host. When this fails, Kaniko stopped doing it."""
+    import base64 as b64
+
+    from support.hostilegit import RecordingGitServer, RedirectServer
+
+    token = "s3cret-" + uuid.uuid4().hex
+    with (
+        GitServer(tmp_path / "git") as git,
+        RecordingGitServer(host="127.0.0.2") as other_host,
+        RedirectServer(other_host.url) as allowed,
+    ):
+        repo = git.create_repo("acme", "redirected", private_token=token)
+        commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "one")
+        real_cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "git-link",
+            "-n",
+            namespace,
+            f"--from-literal=token={token}",
+        )
+        document = _automated_build(real_cluster, namespace, repo, credentialsSecret="git-link")
+        document["spec"]["source"]["repo"] = f"{allowed.url}/acme/redirected.git"
+        (job,) = _render(real_cluster, document, commit)
+        condition, _ = _run_job(real_cluster, namespace, job)
+        seen = {r.authorization for r in other_host.requests}
+    assert condition == "Failed"  # the recording host serves no pack
+    assert "Basic " + b64.b64encode(f"x-access-token:{token}".encode()).decode() in seen
