@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from autobuild import API_GROUP, KIND, yamlio
 from autobuild.api import checks
-from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, BuildRecord, Provider, Trigger
+from autobuild.api.models import AutomatedBuild, BuildRecord, Provider, Trigger
+from autobuild.api.repos import repo_host
 from autobuild.planning import status as build_status
 from autobuild.planning.credentials import (
     TOKEN_KEY,
@@ -325,17 +326,21 @@ def logs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _github_url(args: argparse.Namespace) -> str:
+    """``--github-url``, else ``AUTOBUILD_GITHUB_URL``."""
+    if args.github_url:
+        return str(args.github_url)
+    try:
+        return GitHubSettings.from_env().github_url
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _github(args: argparse.Namespace) -> GitHub:
     """A GitHub client for ``--github-url``, else ``AUTOBUILD_GITHUB_URL``."""
     from autobuild.sources.github import ClientOptions, GitHub
 
-    if args.github_url:
-        url = args.github_url
-    else:
-        try:
-            url = GitHubSettings.from_env().github_url
-        except ValueError as exc:
-            raise CliError(str(exc)) from exc
+    url = _github_url(args)
     try:
         check_http_url(url, "--github-url")
     except ValueError as exc:
@@ -485,19 +490,27 @@ def dockerfile_location(
 def _dockerfile_from_github(
     args: argparse.Namespace,
     namespace: str,
-    spec: AutomatedBuildSpec,
+    automated_build: AutomatedBuild,
     record: BuildRecord,
     path: str,
 ) -> tuple[str, str, bytes]:
-    """(repository, path, bytes) read through the GitHub contents API, as the linked account."""
+    """(repository, path, bytes) read through the GitHub contents API, as the linked account:
+    the credentialsSecret's token only where the operator would send it (the Secret allows the
+    repository's host, and that host is the one the GitHub API serves)."""
+    from autobuild.planning.hooks import api_web_host
     from autobuild.sources.github import repository_full_name
 
-    if args.token_file:
-        token: str | None = _linked_token(args)
-    elif spec.source.credentials_secret:
-        token = _secret_token(namespace, spec.source.credentials_secret)
-    else:
-        token = None  # a public repository
+    spec = automated_build.spec
+    if spec.source.credentials_secret and not args.token_file:
+        served = api_web_host(_github_url(args))
+        host = repo_host(spec.source.repo)
+        if host != served:
+            raise CliError(
+                f"AutomatedBuild {automated_build.metadata.name}: the GitHub API at "
+                f"{_github_url(args)} serves {served}, not {host}: the operator never sends "
+                f"Secret {spec.source.credentials_secret!r} there (give --github-url)"
+            )
+    token, _ = _git_credentials(args, namespace, automated_build)
     full_name = repository_full_name(spec.source)
     found = _on_github(args, lambda github: github.read_file(token, full_name, path, record.commit))
     return full_name, found.path, found.content
@@ -506,9 +519,10 @@ def _dockerfile_from_github(
 def _git_credentials(
     args: argparse.Namespace, namespace: str, automated_build: AutomatedBuild
 ) -> tuple[str | None, str | None]:
-    """The token and username to send to a plain git host: ``--token-file`` (the provider's
-    username), else the credentialsSecret's, only where the operator would send them (the
-    Secret's ``autobuild.dev/git-hosts`` annotation lists the host), else none."""
+    """The token and username to send to the repository's host (over git or GitHub's API):
+    ``--token-file`` (the provider's username), else the credentialsSecret's, only where the
+    operator would send them (the Secret's ``autobuild.dev/git-hosts`` annotation lists the
+    host, and plain http only to an insecure host), else none."""
     spec = automated_build.spec
     if args.token_file:
         return _linked_token(args), default_username(spec.provider)
@@ -575,7 +589,9 @@ def dockerfile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     spec = automated_build.spec
     record, path = dockerfile_location(automated_build, args.build)
     if spec.provider == Provider.GITHUB:
-        repository, path, content = _dockerfile_from_github(args, namespace, spec, record, path)
+        repository, path, content = _dockerfile_from_github(
+            args, namespace, automated_build, record, path
+        )
     else:
         repository = spec.source.repo
         content = _dockerfile_over_git(args, namespace, automated_build, record, path)

@@ -147,12 +147,15 @@ def test_dockerfile_is_read_at_the_builds_commit(
     }
     create_with_builds(k8s_api, k8s_namespace, source, [build("b2", new), build("b1", old)])
 
-    newest = autobuild(k8s_cluster, fake, "dockerfile", "app", "-n", k8s_namespace)
+    # The repo is plain http: the operator sends the token there only to an insecure host.
+    newest = autobuild(k8s_cluster, fake, "dockerfile", "app", "-n", k8s_namespace, env=INSECURE)
     assert newest.returncode == 0, newest.stderr
     assert newest.stdout == NEW_DOCKERFILE
     assert newest.stderr.decode() == f"# octo/app: docker/Dockerfile at {new} (build b2)\n"
 
-    older = autobuild(k8s_cluster, fake, "dockerfile", "app", "-n", k8s_namespace, "--build", "b1")
+    older = autobuild(
+        k8s_cluster, fake, "dockerfile", "app", "-n", k8s_namespace, "--build", "b1", env=INSECURE
+    )
     assert older.returncode == 0, older.stderr
     assert older.stdout == OLD_DOCKERFILE
     (read,) = fake.requests_to("GET", "/contents/docker/Dockerfile")[-1:]
@@ -164,6 +167,46 @@ def test_dockerfile_is_read_at_the_builds_commit(
         unknown.stderr.decode().strip()
         == "autobuild: AutomatedBuild app has no build 'x' in its status"
     )
+
+
+@pytest.mark.parametrize(
+    ("repo_url", "annotations", "refusal"),
+    [
+        ("https://127.0.0.1/octo/app.git", {}, "CredentialsNotAllowed"),
+        ("https://127.0.0.1/octo/app.git", {"autobuild.dev/git-hosts": "ghe.acme.io"}, "lists"),
+        ("http://127.0.0.1/octo/app.git", {"autobuild.dev/git-hosts": "127.0.0.1"}, "http://"),
+        ("https://github.com/octo/app.git", {"autobuild.dev/git-hosts": "*"}, "serves 127.0.0.1"),
+    ],
+)
+def test_dockerfile_from_github_sends_the_token_only_where_the_operator_would(
+    k8s_cluster: Any,
+    k8s_api: Any,
+    k8s_namespace: str,
+    crd: None,
+    fake: FakeGitHub,
+    repo: FakeRepo,
+    repo_url: str,
+    annotations: dict[str, str],
+    refusal: str,
+) -> None:
+    """Issue 17, item 12: the GitHub path read the Secret's token and sent it to the GitHub API
+    without the operator's check (the Secret's hosts, plain http, the API's host)."""
+    commit = repo.add_commit({"docker/Dockerfile": NEW_DOCKERFILE})
+    client.CoreV1Api(k8s_api).create_namespaced_secret(
+        k8s_namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="strict-link", annotations=annotations),
+            data={"token": base64.b64encode(TOKEN.encode()).decode()},
+        ),
+    )
+    source = {"repo": repo_url, "provider": "github", "credentialsSecret": "strict-link"}
+    create_with_builds(k8s_api, k8s_namespace, source, [build("b1", commit)])
+    before = len(fake.requests)
+    result = autobuild(k8s_cluster, fake, "dockerfile", "app", "-n", k8s_namespace)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout == b""
+    assert refusal in result.stderr.decode()
+    assert fake.requests[before:] == []  # nothing, token or not, went to the GitHub API
 
 
 @pytest.fixture(scope="module")

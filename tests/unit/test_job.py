@@ -196,6 +196,18 @@ def test_no_credentials_without_secret() -> None:
     assert container(render(automated_build()))["env"] == []
 
 
+def test_submodules_are_cloned_only_without_credentials() -> None:
+    """Kaniko's go-git clones submodules with the repository's Basic auth, to any host a
+    .gitmodules names (issue 17, item 10): with a token, no submodule is cloned."""
+    public = automated_build()
+    assert "--git=recurse-submodules=true" in args(render(public))
+    private = automated_build(
+        source={"repo": "github.com/acme/app", "credentialsSecret": "linked-account"}
+    )
+    assert container(render(private))["env"][-1]["name"] == "GIT_PASSWORD"
+    assert not any(arg.startswith("--git=") for arg in args(render(private)))
+
+
 def test_push_secret_is_mounted_as_docker_config() -> None:
     ab = automated_build(
         image={

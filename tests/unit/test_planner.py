@@ -13,6 +13,7 @@ from autobuild.api import checks
 from autobuild.api.models import AutomatedBuild, SourceType, Trigger
 from autobuild.planning.planner import (
     PushEvent,
+    buildable_ref,
     exact_rule_ref,
     full_ref,
     parse_ref,
@@ -199,3 +200,21 @@ def test_exact_rule_ref() -> None:
         ]
     ).spec.tags
     assert [exact_rule_ref(rule) for rule in rules] == ["refs/heads/main", "refs/tags/v1.0", None]
+
+
+@pytest.mark.parametrize(
+    ("ref", "kept"),
+    [
+        ("refs/heads/main", True),
+        ("refs/tags/v1.2", True),
+        ("refs/heads/release-7", True),  # autobuild false: still built by a trigger
+        ("refs/heads/feature-1.0", True),
+        ("refs/heads/feature", False),
+        ("refs/tags/main", False),  # a tag named like a branch rule
+        ("refs/pull/1/head", False),
+        ("main", False),  # only full refs are kept: ls-remote lists full refs
+    ],
+)
+def test_buildable_ref_keeps_what_some_rule_matches(ref: str, kept: bool) -> None:
+    """What ls-remote keeps of a repository's heads (issue 17, item 7)."""
+    assert buildable_ref(automated_build(tags=RULES).spec, ref) is kept

@@ -11,6 +11,7 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
@@ -37,7 +38,7 @@ from autobuild.planning.decide import (
 from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
 from autobuild.planning.github import hook_secret_manifest
 from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
-from autobuild.planning.planner import PushEvent, plan_builds
+from autobuild.planning.planner import PushEvent, buildable_ref, plan_builds
 from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult, created_repositories
 from autobuild.registry.client import RegistrySessions
@@ -48,7 +49,7 @@ from autobuild.registry.operations import (
     verify_build,
 )
 from autobuild.settings import BuildSettings, GitHubSettings
-from autobuild.sources.git import SourceUnreachable, ls_remote
+from autobuild.sources.git import SourceRedirected, SourceTooLarge, SourceUnreachable, ls_remote
 from autobuild.webhooks.poller import PollTarget, run_poller
 from autobuild.webhooks.receiver import WebhookServer, create_app, start_server
 from autobuild.webhooks.trigger import TriggerURLRequest, trigger_events
@@ -60,6 +61,8 @@ log = logging.getLogger("autobuild.reconcile")
 
 # git ls-remote processes at once (each is a process and a connection to a git host).
 _GIT_CONCURRENCY: Final = 16
+# Seconds the check that a build's repository URL does not redirect may take.
+_REDIRECT_CHECK_TIMEOUT: Final = 10.0
 # Registry checks at once (visibility, preflight, digests).
 _REGISTRY_CONCURRENCY: Final = 16
 # After a conditional write lost a race, look again this soon (the watch brings the news).
@@ -305,7 +308,7 @@ class Controller:
     async def _poll(self, target: PollTarget) -> Mapping[str, str]:
         return await self._heads(target.key)
 
-    async def _heads(self, key: Key) -> Mapping[str, str]:
+    async def _heads(self, key: Key, timeout: float = 30.0) -> Mapping[str, str]:
         """The repository's heads, with the linked token only where its Secret allows it."""
         automated_build = self.store.parsed(key)
         snapshot = self.store.snapshot(key, _now())
@@ -315,8 +318,36 @@ class Controller:
         problem, username, password = git_access(automated_build, snapshot.secrets, self.settings)
         if problem is not None:
             raise SourceUnreachable(problem.message, url=url, reason=problem.reason)
+        spec = automated_build.spec
         async with self._git:
-            return await ls_remote(url, token=password, username=username)
+            return await ls_remote(
+                url,
+                token=password,
+                username=username,
+                timeout=timeout,
+                keep=partial(buildable_ref, spec),
+            )
+
+    async def _redirect_before_build(self, key: Key) -> str | None:
+        """Why no build with the linked token may start now: the repository URL redirects.
+
+        Kaniko's git client (go-git) follows a redirect of its first request and then sends
+        the token to the new host, whatever it is (and Go's net/http re-sends it on the
+        redirect itself to the same host name on another port or over plain http); so just
+        before a build that carries credentials, the URL is asked once (git, no redirect
+        followed). None when it does not redirect, has no credentials, or cannot be asked
+        (the build then fails or succeeds on its own).
+        """
+        automated_build = self.store.parsed(key)
+        if automated_build is None or automated_build.spec.source.credentials_secret is None:
+            return None
+        try:  # a short wait: this holds a worker
+            await self._heads(key, timeout=_REDIRECT_CHECK_TIMEOUT)
+        except SourceRedirected as exc:
+            return str(exc)
+        except (SourceUnreachable, ValueError):
+            return None
+        return None
 
     # observe -> decide -> act ---------------------------------------------------------------
     async def process(self, key: Key) -> float | None:
@@ -371,7 +402,12 @@ class Controller:
 
     async def _act(self, key: Key, body: Mapping[str, Any], decision: Decision) -> float | None:
         jobs = f"/apis/batch/v1/namespaces/{_segment(key[0])}/jobs"
+        redirect = await self._redirect_before_build(key) if decision.create else None
         for manifest in decision.create:
+            if redirect is not None:
+                why = f"build {manifest['metadata']['name']} not started: {redirect}"
+                await self._post_event(body, EventNote("Warning", Reason.SOURCE_UNREACHABLE, why))
+                continue
             try:
                 self.store.apply_job("ADDED", await self.api.request("POST", jobs, body=manifest))
             except ApiError as exc:
@@ -705,11 +741,16 @@ class Controller:
         """Ask the git host for heads, off the worker (a slow host never holds the queue)."""
         heads: Mapping[str, str] | None = None
         problem: tracking.Problem | None = None
+        automated_build = self.store.parsed(key)
+        # Only the refs a rule can build are kept (a repository may advertise many more).
+        keep = partial(buildable_ref, automated_build.spec) if automated_build else None
         try:
             async with self._git:
                 heads = await ls_remote(
-                    request.url, token=request.password, username=request.username
+                    request.url, token=request.password, username=request.username, keep=keep
                 )
+        except SourceTooLarge as exc:
+            problem = tracking.Problem(Reason.SOURCE_TOO_LARGE, str(exc))
         except (SourceUnreachable, ValueError) as exc:
             problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, str(exc))
         finally:

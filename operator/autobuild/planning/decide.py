@@ -48,6 +48,7 @@ from autobuild.planning.job import (
 from autobuild.planning.planner import (
     PlannedBuild,
     PushEvent,
+    buildable_ref,
     check_commit,
     full_ref,
     parse_ref,
@@ -85,7 +86,7 @@ WEBHOOK_PATHS: Final = {
 # Shorter secret values are not redacted: they would mangle ordinary words.
 _REDACT_MIN: Final = 4
 # Problems after which the repository is asked again whether it answers.
-_SOURCE_PROBLEMS: Final = STALLED | {Reason.SOURCE_UNREACHABLE}
+_SOURCE_PROBLEMS: Final = STALLED | {Reason.SOURCE_UNREACHABLE, Reason.SOURCE_TOO_LARGE}
 
 
 @dataclass(frozen=True)
@@ -399,7 +400,8 @@ def _handle_request(
     for ref in request.refs:
         commit = request.commit or (heads or {}).get(ref)
         if commit is None:
-            missing.append(ref)
+            if buildable_ref(spec, ref):  # the heads hold only refs that a rule builds
+                missing.append(ref)
             continue
         event = PushEvent.parse(ref, commit, "", request.trigger, request.id)
         planned = plan_builds(spec, event).builds

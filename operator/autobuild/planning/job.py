@@ -142,11 +142,11 @@ def kaniko_args(
     """The executor's arguments. Every value uses ``--flag=value`` so none can pose as a flag."""
     rule = build.rule
     event = build.event
-    args = [
-        f"--context={git_context(spec, event.git_ref, event.commit)}",
-        # Docker Hub cloned submodules too.
-        "--git=recurse-submodules=true",
-    ]
+    args = [f"--context={git_context(spec, event.git_ref, event.commit)}"]
+    if spec.source.credentials_secret is None:
+        # Docker Hub cloned submodules too. Not with credentials: Kaniko's go-git clones every
+        # submodule with the repository's Basic auth, to whatever host .gitmodules names.
+        args.append("--git=recurse-submodules=true")
     if rule.context_sub_path:
         args.append(f"--context-sub-path={rule.context_sub_path}")
     args.append(f"--dockerfile={rule.dockerfile}")

@@ -53,6 +53,17 @@ def exact_rule_ref(rule: BuildRule) -> str | None:
     return full_ref(rule.source_type, rule.source)
 
 
+def buildable_ref(spec: AutomatedBuildSpec, ref: str) -> bool:
+    """Whether a build rule of ``spec`` matches ``ref`` (``refs/heads/X`` or ``refs/tags/X``):
+    the refs worth keeping of a repository's heads (polls, triggers and creation build only
+    those)."""
+    for source_type, prefix in REF_PREFIXES.items():
+        if ref.startswith(prefix):
+            name = ref[len(prefix) :]
+            return any(match_rule(rule, source_type, name) is not None for rule in spec.tags)
+    return False
+
+
 def check_commit(commit: str) -> str:
     """Return ``commit`` if it is a full commit id, else raise InputError."""
     if not re.fullmatch(checks.COMMIT, commit):

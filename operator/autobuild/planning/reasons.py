@@ -22,6 +22,7 @@ class Reason(StrEnum):
     SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105
     CREDENTIALS_NOT_ALLOWED = "CredentialsNotAllowed"
     SOURCE_UNREACHABLE = "SourceUnreachable"
+    SOURCE_TOO_LARGE = "SourceTooLarge"
     PUSH_SECRET_INVALID = "PushSecretInvalid"  # noqa: S105
     REGISTRY_UNREACHABLE = "RegistryUnreachable"
     REGISTRY_CERTIFICATE_UNTRUSTED = "RegistryCertificateUntrusted"

@@ -3,7 +3,14 @@ as it was at a commit (a shallow ``git fetch`` into a temporary bare repository)
 
 The token never reaches argv, the URL or a log line: it travels as an ``Authorization`` header
 in environment-only git config (``GIT_CONFIG_COUNT``/``KEY``/``VALUE``), and git runs with an
-empty HOME, no system or global config, no credential helper and no prompts.
+empty HOME, no system or global config, no credential helper and no prompts. git follows no
+HTTP redirect (``http.followRedirects=false``): it would re-send that header to wherever the
+server points, another host or plain http included.
+
+What a server answers is bounded, since the URL is anyone's to choose: ``ls-remote`` runs with
+a memory limit (git reads the whole ref advertisement before it prints a line), its output is
+read line by line up to a byte and a ref count cap, and only the refs the caller keeps are
+held; past a cap git is killed and the answer is :class:`SourceTooLarge`.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import contextlib
 import os
 import posixpath
 import re
+import resource
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -27,6 +36,8 @@ from autobuild.planning.planner import REF_PREFIXES, parse_ref
 
 __all__ = [
     "GitFileError",
+    "SourceRedirected",
+    "SourceTooLarge",
     "SourceUnreachable",
     "ls_remote",
     "read_file_at_commit",
@@ -81,6 +92,33 @@ _NO_HOUSEKEEPING: Final = (
     "fetch.writeCommitGraph=false",
 )
 _SYMLINK_MODE: Final = b"120000"
+# Options every git the operator runs gets: no credential helper, no prompt, and no redirect
+# followed (git's default follows the first request's redirects and re-sends http.extraHeader,
+# the token, to the new host, over plain http too).
+_GIT_OPTIONS: Final = (
+    "-c",
+    "credential.helper=",
+    "-c",
+    "core.askPass=/bin/false",
+    "-c",
+    "http.followRedirects=false",
+)
+_REDIRECT: Final = re.compile(r"returned error: (30[0-9])")
+# Bounds of one ls-remote. git holds the whole advertisement in memory before it prints a line
+# (1,000,000 refs: 324 MiB in git, 62 MB of output), so git itself gets an address-space cap
+# for its heap (RLIMIT_DATA, inherited by git-remote-http): 20,000 branches and tags need about
+# 6 MiB of it over http, so 32 MiB leaves room for TLS and long names, and 16 concurrent
+# ls-remotes stay within 512 MiB even when every server is hostile. What git prints is read
+# line by line: at most MAX_REFS branches and tags (peeled lines aside) and MAX_LISTING_BYTES.
+MAX_REFS: Final = 20_000
+MAX_LISTING_BYTES: Final = 8 * 1024 * 1024
+GIT_MEMORY_BYTES: Final = 32 * 1024 * 1024
+# The longest line read at once: a pkt-line is at most 65,520 bytes, so no ref line is longer.
+_MAX_LINE: Final = 66_000
+# What is kept of git's stderr (its last message is what the user sees).
+_MAX_STDERR: Final = 64 * 1024
+_OUT_OF_MEMORY_PATTERNS: Final = ("out of memory", "cannot allocate memory")
+REASON_TOO_LARGE: Final = "SourceTooLarge"
 
 
 class SourceUnreachable(Exception):  # noqa: N818 (the name the operator uses)
@@ -94,6 +132,19 @@ class SourceUnreachable(Exception):  # noqa: N818 (the name the operator uses)
         super().__init__(message)
         self.url = url
         self.reason = reason
+
+
+class SourceTooLarge(SourceUnreachable):
+    """The repository advertises more branches and tags, or longer ones, than autobuild reads
+    (``reason`` ``SourceTooLarge``); git was stopped there. The message is safe to show."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message, url=url, reason=REASON_TOO_LARGE)
+
+
+class SourceRedirected(SourceUnreachable):
+    """The repository URL answers with an HTTP redirect, which no git of the operator follows
+    (``reason`` ``Unreachable``). Kaniko's git client would follow it with the credentials."""
 
 
 class GitFileError(Exception):
@@ -177,6 +228,14 @@ def _failure(url: str, stderr: str, secrets: list[str], what: str = "git") -> So
     detail = _scrub(lines[-1] if lines else f"{what} failed without a message", secrets)
     detail = detail.removeprefix("fatal: ").removeprefix("error: ")[:_MAX_DETAIL]
     lowered = stderr.lower()
+    if redirect := _REDIRECT.search(lowered):
+        return SourceRedirected(
+            f"cannot read {url}: the server redirects (HTTP {redirect.group(1)}), and autobuild "
+            "follows no git redirect (it would send the credentials to wherever it points); "
+            "set the repository to the URL it redirects to",
+            url=url,
+            reason="Unreachable",
+        )
     if any(pattern in lowered for pattern in _AUTH_PATTERNS):
         return SourceUnreachable(
             f"authentication failed for {url}: check the token and its access to the repository",
@@ -190,21 +249,61 @@ def _failure(url: str, stderr: str, secrets: list[str], what: str = "git") -> So
     return SourceUnreachable(f"cannot read {url}: {detail}", url=url, reason="Unreachable")
 
 
-def _parse(stdout: str) -> dict[str, str]:
-    refs: dict[str, str] = {}
-    peeled: dict[str, str] = {}
-    for line in stdout.splitlines():
-        sha, sep, ref = line.partition("\t")
+def _too_large(url: str, what: str) -> SourceTooLarge:
+    return SourceTooLarge(
+        f"{url} advertises more branches and tags than autobuild reads (at most {MAX_REFS:,}, "
+        f"{MAX_LISTING_BYTES // 2**20} MiB of them, with {GIT_MEMORY_BYTES // 2**20} MiB for "
+        f"{what}): git was stopped",
+        url=url,
+    )
+
+
+class _Listing:
+    """The refs of an ls-remote, read line by line: only the ones ``keep`` wants are held,
+    and counting stops the listing past the caps (:class:`_ListingTooLargeError`)."""
+
+    def __init__(self, keep: Callable[[str], bool] | None) -> None:
+        self.keep = keep
+        self.refs: dict[str, str] = {}
+        self.peeled: dict[str, str] = {}
+        self.count = 0
+        self.size = 0
+
+    def add(self, line: bytes) -> None:
+        self.size += len(line)
+        if self.size > MAX_LISTING_BYTES:
+            raise _ListingTooLargeError
+        sha, sep, ref = line.decode("utf-8", "replace").rstrip("\n").partition("\t")
         if not sep or not _SHA.fullmatch(sha):
-            continue
-        if ref.endswith("^{}"):
-            peeled[ref[:-3]] = sha
-        elif ref.startswith(_BUILDABLE_PREFIXES):
-            refs[ref] = sha
-    for ref, sha in peeled.items():
-        if ref in refs:
-            refs[ref] = sha
-    return refs
+            return
+        peeled = ref.endswith("^{}")
+        name = ref[:-3] if peeled else ref
+        if not peeled:
+            self.count += 1
+            if self.count > MAX_REFS:
+                raise _ListingTooLargeError
+        if not name.startswith(_BUILDABLE_PREFIXES):
+            return
+        if self.keep is not None and not self.keep(name):
+            return
+        (self.peeled if peeled else self.refs)[name] = sha
+
+    def result(self) -> dict[str, str]:
+        """Each ref's commit: an annotated tag's peeled commit, not the tag object."""
+        refs = dict(self.refs)
+        for ref, sha in self.peeled.items():
+            if ref in refs:
+                refs[ref] = sha
+        return refs
+
+
+class _ListingTooLargeError(Exception):
+    """git printed more than :class:`_Listing` reads."""
+
+
+def _limit_memory() -> None:
+    """In the child before exec: cap the heap of git and of its remote helper."""
+    resource.setrlimit(resource.RLIMIT_DATA, (GIT_MEMORY_BYTES, GIT_MEMORY_BYTES))
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -241,9 +340,15 @@ def _scratch_home(url: str) -> str:
 
 
 async def _start_git(
-    argv: list[str], url: str, home: str, header: str | None, what: str
+    argv: list[str],
+    url: str,
+    home: str,
+    header: str | None,
+    what: str,
+    limit_memory: bool = False,
 ) -> asyncio.subprocess.Process:
-    """Start git in its own process group; any failure to start it is SourceUnreachable."""
+    """Start git in its own process group; any failure to start it is SourceUnreachable.
+    ``limit_memory``: git (and its children) get :data:`GIT_MEMORY_BYTES` of heap."""
     try:
         return await asyncio.create_subprocess_exec(
             *argv,
@@ -253,6 +358,10 @@ async def _start_git(
             cwd=home,
             env=_git_env(home, header),
             start_new_session=True,
+            limit=_MAX_LINE,
+            # setrlimit is one system call in the child: nothing there takes a lock another
+            # thread could hold (what makes preexec_fn unsafe in general).
+            preexec_fn=_limit_memory if limit_memory else None,
         )
     except FileNotFoundError as e:
         raise SourceUnreachable(
@@ -277,7 +386,7 @@ async def _run_git(args: list[str], *, url: str, home: str, header: str | None, 
     Raises _GitExitError on a non-zero exit and SourceUnreachable when git cannot run. Bound it
     with ``asyncio.timeout``: on cancellation git's whole process group is killed.
     """
-    argv = ["git", "-c", "credential.helper=", "-c", "core.askPass=/bin/false", *args]
+    argv = ["git", *_GIT_OPTIONS, *args]
     proc = await _start_git(argv, url, home, header, what)
     try:
         out, err = await proc.communicate()
@@ -293,6 +402,57 @@ async def _run_git(args: list[str], *, url: str, home: str, header: str | None, 
     if proc.returncode != 0:
         raise _GitExitError(err.decode("utf-8", "replace"))
     return out
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    """Read a stream to its end, keeping only its last :data:`_MAX_STDERR` bytes."""
+    kept = b""
+    while block := await stream.read(65536):
+        kept = (kept + block)[-_MAX_STDERR:]
+    return kept
+
+
+async def _reap(proc: asyncio.subprocess.Process, errors: asyncio.Future[bytes]) -> None:
+    """Wait for a killed git: what is left in its stdout pipe is read and dropped (a paused
+    pipe that is never read to its end would keep ``wait()`` waiting)."""
+    assert proc.stdout is not None
+    while await proc.stdout.read(65536):
+        pass
+    await errors
+    await proc.wait()
+
+
+async def _list_git(
+    args: list[str], *, url: str, home: str, header: str | None, what: str, listing: _Listing
+) -> None:
+    """Run ``git ARGS`` with a memory limit, feeding each line it prints to ``listing``.
+
+    Raises _ListingTooLargeError (git killed) past the listing's caps, _GitExitError on a
+    non-zero exit and SourceUnreachable when git cannot run; cancellation kills git's group.
+    """
+    argv = ["git", *_GIT_OPTIONS, *args]
+    proc = await _start_git(argv, url, home, header, what, limit_memory=True)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    errors = asyncio.ensure_future(_tail(proc.stderr))
+    try:
+        while line := await proc.stdout.readline():
+            listing.add(line)
+        await proc.wait()
+        err = await errors
+    except ValueError:  # a line longer than any pkt-line: no git server sends that
+        _kill_group(proc)
+        raise _ListingTooLargeError from None
+    except OSError as e:
+        raise SourceUnreachable(f"{what} {url} failed: {e}", url=url) from e
+    finally:
+        if proc.returncode is None:  # too large, cancelled or timed out: leave no git behind
+            _kill_group(proc)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(_reap(proc, errors))
+        errors.cancel()
+    if proc.returncode != 0:
+        raise _GitExitError(err.decode("utf-8", "replace"))
 
 
 def _credentials(token: str | None, username: str | None) -> tuple[str | None, list[str]]:
@@ -312,36 +472,45 @@ async def ls_remote(
     token: str | None = None,
     username: str | None = None,
     timeout: float = 30.0,
+    keep: Callable[[str], bool] | None = None,
 ) -> dict[str, str]:
     """Map every refs/heads/* and refs/tags/* ref to its commit (annotated tags: the peeled commit).
 
     A ``token`` goes as HTTP Basic auth ``username:token``, as Kaniko sends ``GIT_USERNAME`` and
     ``GIT_PASSWORD``; take the username from ``autobuild.planning.credentials.git_username``.
+    ``keep``: only the refs it answers True for are returned (and held while git prints).
 
     Raises ValueError for a URL that is not plain http(s) or a token without a username,
-    SourceUnreachable when git fails (network, authentication, missing repository) or takes
-    longer than ``timeout`` seconds.
+    SourceTooLarge past :data:`MAX_REFS` branches and tags (or :data:`MAX_LISTING_BYTES`, or
+    git's memory limit), SourceUnreachable when git fails (network, authentication, missing
+    repository, a redirect) or takes longer than ``timeout`` seconds.
     """
     validate_url(url)
     header, secrets = _credentials(token, username)
     what = "git ls-remote"
     home = _scratch_home(url)
+    listing = _Listing(keep)
     try:
         async with asyncio.timeout(timeout):
-            out = await _run_git(
+            await _list_git(
                 ["ls-remote", "--heads", "--tags", "--", url],
                 url=url,
                 home=home,
                 header=header,
                 what=what,
+                listing=listing,
             )
     except TimeoutError:
         raise SourceUnreachable(
             f"{what} {url} timed out after {timeout:g}s", url=url, reason="Timeout"
         ) from None
+    except _ListingTooLargeError:
+        raise _too_large(url, what) from None
     except _GitExitError as e:
+        if any(pattern in e.stderr.lower() for pattern in _OUT_OF_MEMORY_PATTERNS):
+            raise _too_large(url, what) from None
         raise _failure(url, e.stderr, secrets, what) from None
-    return _parse(out.decode("utf-8", "replace"))
+    return listing.result()
 
 
 class _WantRefusedError(Exception):
