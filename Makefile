@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install registry test unit lint crds docs chart-crds controlplane cluster-up cluster-down demo \
-	bench helm image
+	bench helm image base-image e2e
 
 install: $(STAMP)
 
@@ -66,6 +66,21 @@ image:
 	case "$$builder" in */buildah) sub=bud;; *) sub=build;; esac; \
 	echo "$$builder $$sub -t $(IMAGE):$(VERSION) $(BUILD_ARGS) ."; \
 	"$$builder" $$sub -t "$(IMAGE):$(VERSION)" $(BUILD_ARGS) .
+
+# The operator image's base made from Debian packages only (tests/controlplane/baseimage.py):
+# debootstrap --variant=minbase of this host's Debian release + python3 python3-venv git
+# ca-certificates, one reproducible layer cached in
+# $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/base-<key>/ (root; cold ~1.5 min).
+# `make base-image REGISTRY=127.0.0.1:PORT` also pushes it there with crane.
+base-image: install
+	$(PY) tests/controlplane/baseimage.py $(if $(REGISTRY),push $(REGISTRY),build)
+
+# autobuild builds, installs and runs itself on the real node (tests/k8s/test_selfimage.py):
+# the base image, the self-build by the operator's own Kaniko Job, `helm install` of that
+# image, a build from a signed GitHub push by the in-cluster operator, a broken image.
+E2E_ARGS ?=
+e2e: install registry controlplane helm base-image
+	$(PY) -m pytest -m e2e tests/k8s/test_selfimage.py $(E2E_ARGS)
 
 # The local control plane (tests/controlplane, docs/controlplane.md): etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, kubelet and kwok built from the pinned Go
