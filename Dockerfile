@@ -11,10 +11,11 @@ ARG BASE_IMAGE=python:3.12.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# A private package index, or a TLS-intercepting proxy in front of PyPI: pass its URL and the
-# path of a CA bundle the builder can read (Kaniko: /kaniko/ssl/certs/ca-certificates.crt,
-# the executor's own), e.g. --build-arg PIP_CERT=/kaniko/ssl/certs/ca-certificates.crt.
-# Unset, pip uses PyPI and the base's CA certificates.
+# A private package index (or a mirror): --build-arg PIP_INDEX_URL=https://... (make e2e
+# serves a wheelhouse on 127.0.0.1 this way). Its CA, if private: PIP_CERT, the path of a
+# bundle the builder can read (Kaniko: /kaniko/ssl/certs/ca-certificates.crt, the
+# executor's own). Unset, pip uses PyPI and the base's CA certificates. Build args show in
+# the image's history: put no credentials in the URL.
 ARG PIP_INDEX_URL
 ARG PIP_CERT
 WORKDIR /src

@@ -100,8 +100,9 @@ controlplane: install
 cluster-up: controlplane
 	$(CONTROLPLANE) up --state-dir $(CLUSTER_DIR) $(if $(filter real,$(NODE)),--real-node)
 
-# Stops it. Idempotent.
+# Stops it, and the operator and git server `make demo` left running. Idempotent.
 cluster-down: install
+	$(PY) examples/demo.py --stop
 	$(CONTROLPLANE) down --state-dir $(CLUSTER_DIR)
 
 # Docker Hub's Automated Builds walkthrough on the local cluster with its real node (Linux,

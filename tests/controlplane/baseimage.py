@@ -9,17 +9,26 @@ timestamp) and cached like the real node's artifacts in
 an OCI image with crane (one layer on an empty base, so the same layer gives the same digest)
 and pushes it to a registry; the Dockerfile's ``BASE_IMAGE`` build arg then points at it.
 
+The operator's Python dependencies come from a wheelhouse downloaded on the host with its own
+pip settings (:func:`ensure_wheelhouse`, cached too) and served on loopback as a package index
+(:func:`serve_index`) that the build reaches with ``--build-arg PIP_INDEX_URL=...``, as a user
+with a private index does: the real node's pods resolve no names and reach nothing off the
+host, and a build that needs no internet is reproducible.
+
 CLI (``make base-image``)::
 
-    baseimage.py build            # build into the cache unless cached; prints the layer's path
+    baseimage.py build            # build layer and wheelhouse unless cached; prints their paths
     baseimage.py push REGISTRY    # build if needed, push REGISTRY/autobuild/debian-python:TAG
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import gzip
 import hashlib
+import html
+import http.server
 import json
 import os
 import platform
@@ -28,8 +37,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,9 +300,147 @@ def push(crane: Path, registry: str, image: BaseImage, log: Log = _stderr_log) -
     return f"{ref}@{digest}"
 
 
+# --------------------------------------------------------------------------------------
+# The operator's Python dependencies, for a build that reaches no package index
+# --------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEELHOUSE_RECIPE = "1"
+
+
+@dataclass(frozen=True)
+class Wheelhouse:
+    """Wheels of the operator's dependencies (and its build backend) for the base's Python,
+    laid out as a PEP 503 simple index: ``simple/<project>/index.html`` -> ``files/*.whl``."""
+
+    root: Path
+
+    @property
+    def files(self) -> Path:
+        return self.root / "files"
+
+    @property
+    def simple(self) -> Path:
+        return self.root / "simple"
+
+    def complete(self) -> bool:
+        return (self.root / "manifest.json").is_file()
+
+
+def requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """What ``pip install .`` fetches: the build system's requirements and the dependencies."""
+    data = tomllib.loads(pyproject.read_text())
+    return [*data["build-system"]["requires"], *data["project"]["dependencies"]]
+
+
+def _normalize(name: str) -> str:
+    """PEP 503's normalized project name."""
+    return "-".join(part for part in name.lower().replace("_", "-").replace(".", "-").split("-"))
+
+
+def ensure_wheelhouse(
+    python_version: str, *, cache_root: Path | None = None, log: Log = _stderr_log
+) -> Wheelhouse:
+    """The cached wheelhouse for ``python_version`` (``3.11``), downloaded with the host's pip
+    (its index, proxy and CA settings) when missing: binary wheels only, for manylinux x86_64
+    and that CPython, so what the host resolves is what the base's Python installs."""
+    reqs = requirements()
+    h = hashlib.sha256()
+    for item in (WHEELHOUSE_RECIPE, python_version, platform.machine(), *reqs):
+        h.update(item.encode() + b"\n")
+    root = cache_root or _cache_root()
+    target = Wheelhouse(root / f"wheels-py{python_version}-{h.hexdigest()[:12]}")
+    if target.complete():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".wheels.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.complete():
+            return target
+        tmp = Wheelhouse(Path(tempfile.mkdtemp(prefix=".wheels-", dir=root)))
+        try:
+            start = time.monotonic()
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "-q",
+                    "--no-cache-dir",
+                    "--only-binary=:all:",
+                    "--implementation=cp",
+                    f"--python-version={python_version}",
+                    "--platform=manylinux_2_36_x86_64",
+                    "--platform=manylinux_2_28_x86_64",
+                    "--platform=manylinux_2_17_x86_64",
+                    "--platform=manylinux2014_x86_64",
+                    "--dest",
+                    str(tmp.files),
+                    *reqs,
+                ],
+                log,
+            )
+            projects: dict[str, list[str]] = {}
+            for wheel in sorted(tmp.files.glob("*.whl")):
+                projects.setdefault(_normalize(wheel.name.split("-")[0]), []).append(wheel.name)
+            for project, wheels in projects.items():
+                (tmp.simple / project).mkdir(parents=True)
+                links = "".join(
+                    f'<a href="../../files/{html.escape(w)}">{html.escape(w)}</a><br>\n'
+                    for w in wheels
+                )
+                (tmp.simple / project / "index.html").write_text(
+                    f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n"
+                )
+            manifest = {
+                "python": python_version,
+                "requirements": reqs,
+                "wheels": sorted(w for ws in projects.values() for w in ws),
+                "download_seconds": round(time.monotonic() - start, 1),
+            }
+            (tmp.root / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            tmp.root.chmod(0o755)
+            if target.root.exists():
+                shutil.rmtree(target.root)
+            tmp.root.rename(target.root)
+        finally:
+            shutil.rmtree(tmp.root, ignore_errors=True)
+    return target
+
+
+@contextmanager
+def serve_index(wheelhouse: Wheelhouse) -> Iterator[str]:
+    """The wheelhouse as a package index on 127.0.0.1 (static files, GET only); yields its
+    ``PIP_INDEX_URL`` (``http://127.0.0.1:PORT/simple/``). pip treats loopback over plain
+    HTTP as a secure origin."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(wheelhouse.root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="wheel-index", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/simple/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def python_version(image: BaseImage) -> str:
+    """``3.11`` for a base with python3 3.11.2-1+b1."""
+    return ".".join(image.manifest["packages"]["python3"].split("-")[0].split(".")[:2])
+
+
 def main(argv: list[str]) -> int:
     if argv == ["build"]:
-        print(ensure().layer)
+        image = ensure()
+        print(image.layer)
+        print(ensure_wheelhouse(python_version(image)).root)
         return 0
     if len(argv) == 2 and argv[0] == "push":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
