@@ -33,9 +33,11 @@ RUN command -v git >/dev/null || { apt-get update \
  && rm -rf /var/lib/apt/lists/*; }
 COPY --from=build /opt/autobuild /opt/autobuild
 # The root filesystem is read-only in the Deployment: HOME and scratch space live on /tmp
-# (an emptyDir there).
+# (an emptyDir there). uid 65532 has no /etc/passwd entry: kopf names the operator after
+# getpass.getuser(), which reads LOGNAME before it asks the password database (and fails).
 ENV PATH=/opt/autobuild/bin:$PATH \
     HOME=/tmp \
+    LOGNAME=autobuild \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # A numeric non-root user, so that runAsNonRoot can verify it without /etc/passwd.

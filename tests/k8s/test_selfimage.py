@@ -456,8 +456,16 @@ class Release:
         return pods[0] if pods else {}
 
     def logs(self) -> str:
+        """The operator container's log; that of its last run when it restarted since."""
+        pod = self.pod()
+        if not pod:
+            return ""
+        name = pod["metadata"]["name"]
+        current = self.cluster.kubectl("logs", "-n", self.namespace, name, check=False).stdout
+        if current.strip():
+            return current
         return self.cluster.kubectl(
-            "logs", "-n", self.namespace, f"deployment/{self.name}", check=False
+            "logs", "-n", self.namespace, name, "--previous", check=False
         ).stdout
 
 
