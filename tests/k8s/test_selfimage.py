@@ -625,7 +625,10 @@ def test_the_chart_runs_the_image_and_it_builds_from_a_signed_push(
         assert spec["nodeName"] == realnode.NODE_NAME
         assert spec["serviceAccountName"] == release.name
         (container,) = spec["containers"]
-        assert container["image"] == f"{self_image.repository}@{self_image.digest}"
+        # The chart pins the digest (the tag is informative).
+        assert container["image"] == (
+            f"{self_image.repository}:{package_version()}@{self_image.digest}"
+        )
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert spec["securityContext"]["runAsNonRoot"] is True
         with urllib.request.urlopen(
