@@ -38,7 +38,8 @@ import realnode  # noqa: E402
 from support import webhook_payloads  # noqa: E402
 from support.gitserver import GitServer, Repo  # noqa: E402
 
-STATE = ROOT / ".cluster"
+# The cluster `make cluster-up NODE=real` started (tests point it elsewhere).
+STATE = Path(os.environ.get("AUTOBUILD_DEMO_STATE") or ROOT / ".cluster")
 # The demo repository, served after the demo too (until `make cluster-down`).
 GIT_ROOT = STATE / "demo-git"
 NAMESPACE = "demo"
