@@ -108,7 +108,8 @@ cluster-down: install
 # Docker Hub's Automated Builds walkthrough on the local cluster with its real node (Linux,
 # root): the operator builds a git repository with Kaniko on creation and again on a signed
 # GitHub push webhook, crane proves the registry's digests, a pod runs the image by digest
-# (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster up.
+# (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster,
+# the operator and the demo's git server running (make cluster-down stops them).
 demo: install
 	$(PY) examples/demo.py --check-host
 	$(MAKE) cluster-up NODE=real
