@@ -190,6 +190,8 @@ def push_checkout(repo: Repo) -> str:
         text=True,
         check=True,
     ).stdout.strip()
+    # A CI checkout may be shallow: let the bare repository take a shallow history.
+    repo.configure("receive.shallowUpdate", "true")
     subprocess.run(
         ["git", "-C", str(ROOT), "push", "-q", "--force", str(repo.path), "HEAD:refs/heads/main"],
         capture_output=True,
