@@ -433,6 +433,9 @@ class Release:
                 "digest": image.digest,
             },
             "watchNamespaces": [watch],
+            # The chart's admission policy refuses host-network build pods unless told: this
+            # node's builds need the host's loopback (git, registry).
+            "admissionPolicy": {"allowHostNetwork": True},
             "hostNetwork": True,
             "bindAddress": "127.0.0.1",
             "probes": {"port": self.probes_port, "host": "127.0.0.1"},
