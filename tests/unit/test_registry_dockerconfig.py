@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from autobuild.api.registries import base_url, is_docker_hub, normalize_registry
 from autobuild.registry import reasons
 from autobuild.registry.dockerconfig import (
     Credentials,
@@ -16,7 +17,6 @@ from autobuild.registry.dockerconfig import (
     credentials_from_secret,
     decode_secret,
 )
-from autobuild.registry.hosts import base_url, is_docker_hub, normalize_registry
 
 
 def _auth(user: str, password: str) -> str:

@@ -17,8 +17,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Final
 
 from autobuild.api.models import Provider
+from autobuild.api.registries import normalize_registry
 from autobuild.api.repos import repo_host, repo_scheme, strip_scheme
-from autobuild.registry.hosts import normalize_registry
 
 # Keys of the ``credentialsSecret``: the token (sent as the password) and an optional username.
 TOKEN_KEY: Final = "token"  # noqa: S105 (a key name, not a secret)

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from autobuild.api.registries import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, normalize_registry
 from autobuild.registry import reasons
-from autobuild.registry.hosts import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, normalize_registry
 
 SECRET_TYPE: Final = "kubernetes.io/dockerconfigjson"  # noqa: S105 (a type name)
 SECRET_KEY: Final = ".dockerconfigjson"  # noqa: S105 (a key name)

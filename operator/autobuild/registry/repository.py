@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from autobuild.api.registries import base_url, is_docker_hub, normalize_registry
 from autobuild.planning.credentials import ANNOTATION_MANAGE_EXISTING
 from autobuild.registry import reasons
 from autobuild.registry.api import ApiError
@@ -20,7 +21,6 @@ from autobuild.registry.client import session_or_own
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.dockerhub import DockerHub
 from autobuild.registry.harbor import Harbor
-from autobuild.registry.hosts import base_url, is_docker_hub, normalize_registry
 from autobuild.registry.plan import Desired, Observed, describe, plan_docker_hub, plan_harbor
 from autobuild.settings import DEFAULT_DOCKERHUB_URL
 
