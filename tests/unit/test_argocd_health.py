@@ -11,8 +11,8 @@ from typing import Any
 import lupa.lua51 as lua51
 import pytest
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import BuildPhase, BuildRecord, SourceType, Trigger
-from autobuild.planning.reasons import Reason
 from autobuild.planning.status import Problem, conditions
 
 SCRIPT = (Path(__file__).resolve().parents[2] / "manifests" / "argocd-health.lua").read_text()
