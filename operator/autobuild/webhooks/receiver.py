@@ -3,7 +3,7 @@ Hub's build trigger URL, served by aiohttp on the operator's own event loop.
 
 The receiver reads only in-memory state (a :class:`TargetIndex` the operator keeps from its
 watches) and hands work to non-blocking callbacks, so an answer never waits on the Kubernetes
-API or a git host. Routes (DESIGN.md §3):
+API or a git host. Routes (docs/webhooks.md):
 
 - ``POST /hooks/github``, ``POST /hooks/bitbucket``, ``POST /hooks/gitlab``;
 - ``POST /hooks/trigger/{namespace}/{name}/{token}`` (a trailing ``/`` is accepted, as Docker
@@ -22,7 +22,7 @@ body not received within :data:`BODY_TIMEOUT_SECONDS`; 503 (``Retry-After``) whe
 405 wrong method. A trigger URL whose object is unknown, has no trigger secret, or whose token is
 wrong answers the same 404, so the URL reveals nothing about which AutomatedBuilds exist.
 
-Hostile input (DESIGN.md §3, issue 17): a hook registered for one AutomatedBuild
+Hostile input (docs/webhooks.md, issue 17): a hook registered for one AutomatedBuild
 (``?automatedbuild=NS/NAME``, as the operator registers them) is checked against that one
 object before its body is read, and its signature verified before the body is parsed (GitLab's
 token is a header: compared before the body is read). A hand-made hook without it names its
