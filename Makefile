@@ -35,6 +35,7 @@ lint: install
 	$(VENV)/bin/ruff check operator tests examples
 	$(VENV)/bin/ruff format --check operator tests examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Regenerate the CRD from the pydantic models (the single source of truth), the chart's copy
 # of it (Helm installs CRDs only from the chart's crds/ directory) and the API reference.

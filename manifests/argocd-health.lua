@@ -1,4 +1,4 @@
--- Argo CD health check for AutomatedBuild (the kstatus conditions of DESIGN.md §6). Install it
+-- Argo CD health check for AutomatedBuild (the kstatus conditions of docs/design.md). Install it
 -- as resource.customizations.health.autobuild.dev_AutomatedBuild in argocd-cm (docs/install.md).
 -- Ready=True -> Healthy; Stalled=True or a failed latest build -> Degraded; else Progressing.
 local function describe(condition)

@@ -105,7 +105,7 @@ def test_the_example_overlay_configures_the_operator(k8s_cluster: Any, helm: Pat
     # with a public URL (no cluster-wide Secret access, not even the hooks' Secret create).
     values = {"watchNamespaces": ["ci"], "webhook": {"publicUrl": "https://autobuild.example.com"}}
     chart = documents(helm_template(helm, values=values).stdout)
-    assert one(docs, "ClusterRole")["rules"] == one(chart, "ClusterRole")["rules"]
+    assert by_kind(docs, "ClusterRole") == by_kind(chart, "ClusterRole") == []
     (role,) = by_kind(docs, "Role")
     assert role["metadata"]["namespace"] == "ci"
     assert role["rules"] == one(chart, "Role")["rules"]

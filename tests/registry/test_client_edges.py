@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.client import is_public_address, open_session
 from autobuild.registry.digests import TagDigest, read_tag_digests
 from autobuild.registry.dockerconfig import Credentials
@@ -102,7 +102,7 @@ def test_a_401_without_challenge_is_unauthorized() -> None:
         return web.Response(status=401)
 
     result = _push({("GET", "/v2/"): v2}, Credentials("a", "b"))
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "without a Bearer or Basic challenge" in result.message
 
 
@@ -123,7 +123,7 @@ def test_a_failing_token_endpoint_is_unreachable_not_unauthorized() -> None:
         return web.Response(status=503)
 
     result = _push(_bearer(token), Credentials("a", "b"))
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_UNREACHABLE)
 
 
 def test_a_token_endpoint_without_token_is_unreachable() -> None:
@@ -131,7 +131,7 @@ def test_a_token_endpoint_without_token_is_unreachable() -> None:
         return web.json_response({"expires_in": 60})
 
     result = _push(_bearer(token), Credentials("a", "b"))
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_UNREACHABLE)
     assert "returned no token" in result.message
 
 
@@ -152,7 +152,7 @@ def test_an_upload_refused_with_an_opaque_token_reports_the_registry_error() -> 
     routes = _bearer(token)
     routes[("POST", "/v2/team/app/blobs/uploads/")] = upload
     result = _push(routes)
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "DENIED: requested access to the resource is denied" in result.message
 
 
@@ -161,7 +161,7 @@ def test_no_registry_api_at_v2_is_unreachable() -> None:
         return web.Response(status=404, text="<html>not here</html>")
 
     result = _push({("GET", "/v2/"): v2})
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_UNREACHABLE)
     assert "not a registry API" in result.message
 
 
@@ -173,7 +173,7 @@ def test_an_anonymous_pull_only_token_says_there_is_no_push_secret() -> None:
         return web.json_response({"access_token": f"e30.{payload}.c2ln"})
 
     result = _push(_bearer(token))
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "grants pull, not push" in result.message
     assert "spec.image has no pushSecret" in result.message
 
@@ -193,7 +193,7 @@ def test_a_token_realm_whose_name_resolves_to_loopback_is_refused() -> None:
     # and the realm's answer went back to the registry as a Bearer token.
     token, asked = _counting_token()
     result = _push(_bearer(token), Credentials("a", "b"), internal_realm_hosts=())
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "private address" in result.message
     assert "127.0.0.1" in result.message
     assert "AUTOBUILD_INTERNAL_REALM_HOSTS" in result.message
@@ -233,7 +233,7 @@ def test_a_token_realm_on_an_internal_dns_name_is_refused(
     _FakeDNS(monkeypatch, {name: ["127.0.0.1"]})
     token, asked = _counting_token()
     result = _push(_bearer(token, name), Credentials("a", "b"), internal_realm_hosts=())
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert f"{name}:" in result.message
     assert asked == []
     # The admin's allowance, by name, is what lets an in-cluster token service answer.
@@ -351,5 +351,5 @@ def test_an_https_realm_reached_at_its_checked_address_still_verifies_its_name(
         assert result == PushCheck(ok=True)
         assert asked[0].headers["Host"] == f"tokens.test:{asked[0].url.port}"
     else:
-        assert (result.ok, result.reason) == (False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED)
+        assert (result.ok, result.reason) == (False, Reason.REGISTRY_CERTIFICATE_UNTRUSTED)
         assert asked == []

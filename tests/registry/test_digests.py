@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.digests import TagDigest, read_tag_digests, verify_digests
 from autobuild.registry.dockerconfig import Credentials
 from support.crane import Crane
@@ -91,7 +91,7 @@ def test_a_tag_with_another_image_or_missing_is_a_mismatch(
             insecure_registries=[basic_registry.host],
         )
     )
-    assert (result.ok, result.reason) == (False, reasons.DIGEST_MISMATCH)
+    assert (result.ok, result.reason) == (False, Reason.DIGEST_MISMATCH)
     assert f"other: {found[1].digest}" in result.message
     assert "never-pushed: not found" in result.message
     assert "v1:" not in result.message
@@ -110,4 +110,4 @@ def test_refused_credentials_are_reported_not_raised(
             insecure_registries=[basic_registry.host],
         )
     )
-    assert (result.ok, result.reason, result.tags) == (False, reasons.PUSH_UNAUTHORIZED, ())
+    assert (result.ok, result.reason, result.tags) == (False, Reason.PUSH_UNAUTHORIZED, ())

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec
-from autobuild.registry import reasons
 from autobuild.registry.dockerconfig import DecodedSecret, decode_secret
 from autobuild.registry.operations import apply_image_settings, preflight, verify_build
 from autobuild.settings import BuildSettings
@@ -57,13 +57,13 @@ def test_preflight_from_the_secret(basic_registry: Registry) -> None:
     assert asyncio.run(preflight(spec.image, good, settings)).ok
     wrong = _secret(basic_registry.host, "alice", "guess")
     result = asyncio.run(preflight(spec.image, wrong, settings))
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     missing = asyncio.run(preflight(spec.image, None, settings))
-    assert (missing.ok, missing.reason) == (False, reasons.PUSH_SECRET_INVALID)
+    assert (missing.ok, missing.reason) == (False, Reason.PUSH_SECRET_INVALID)
     assert "'regcred' not found" in missing.message
     other_host = _secret("ghcr.io", "alice", "alice-pw")
     result = asyncio.run(preflight(spec.image, other_host, settings))
-    assert (result.ok, result.reason) == (False, reasons.PUSH_SECRET_INVALID)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_SECRET_INVALID)
 
 
 def test_verify_build_reads_the_pushed_tags(basic_registry: Registry, tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_verify_build_reads_the_pushed_tags(basic_registry: Registry, tmp_path: 
     assert result.ok
     assert result.as_status() == {"1.0": digest, "stable": digest}
     wrong = asyncio.run(verify_build(spec.image, ["1.0"], "sha256:" + "0" * 64, secret, settings))
-    assert (wrong.ok, wrong.reason) == (False, reasons.DIGEST_MISMATCH)
+    assert (wrong.ok, wrong.reason) == (False, Reason.DIGEST_MISMATCH)
 
 
 def test_private_image_and_its_build_cache_are_created_private_on_docker_hub() -> None:
@@ -133,7 +133,7 @@ def test_an_existing_repository_is_changed_only_when_created_by_autobuild_or_all
         secret = _secret("docker.io", "alice", "alice-token")
         settings = BuildSettings(dockerhub_url=hub.url)
         left = asyncio.run(apply_image_settings(spec, secret, settings))
-        assert left.image.reason == reasons.REPOSITORY_NOT_MANAGED
+        assert left.image.reason == Reason.REPOSITORY_NOT_MANAGED
         assert hub.repositories[("alice", "app")]["is_private"] is True
         # Recorded in status as created by autobuild (an earlier apply made it): managed.
         mine = asyncio.run(

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.client import open_session
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.preflight import PushCheck, check_push
@@ -41,14 +41,14 @@ def test_basic_auth_right_credentials_may_push(
 def test_basic_auth_wrong_password_is_unauthorized(basic_registry: Registry) -> None:
     result = _check(basic_registry, "alice/app", Credentials("alice", "not-the-password"))
     assert not result.ok
-    assert result.reason == reasons.PUSH_UNAUTHORIZED
+    assert result.reason == Reason.PUSH_UNAUTHORIZED
     assert basic_registry.host in result.message
     assert "not-the-password" not in result.message
 
 
 def test_basic_auth_without_credentials_is_unauthorized(basic_registry: Registry) -> None:
     result = _check(basic_registry, "alice/app", None)
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "requires credentials" in result.message
 
 
@@ -67,7 +67,7 @@ def test_token_auth_pull_only_account_is_refused_with_the_grant(
     token_registry: TokenRegistry, creds: Callable[[str], Credentials]
 ) -> None:
     result = _check(token_registry.registry, "alice/app", creds("bob"))
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "grants pull, not push" in result.message
     assert f"{token_registry.registry.host}/alice/app" in result.message
 
@@ -76,7 +76,7 @@ def test_token_auth_wrong_password_is_refused_by_the_token_endpoint(
     token_registry: TokenRegistry,
 ) -> None:
     result = _check(token_registry.registry, "alice/app", Credentials("alice", "wrong"))
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "token endpoint" in result.message
     assert "refused the credentials" in result.message
 
@@ -85,7 +85,7 @@ def test_token_auth_foreign_namespace_is_refused(
     token_registry: TokenRegistry, creds: Callable[[str], Credentials]
 ) -> None:
     result = _check(token_registry.registry, "bob/app", creds("alice"))
-    assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
     assert "grants nothing, not push" in result.message
 
 
@@ -97,7 +97,7 @@ def test_unreachable_registry_is_a_distinct_reason(tmp_path: Path) -> None:
         result = asyncio.run(
             check_push(host, "alice/app", Credentials("a", "b"), insecure_registries=[host])
         )
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_UNREACHABLE)
     assert host in result.message
 
 
@@ -108,7 +108,7 @@ def test_credentials_never_go_over_http_unless_the_registry_is_insecure(
     # Not listed as insecure: the client speaks https to a plain-http registry and fails
     # before any credential is sent.
     result = asyncio.run(check_push(token_registry.registry.host, "alice/app", creds("alice")))
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_UNREACHABLE)
     assert len(token_registry.tokens.requests) == before
 
 
@@ -120,7 +120,7 @@ def test_a_token_realm_on_a_private_ip_literal_is_refused(
         Registry(token=tokens, workdir=tmp_path) as registry,
     ):
         result = _check(registry, "alice/app", creds("alice"))
-        assert (result.ok, result.reason) == (False, reasons.PUSH_UNAUTHORIZED)
+        assert (result.ok, result.reason) == (False, Reason.PUSH_UNAUTHORIZED)
         assert "private address" in result.message
         assert tokens.requests == []
 
@@ -144,6 +144,6 @@ def test_a_self_signed_registry_is_trusted_only_with_its_ca_bundle(
         # Not transient: Kaniko would fail on the same certificate.
         assert (untrusted.ok, untrusted.reason) == (
             False,
-            reasons.REGISTRY_CERTIFICATE_UNTRUSTED,
+            Reason.REGISTRY_CERTIFICATE_UNTRUSTED,
         )
         assert "certificate" in untrusted.message.lower()

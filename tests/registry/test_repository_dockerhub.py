@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.repository import RepositorySettingsResult, apply_repository_settings
 from support.fakedockerhub import FakeDockerHub
@@ -105,7 +105,7 @@ def test_an_existing_private_repository_is_never_made_public(hub: FakeDockerHub)
     # account with visibility Public flipped it to Public.
     hub.add_repository("acme", "internal-tools", private=True, description="Internal")
     result = _apply(hub, "acme/internal-tools", "Public", "Now public")
-    assert (result.ok, result.reason) == (True, reasons.REPOSITORY_NOT_MANAGED)
+    assert (result.ok, result.reason) == (True, Reason.REPOSITORY_NOT_MANAGED)
     assert "existed before autobuild (it is Private)" in result.message
     assert "autobuild.dev/manage-existing-repos" in result.message
     stored = hub.repositories[("acme", "internal-tools")]
@@ -122,7 +122,7 @@ def test_wrong_credentials_are_repository_unauthorized_without_the_secret(
     hub: FakeDockerHub,
 ) -> None:
     result = _apply(hub, "acme/app", "Public", "x", Credentials("alice", "wrong-token"))
-    assert (result.ok, result.reason) == (False, reasons.REPOSITORY_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.REPOSITORY_UNAUTHORIZED)
     assert "incorrect username or password" in result.message
     assert "wrong-token" not in result.message
     assert hub.repositories == {}
@@ -130,14 +130,14 @@ def test_wrong_credentials_are_repository_unauthorized_without_the_secret(
 
 def test_a_namespace_the_account_may_not_write_is_refused(hub: FakeDockerHub) -> None:
     result = _apply(hub, "acme/app", "Public", "x", Credentials("eve", "eve-token"))
-    assert (result.ok, result.reason) == (False, reasons.REPOSITORY_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.REPOSITORY_UNAUTHORIZED)
     assert "POST /v2/namespaces/acme/repositories: HTTP 403: permission denied" in result.message
 
 
 def test_rate_limit_is_reported_with_the_wait(hub: FakeDockerHub) -> None:
     hub.exhaust_rate_limit()
     result = _apply(hub, "acme/app", "Public", "x")
-    assert (result.ok, result.reason) == (False, reasons.RATE_LIMITED)
+    assert (result.ok, result.reason) == (False, Reason.RATE_LIMITED)
     assert result.retry_after is not None
     assert 0 < result.retry_after <= 60
 
@@ -151,12 +151,12 @@ def test_unreachable_hub_is_a_transient_reason() -> None:
                 "docker.io", "acme/app", "Public", "x", ALICE, dockerhub_url=url
             )
         )
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_UNREACHABLE)
 
 
 def test_missing_credentials_are_unauthorized(hub: FakeDockerHub) -> None:
     result = _apply(hub, "acme/app", "Public", "x", None)
-    assert (result.ok, result.reason) == (False, reasons.REPOSITORY_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.REPOSITORY_UNAUTHORIZED)
     assert hub.calls == []
 
 
@@ -172,6 +172,6 @@ def test_a_plain_registry_says_visibility_is_unsupported(basic_registry: Registr
         )
     )
     assert result.ok
-    assert (result.kind, result.reason) == ("Registry", reasons.VISIBILITY_UNSUPPORTED)
+    assert (result.kind, result.reason) == ("Registry", Reason.VISIBILITY_UNSUPPORTED)
     assert result.visibility is None
     assert basic_registry.host in result.message

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.repository import RepositorySettingsResult, apply_repository_settings
 from support.fakeharbor import FakeHarbor
@@ -50,7 +50,7 @@ def test_a_missing_project_is_created_with_the_visibility_and_the_description_wa
 ) -> None:
     result = _apply(harbor, "newproj/app", "Private", "Solver")
     assert result.ok
-    assert (result.kind, result.reason) == ("Harbor", reasons.REPOSITORY_PENDING)
+    assert (result.kind, result.reason) == ("Harbor", Reason.REPOSITORY_PENDING)
     assert result.applied == ("created the project (Private)",)
     assert (result.visibility, result.description) == ("Private", None)
     assert harbor.projects["newproj"].public is False
@@ -94,7 +94,7 @@ def test_project_visibility_changes_when_it_holds_only_our_repositories(
 def test_project_visibility_is_never_changed_for_other_repositories(harbor: FakeHarbor) -> None:
     harbor.add_project("shared", public=True, repositories={"app": "x", "theirs": "y"})
     result = _apply(harbor, "shared/app", "Private", "x")
-    assert (result.ok, result.reason) == (False, reasons.VISIBILITY_CONFLICT)
+    assert (result.ok, result.reason) == (False, Reason.VISIBILITY_CONFLICT)
     assert "shared/theirs" in result.message
     assert harbor.projects["shared"].public is True
     assert [method for method, _, _ in harbor.calls if method != "GET"] == []
@@ -103,14 +103,14 @@ def test_project_visibility_is_never_changed_for_other_repositories(harbor: Fake
 def test_wrong_credentials_are_repository_unauthorized(harbor: FakeHarbor) -> None:
     harbor.add_project("team", public=False, repositories={"app": "x"})
     result = _apply(harbor, "team/app", "Private", "x", Credentials("alice", "nope"))
-    assert (result.ok, result.reason) == (False, reasons.REPOSITORY_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.REPOSITORY_UNAUTHORIZED)
     assert "nope" not in result.message
 
 
 def test_a_role_without_project_rights_is_refused(harbor: FakeHarbor) -> None:
     harbor.add_project("shared", public=True, repositories={"app": "x"})
     result = _apply(harbor, "shared/app", "Private", "x", manage_existing=True)
-    assert (result.ok, result.reason) == (False, reasons.REPOSITORY_UNAUTHORIZED)
+    assert (result.ok, result.reason) == (False, Reason.REPOSITORY_UNAUTHORIZED)
     assert "PUT /api/v2.0/projects/shared: HTTP 403" in result.message
 
 
@@ -118,7 +118,7 @@ def test_all_pages_of_a_large_project_are_read(harbor: FakeHarbor) -> None:
     repositories = {f"r{index:03}": "" for index in range(150)}
     harbor.add_project("team", public=True, repositories={**repositories, "app": "x"})
     result = _apply(harbor, "team/app", "Private", "x")
-    assert (result.ok, result.reason) == (False, reasons.VISIBILITY_CONFLICT)
+    assert (result.ok, result.reason) == (False, Reason.VISIBILITY_CONFLICT)
     pages = [path for _, path, _ in harbor.calls if "/repositories?page=" in path]
     assert [path.split("page=")[1].split("&")[0] for path in pages] == ["1", "2"]
 
@@ -126,7 +126,7 @@ def test_all_pages_of_a_large_project_are_read(harbor: FakeHarbor) -> None:
 def test_an_existing_project_and_repository_are_left_as_they_are(harbor: FakeHarbor) -> None:
     harbor.add_project("team", public=False, repositories={"app": "theirs"})
     result = _apply(harbor, "team/app", "Public", "ours")
-    assert (result.ok, result.reason) == (True, reasons.REPOSITORY_NOT_MANAGED)
+    assert (result.ok, result.reason) == (True, Reason.REPOSITORY_NOT_MANAGED)
     assert "existed before autobuild (it is Private)" in result.message
     assert harbor.projects["team"].public is False
     assert harbor.projects["team"].repositories["app"]["description"] == "theirs"
@@ -136,4 +136,4 @@ def test_an_existing_project_and_repository_are_left_as_they_are(harbor: FakeHar
 def test_a_repository_missing_before_the_first_push_is_ours(harbor: FakeHarbor) -> None:
     harbor.add_project("team", public=True, repositories={})
     result = _apply(harbor, "team/app", "Public", "ours")
-    assert (result.reason, result.created) == (reasons.REPOSITORY_PENDING, True)
+    assert (result.reason, result.created) == (Reason.REPOSITORY_PENDING, True)

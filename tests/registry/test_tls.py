@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import AutomatedBuild, ImageSpec
-from autobuild.registry import reasons
 from autobuild.registry.client import RegistrySessions
 from autobuild.registry.dockerconfig import DecodedSecret
 from autobuild.registry.operations import image_ca_bundle, preflight, verify_build
@@ -100,7 +100,7 @@ def test_without_the_ca_the_certificate_is_untrusted_and_says_how_to_fix_it(
     image = _image(tls_registry)
     assert image_ca_bundle(image, _ca_secrets(tls_registry.ca_pem)) is None
     result = _preflight(image, tls_registry, None)
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_CERTIFICATE_UNTRUSTED)
     assert f"registry {tls_registry.host} presented a TLS certificate that is not trusted" in (
         result.message
     )
@@ -114,7 +114,7 @@ def test_another_registrys_ca_does_not_vouch_for_this_one(
 ) -> None:
     image = _image(tls_registry, caSecret="registry-ca")
     result = _preflight(image, tls_registry, image_ca_bundle(image, _ca_secrets(other_ca)))
-    assert (result.ok, result.reason) == (False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED)
+    assert (result.ok, result.reason) == (False, Reason.REGISTRY_CERTIFICATE_UNTRUSTED)
 
 
 def test_digests_are_verified_with_the_ca_and_unreadable_without(
@@ -137,7 +137,7 @@ def test_digests_are_verified_with_the_ca_and_unreadable_without(
     assert trusted.ok
     assert trusted.as_status() == {"1.0": digest}
     untrusted = asyncio.run(verify(None))
-    assert (untrusted.ok, untrusted.reason) == (False, reasons.REGISTRY_UNREACHABLE)
+    assert (untrusted.ok, untrusted.reason) == (False, Reason.REGISTRY_UNREACHABLE)
     assert "not trusted" in untrusted.message
     assert "spec.image.caSecret" in untrusted.message
 

@@ -11,17 +11,9 @@ from typing import Any
 
 import pytest
 
+from autobuild.api.conditions import Reason
 from autobuild.planning.github import CommitState
 from autobuild.sources.github import (
-    REASON_AUTHENTICATION_FAILED,
-    REASON_NOT_A_FILE,
-    REASON_NOT_FOUND,
-    REASON_RATE_LIMITED,
-    REASON_REJECTED,
-    REASON_STATUS_FORBIDDEN,
-    REASON_UNREACHABLE,
-    REASON_WEBHOOK_FORBIDDEN,
-    REASON_WEBHOOK_LIMIT_REACHED,
     ClientOptions,
     GitHub,
     GitHubError,
@@ -94,7 +86,7 @@ def test_repositories_are_listed_across_pages(fake: FakeGitHub) -> None:
 
 def test_a_refused_token_is_authentication_failed(fake: FakeGitHub) -> None:
     error = failure(fake, lambda gh: gh.list_repositories("ghp_revoked"))
-    assert error.reason == REASON_AUTHENTICATION_FAILED
+    assert error.reason == Reason.AUTHENTICATION_FAILED
     assert error.status == 401
     assert not error.retryable
 
@@ -102,7 +94,7 @@ def test_a_refused_token_is_authentication_failed(fake: FakeGitHub) -> None:
 def test_a_private_repository_is_invisible_to_others(fake: FakeGitHub) -> None:
     fake.add_repo("other/secret", private=True)
     error = failure(fake, lambda gh: gh.get_repository(TOKEN, "other/secret"))
-    assert error.reason == REASON_NOT_FOUND
+    assert error.reason == Reason.NOT_FOUND
 
 
 def test_public_repository_without_token(fake: FakeGitHub, repo: FakeRepo) -> None:
@@ -127,10 +119,10 @@ def test_files_are_read_as_they_were_at_the_commit(fake: FakeGitHub, repo: FakeR
 def test_missing_file_and_directory(fake: FakeGitHub, repo: FakeRepo) -> None:
     sha = repo.add_commit({"docker/Dockerfile": b"FROM scratch\n"})
     missing = failure(fake, lambda gh: gh.read_file(TOKEN, "octo/app", "Dockerfile", sha))
-    assert missing.reason == REASON_NOT_FOUND
+    assert missing.reason == Reason.NOT_FOUND
     assert "Dockerfile" in str(missing)
     directory = failure(fake, lambda gh: gh.read_file(TOKEN, "octo/app", "docker", sha))
-    assert directory.reason == REASON_NOT_A_FILE
+    assert directory.reason == Reason.NOT_A_FILE
 
 
 def test_hook_is_created_then_updated_and_other_hooks_are_untouched(
@@ -155,7 +147,7 @@ def test_hook_is_created_then_updated_and_other_hooks_are_untouched(
 
 def test_hook_needs_admin_rights(fake: FakeGitHub, repo: FakeRepo) -> None:
     error = failure(fake, lambda gh: gh.ensure_hook(WRITER_TOKEN, "octo/app", HOOK, "s"))
-    assert error.reason == REASON_WEBHOOK_FORBIDDEN
+    assert error.reason == Reason.WEBHOOK_FORBIDDEN
     assert "admin" in str(error)
     assert not fake.requests_to("GET", "/hooks")
     assert repo.hooks == {}
@@ -165,7 +157,7 @@ def test_hook_limit_is_a_clear_error(fake: FakeGitHub, repo: FakeRepo) -> None:
     for number in range(HOOK_LIMIT):
         call(fake, lambda gh, n=number: gh.ensure_hook(TOKEN, "octo/app", f"https://h{n}", "s"))
     error = failure(fake, lambda gh: gh.ensure_hook(TOKEN, "octo/app", HOOK, "s"))
-    assert error.reason == REASON_WEBHOOK_LIMIT_REACHED
+    assert error.reason == Reason.WEBHOOK_LIMIT_REACHED
     assert error.status == 422
     assert "20 push webhooks" in str(error)
     assert len(repo.hooks) == HOOK_LIMIT
@@ -217,10 +209,10 @@ def test_status_errors(fake: FakeGitHub, repo: FakeRepo) -> None:
     def post(token: str, commit: str) -> Any:
         return lambda gh: gh.post_status(token, "octo/app", commit, CommitState.PENDING, "c", "d")
 
-    assert failure(fake, post("ghp_reader", sha)).reason == REASON_STATUS_FORBIDDEN
+    assert failure(fake, post("ghp_reader", sha)).reason == Reason.STATUS_FORBIDDEN
     unknown = failure(fake, post(TOKEN, "f" * 40))
-    assert (unknown.reason, unknown.status) == (REASON_REJECTED, 422)
-    assert failure(fake, post(TOKEN, "main")).reason == REASON_REJECTED
+    assert (unknown.reason, unknown.status) == (Reason.REJECTED, 422)
+    assert failure(fake, post(TOKEN, "main")).reason == Reason.REJECTED
     assert repo.statuses == []
 
 
@@ -239,7 +231,7 @@ def test_secondary_rate_limit_and_429_are_waited_out(fake: FakeGitHub, repo: Fak
 def test_primary_rate_limit_far_away_is_not_slept_through(fake: FakeGitHub, repo: FakeRepo) -> None:
     fake.fail_next("primary", wait=3600)
     error = failure(fake, lambda gh: gh.list_repositories(TOKEN))
-    assert error.reason == REASON_RATE_LIMITED
+    assert error.reason == Reason.RATE_LIMITED
     assert error.retryable
     assert error.retry_after is not None
     assert error.retry_after > 3000
@@ -251,7 +243,7 @@ def test_server_errors_until_retries_run_out_are_unreachable(
 ) -> None:
     fake.fail_next("server-error", count=3)
     error = failure(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(retries=2))
-    assert error.reason == REASON_UNREACHABLE
+    assert error.reason == Reason.UNREACHABLE
     assert error.retryable
     assert len(fake.requests) == 3
 
@@ -270,7 +262,7 @@ def test_a_closed_port_is_unreachable() -> None:
 
     with pytest.raises(GitHubError) as caught:
         asyncio.run(run())
-    assert caught.value.reason == REASON_UNREACHABLE
+    assert caught.value.reason == Reason.UNREACHABLE
     assert f"127.0.0.1:{port}" in str(caught.value)
 
 
@@ -342,7 +334,7 @@ def test_secondary_limits_until_retries_run_out_are_rate_limited(
 ) -> None:
     fake.fail_next("too-many", count=2, wait=0)
     error = failure(fake, lambda gh: gh.list_repositories(TOKEN), ClientOptions(retries=1))
-    assert error.reason == REASON_RATE_LIMITED
+    assert error.reason == Reason.RATE_LIMITED
     assert error.retryable
     # GitHub said "now" (Retry-After: 0) twice: come back in a second, not in a busy loop.
     assert error.retry_after == 1
@@ -434,7 +426,7 @@ def test_hook_state_without_admin_rights_is_forbidden(fake: FakeGitHub, repo: Fa
     repo.add_hook(900, HOOK)
     error = failure(fake, lambda gh: gh.hook_state(WRITER_TOKEN, "octo/app", 900, url=HOOK))
     # GitHub answers the hook with 404 to non-admins, as if it were deleted: it is not gone.
-    assert error.reason == REASON_WEBHOOK_FORBIDDEN
+    assert error.reason == Reason.WEBHOOK_FORBIDDEN
     assert "admin rights" in str(error)
     assert [r.status for r in fake.requests] == [404, 200]
 
@@ -445,7 +437,7 @@ def test_delete_without_admin_rights_is_forbidden_not_gone(
 ) -> None:
     repo.add_hook(900, HOOK)
     error = failure(fake, lambda gh: gh.delete_hook(WRITER_TOKEN, "octo/app", hook_id, url=HOOK))
-    assert error.reason == REASON_WEBHOOK_FORBIDDEN
+    assert error.reason == Reason.WEBHOOK_FORBIDDEN
     assert list(repo.hooks) == [900]
 
 
@@ -498,7 +490,7 @@ def test_primary_rate_limit_gives_the_seconds_until_reset(
     asked = time.time()
     error = failure(fake, operator_calls(sha)[name])
     answered = time.time()
-    assert (error.reason, error.status) == (REASON_RATE_LIMITED, 403)
+    assert (error.reason, error.status) == (Reason.RATE_LIMITED, 403)
     assert error.retryable
     # X-RateLimit-Reset is a whole second, plus one second of margin.
     assert error.retry_after is not None
@@ -512,7 +504,7 @@ def test_a_long_retry_after_is_returned_not_slept(fake: FakeGitHub, sha: str, ki
     # urllib3 would cut 3600 s down to its maximum and retry into the same limit.
     fake.fail_next(kind, wait=3600)
     error = failure(fake, operator_calls(sha)["post_status"])
-    assert (error.reason, error.retry_after) == (REASON_RATE_LIMITED, 3600)
+    assert (error.reason, error.retry_after) == (Reason.RATE_LIMITED, 3600)
     assert len(fake.requests) == 1
 
 
@@ -559,7 +551,7 @@ def test_a_github_that_is_down_is_unreachable(name: str) -> None:
 
     with pytest.raises(GitHubError) as caught:
         asyncio.run(run())
-    assert caught.value.reason == REASON_UNREACHABLE
+    assert caught.value.reason == Reason.UNREACHABLE
     assert caught.value.retryable
     assert caught.value.retry_after is None
     assert f"127.0.0.1:{port}" in str(caught.value)
@@ -574,5 +566,5 @@ def test_a_github_that_does_not_answer_times_out(fake: FakeGitHub, sha: str, nam
         )
     finally:
         fake.resume()
-    assert error.reason == REASON_UNREACHABLE
+    assert error.reason == Reason.UNREACHABLE
     assert "did not answer (timed out after 1s)" in str(error)

@@ -1,6 +1,6 @@
 """manifests/argocd-health.lua, run by a real Lua 5.1 (Argo CD runs health checks with
 gopher-lua, a Lua 5.1) on statuses the operator's own ``conditions()`` writes, next to the
-kstatus reading of the same status (DESIGN.md §6; Flux uses kstatus)."""
+kstatus reading of the same status (docs/design.md, "Status and vocabulary"; Flux uses kstatus)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import lupa.lua51 as lua51
 import pytest
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import BuildPhase, BuildRecord, SourceType, Trigger
-from autobuild.planning.reasons import Reason
 from autobuild.planning.status import Problem, conditions
 
 SCRIPT = (Path(__file__).resolve().parents[2] / "manifests" / "argocd-health.lua").read_text()
@@ -28,7 +28,7 @@ def argocd_health(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def kstatus(obj: dict[str, Any]) -> str:
-    """kstatus's reading, in its order (DESIGN.md §6)."""
+    """kstatus's reading, in its order (docs/design.md)."""
     if obj["metadata"].get("deletionTimestamp"):
         return "Terminating"
     status = obj.get("status") or {}

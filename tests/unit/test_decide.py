@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from factories import COMMIT, OTHER_COMMIT, automated_build, document
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import AutomatedBuild, Trigger
 from autobuild.planning import failures, registry_gate
 from autobuild.planning import status as tracking
@@ -25,7 +26,6 @@ from autobuild.planning.decide import (
 )
 from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER, render_job
 from autobuild.planning.planner import PushEvent, plan_builds
-from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryResult
 from autobuild.planning.triggers import ANNOTATION_TRIGGER, TriggerRequest, append_request
 from autobuild.settings import BuildSettings

@@ -16,11 +16,11 @@ import pytest
 from factories import COMMIT, document
 from test_decide import registry_answers
 
+from autobuild.api.conditions import ConditionType, Reason
 from autobuild.api.models import WebhookResponse, WebhookStatus
 from autobuild.planning import hooks
 from autobuild.planning.decide import Decision, HeadsResult, SecretView, Snapshot, decide
 from autobuild.planning.github import CommitState, hook_url
-from autobuild.planning.reasons import Reason
 from autobuild.settings import BuildSettings, GitHubSettings
 
 NOW = datetime(2026, 11, 29, 8, 0, 0, tzinfo=UTC)
@@ -141,7 +141,7 @@ def test_without_a_public_url_nothing_is_registered_and_nothing_changes() -> Non
     decision = world.step()
     assert world.calls == []
     assert world.finalizers == []
-    assert world.condition(hooks.WEBHOOK_READY) is None
+    assert world.condition(ConditionType.WEBHOOK_READY) is None
     assert decision.status is None
     assert decision.hook_secret is None
     assert "webhook" not in before
@@ -152,7 +152,7 @@ def test_registration_makes_the_secret_then_the_finalizer_then_the_hook() -> Non
     first = world.step()
     assert first.hook_secret == GENERATED
     assert first.github == ()
-    assert world.condition(hooks.WEBHOOK_READY)["status"] == "Unknown"
+    assert world.condition(ConditionType.WEBHOOK_READY)["status"] == "Unknown"
     second = world.step()
     assert second.finalizers == (hooks.FINALIZER,)
     assert second.github == ()  # the hook only once the finalizer is on the object
@@ -161,7 +161,7 @@ def test_registration_makes_the_secret_then_the_finalizer_then_the_hook() -> Non
     assert (call.repository, call.url, call.secret, call.token) == (REPO, URL, HOOK_SECRET, TOKEN)
     assert world.status["webhook"]["id"] == 7
     assert world.status["webhook"]["lastResponse"] == {"status": "unused"}
-    ready = world.condition(hooks.WEBHOOK_READY)
+    ready = world.condition(ConditionType.WEBHOOK_READY)
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("True", Reason.REGISTERED)
     assert [r for r, _ in world.events].count(Reason.WEBHOOK_REGISTERED) == 1
@@ -230,7 +230,7 @@ def test_a_refused_registration_says_why_and_drops_the_finalizer() -> None:
     world = linked_world()
     world.answer[hooks.HOOK] = refused("WebhookForbidden", retryable=False)
     world.settle()
-    ready = world.condition(hooks.WEBHOOK_READY)
+    ready = world.condition(ConditionType.WEBHOOK_READY)
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "WebhookForbidden")
     assert world.finalizers == []  # no hook, none coming
@@ -352,7 +352,7 @@ def test_turning_registration_off_removes_the_hook_and_the_finalizer() -> None:
     world.settle(3)
     assert [c.kind for c in world.calls][-1] == hooks.UNHOOK
     assert "webhook" not in world.status
-    assert world.condition(hooks.WEBHOOK_READY) is None
+    assert world.condition(ConditionType.WEBHOOK_READY) is None
     assert world.finalizers == []
 
 
@@ -425,7 +425,7 @@ def test_a_refused_registration_is_retried_quietly() -> None:
             writes += (decision.finalizers is not None) + (decision.status is not None)
     assert len([c for c in world.calls if c.kind == hooks.HOOK]) == 7
     assert writes == 0  # no finalizer back and forth, no condition flapping
-    ready = world.condition(hooks.WEBHOOK_READY)
+    ready = world.condition(ConditionType.WEBHOOK_READY)
     assert ready is not None
     assert ready["reason"] == "WebhookForbidden"
     world.answer[hooks.HOOK] = ok_hook  # rights granted
@@ -441,7 +441,7 @@ def test_a_refused_kubernetes_write_shows_in_webhook_ready() -> None:
     world.snapshot = replace(world.snapshot, github={hooks.WRITE_SECRET: denied})
     decision = world.step()
     assert decision.hook_secret is None
-    ready = world.condition(hooks.WEBHOOK_READY)
+    ready = world.condition(ConditionType.WEBHOOK_READY)
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", Reason.FORBIDDEN)
     assert decision.requeue_after is not None
@@ -453,7 +453,7 @@ def test_a_hook_secret_without_a_value_says_so() -> None:
     empty = SecretView("Opaque", {}, {"secret": "  "}, "5")
     world.snapshot = replace(world.snapshot, secrets={**world.snapshot.secrets, "my-hook": empty})
     world.settle()
-    ready = world.condition(hooks.WEBHOOK_READY)
+    ready = world.condition(ConditionType.WEBHOOK_READY)
     assert ready is not None
     assert ready["reason"] == Reason.SECRET_KEY_MISSING
     assert world.calls == []
@@ -519,7 +519,7 @@ def test_failing_deliveries_show_in_webhook_ready() -> None:
     world.snapshot = replace(world.snapshot, now=refresh_moment(world))
     world.step()
     world.step()
-    ready = world.condition(hooks.WEBHOOK_READY)
+    ready = world.condition(ConditionType.WEBHOOK_READY)
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", Reason.WEBHOOK_DELIVERY_FAILED)
     assert "401" in ready["message"]
@@ -628,7 +628,7 @@ def test_a_planted_generated_hook_secret_is_never_adopted() -> None:
     world.settle()
     assert world.calls == []  # no hook registered with their secret
     assert world.snapshot.secrets[GENERATED] is planted  # and the operator does not replace it
-    ready = world.condition(hooks.WEBHOOK_READY)
+    ready = world.condition(ConditionType.WEBHOOK_READY)
     assert ready is not None
     assert (ready["status"], ready["reason"]) == ("False", "WebhookSecretNotOwned")
     assert GENERATED in ready["message"]

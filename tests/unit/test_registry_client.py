@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.client import (
     Challenge,
     Response,
@@ -78,7 +78,7 @@ def test_compare_digests() -> None:
     good = compare_digests("sha256:a", [TagDigest("v1", "sha256:a"), TagDigest("l", "sha256:a")])
     assert (good.ok, good.reason) == (True, "")
     bad = compare_digests("sha256:a", [TagDigest("v1", "sha256:a"), TagDigest("l", None)])
-    assert (bad.ok, bad.reason) == (False, reasons.DIGEST_MISMATCH)
+    assert (bad.ok, bad.reason) == (False, Reason.DIGEST_MISMATCH)
     assert bad.message == "Kaniko reported sha256:a, the registry has l: not found"
     assert bad.as_status() == {"v1": "sha256:a", "l": None}
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
+from autobuild.api.registries import base_url, is_docker_hub, normalize_registry
 from autobuild.registry.dockerconfig import (
     Credentials,
     PushSecretError,
@@ -16,7 +17,6 @@ from autobuild.registry.dockerconfig import (
     credentials_from_secret,
     decode_secret,
 )
-from autobuild.registry.hosts import base_url, is_docker_hub, normalize_registry
 
 
 def _auth(user: str, password: str) -> str:
@@ -66,7 +66,7 @@ def test_no_entry_for_the_registry_names_the_keys_and_the_hub_quirk() -> None:
     secret = _secret({"ghcr.io": {"auth": _auth("a", "b")}})
     with pytest.raises(PushSecretError) as caught:
         _lookup(secret, "docker.io")
-    assert caught.value.reason == reasons.PUSH_SECRET_INVALID
+    assert caught.value.reason == Reason.PUSH_SECRET_INVALID
     assert "no entry for registry docker.io" in caught.value.message
     assert "https://index.docker.io/v1/" in caught.value.message
     assert "ghcr.io" in caught.value.message
@@ -123,7 +123,7 @@ def test_malformed_secrets_are_push_secret_invalid(secret: Any, message: str) ->
     with pytest.raises(PushSecretError) as caught:
         _lookup(secret, "docker.io")
     assert message in caught.value.message
-    assert caught.value.reason == reasons.PUSH_SECRET_INVALID
+    assert caught.value.reason == Reason.PUSH_SECRET_INVALID
 
 
 def test_duplicate_entries_with_equal_credentials_are_fine() -> None:

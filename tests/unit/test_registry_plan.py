@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.api import error_message, retry_after_seconds
 from autobuild.registry.plan import (
     CreateProject,
@@ -38,7 +38,7 @@ def test_docker_hub_plan() -> None:
 def test_harbor_plan_missing_project_creates_it_and_waits_for_the_repository() -> None:
     plan = plan_harbor(PRIVATE, "team", None, None, ["team/app"])
     assert plan.steps == (CreateProject(public=False),)
-    assert plan.reason == reasons.REPOSITORY_PENDING
+    assert plan.reason == Reason.REPOSITORY_PENDING
 
 
 def test_harbor_plan_changes_visibility_only_for_a_project_of_our_own() -> None:
@@ -52,7 +52,7 @@ def test_harbor_plan_changes_visibility_only_for_a_project_of_our_own() -> None:
     )
     plan = plan_harbor(PRIVATE, "team", shared, Observed(False, "old"), ["team/app"])
     assert plan.steps == (SetDescription("Solver"),)
-    assert plan.reason == reasons.VISIBILITY_CONFLICT
+    assert plan.reason == Reason.VISIBILITY_CONFLICT
     assert "team/a, team/b, team/c and more" in plan.message
 
 

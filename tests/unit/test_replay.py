@@ -16,12 +16,12 @@ from factories import COMMIT, OTHER_COMMIT, document
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import MAX_BUILT_REFS, AutomatedBuild, PushRecord, Trigger
 from autobuild.controller.store import Store
 from autobuild.planning import registry_gate, replay
 from autobuild.planning.decide import Decision, HeadsResult, Snapshot, decide
 from autobuild.planning.planner import PushEvent
-from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryResult
 from autobuild.planning.status import Problem
 from autobuild.settings import BuildSettings

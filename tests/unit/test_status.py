@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from factories import COMMIT, automated_build
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import BuildPhase, Condition
 from autobuild.planning import status as core
 from autobuild.planning.job import render_job
 from autobuild.planning.planner import PushEvent, plan_builds
-from autobuild.planning.reasons import Reason
 from autobuild.settings import BuildSettings
 
 DIGEST = "sha256:" + "d" * 64

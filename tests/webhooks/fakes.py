@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from autobuild.api.models import Provider
-from autobuild.webhooks.receiver import HookTarget
 from autobuild.webhooks.repokey import repo_key
+from autobuild.webhooks.targets import HookTarget
 
 
 class MemoryIndex:

@@ -75,16 +75,6 @@ The operator image: repository:tag (the appVersion by default), or repository@di
 {{- end }}
 
 {{/*
-Cluster-scoped permissions, needed in every watch scope: kopf discovers resources through the
-CustomResourceDefinitions (read only).
-*/}}
-{{- define "autobuild.clusterRules" -}}
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [list, watch]
-{{- end }}
-
-{{/*
 Namespaced permissions: granted cluster-wide (ClusterRole) or per watched namespace (Role).
 The operator never writes spec: it patches status, creates/patches/deletes its build Jobs,
 posts Events and watches Secrets (keeping only those an AutomatedBuild references).

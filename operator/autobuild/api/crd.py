@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL, yamlio
+from autobuild.api.conditions import ConditionType
 from autobuild.api.models import AutomatedBuildSpec, AutomatedBuildStatus
 
 SHORT_NAMES = ["autobuild", "autobuilds", "ab"]
@@ -23,9 +24,9 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.latestBuild.phase"},
     {"name": "Commit", "type": "string", "jsonPath": ".status.latestBuild.shortCommit"},
     {
-        "name": "Ready",
+        "name": ConditionType.READY.value,
         "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.READY}")].status',
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Ref", "type": "string", "jsonPath": ".status.latestBuild.sourceRef", "priority": 1},

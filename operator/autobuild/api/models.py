@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from autobuild import API_GROUP, API_VERSION, KIND
 from autobuild.api import checks, repos
+from autobuild.api.conditions import ConditionType
 from autobuild.api.regex import Regex
 
 # Build args that every build receives, as Docker Hub sets them; users cannot override them.
@@ -482,13 +483,11 @@ class AutomatedBuildSpec(_Model):
 
 
 class Condition(_Model):
-    """A kstatus condition (Ready, Reconciling, Stalled)."""
+    """A status condition: its type a ConditionType, its reason a Reason (api/conditions.py)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    type: str = Field(
-        max_length=316, description="Ready, Reconciling, Stalled or VisibilityApplied."
-    )
+    type: str = Field(max_length=316, description=f"One of {', '.join(ConditionType)}.")
     status: str = Field(pattern=r"^(True|False|Unknown)$", description="True, False or Unknown.")
     reason: str = Field(
         default="",
@@ -717,7 +716,8 @@ class AutomatedBuildStatus(_Model):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Reconciling and Stalled (kstatus), VisibilityApplied and WebhookReady.",
+        description=f"One per type: {', '.join(ConditionType)}; kstatus reads "
+        f"{ConditionType.READY}, {ConditionType.RECONCILING} and {ConditionType.STALLED}.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     latest_build: LatestBuild | None = None

@@ -1,1 +1,1 @@
-"""The operator: kopf handlers (thin) around the pure core, and the Kubernetes effects they need."""
+"""The operator: informers into one store, the reconcile around the pure core, and its writes."""

@@ -1,5 +1,7 @@
-"""kopf registrations: kopf runs the process (start-up, shutdown, logging); the controller does
-its own watching.
+"""What kopf does here: it runs the process. ``autobuild run`` calls ``kopf.run``, whose start-up
+activity (:func:`start`) starts the controller, whose cleanup activity (:func:`stop`) stops it
+on SIGTERM/SIGINT, and whose logging configuration (``--verbose``, ``--log-format``) every
+logger uses. The probes are the operator's own (:mod:`autobuild.controller.probes`), not kopf's.
 
 kopf's per-object machinery is not used for resources: its ``@kopf.index`` readiness barrier is
 quadratic in the number of objects at start-up, and its handlers never retry ``on.event`` work.
@@ -45,6 +47,10 @@ RUNTIME = Runtime()
 async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Start the controller and the heartbeat; readiness follows the controller's first sync."""
     settings.posting.level = logging.WARNING
+    # No kopf handler watches a resource, so kopf's watch of CustomResourceDefinitions (to find
+    # new resources for them) has nothing to serve: without it the operator needs no RBAC on
+    # CRDs. Start-up activities finish before kopf's observers start, so this takes effect.
+    settings.scanning.disabled = True
     controller = Controller(
         KubeApi(),
         BuildSettings.from_env(),

@@ -1,7 +1,7 @@
 """Liveness and readiness endpoints for the operator (``/healthz``, ``/readyz``).
 
 Liveness means the operator's event loop still turns (a heartbeat task stamps the time);
-readiness means kopf has finished starting up and the loop is alive.
+readiness means the controller has finished its first sync and the loop is alive.
 
 The server runs on one thread of its own, not on the event loop: a stuck loop must still be
 answered "not ok". It is one selector loop on that thread, whatever the number of clients (the

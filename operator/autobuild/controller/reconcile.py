@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
 from autobuild.api.checks import DNS1123_SUBDOMAIN
+from autobuild.api.conditions import Reason
 from autobuild.api.models import WebhookResponse, WebhookStatus
 from autobuild.controller.kubeapi import ApiError, KubeApi
 from autobuild.controller.queue import WorkQueue
@@ -39,7 +40,6 @@ from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
 from autobuild.planning.github import hook_secret_manifest
 from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, buildable_ref, plan_builds
-from autobuild.planning.reasons import Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult, created_repositories
 from autobuild.registry.client import RegistrySessions
 from autobuild.registry.operations import (

@@ -50,8 +50,8 @@ from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
 from autobuild.settings import GitHubSettings
 from autobuild.webhooks.poller import PollTarget
-from autobuild.webhooks.receiver import HookTarget
 from autobuild.webhooks.repokey import repo_key
+from autobuild.webhooks.targets import HookTarget
 
 Key = tuple[str, str]
 # A Job or Pod table's key: (namespace, uid of its controller), an AutomatedBuild or a Job.

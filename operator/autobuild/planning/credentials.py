@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Final
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import Provider
+from autobuild.api.registries import normalize_registry
 from autobuild.api.repos import repo_host, repo_scheme, strip_scheme
-from autobuild.registry.hosts import normalize_registry
 
 # Keys of the ``credentialsSecret``: the token (sent as the password) and an optional username.
 TOKEN_KEY: Final = "token"  # noqa: S105 (a key name, not a secret)
@@ -34,7 +35,6 @@ ANNOTATION_IMAGE_REPOS: Final = "autobuild.dev/image-repos"
 # before autobuild (value "true"); without it only repositories autobuild created are changed.
 ANNOTATION_MANAGE_EXISTING: Final = "autobuild.dev/manage-existing-repos"
 INSECURE_GIT_HOSTS_SETTING: Final = "AUTOBUILD_INSECURE_GIT_HOSTS"
-REASON_NOT_ALLOWED: Final = "CredentialsNotAllowed"
 _ANY_HOST: Final = "*"
 _ANY_BELOW: Final = "*"
 
@@ -119,7 +119,7 @@ def _bound_problem(
     shown = ", ".join(patterns) or "nothing"
     shown_name = "/".join(_path_key(name, git=git) or (strip_scheme(name),))
     return (
-        REASON_NOT_ALLOWED,
+        Reason.CREDENTIALS_NOT_ALLOWED,
         f"Secret {secret_name!r} may not be used for {shown_name}: its annotation {annotation} "
         f"lists {shown}. To allow it, add {shown_name} (or a prefix such as "
         f"{shown_name.rsplit('/', 1)[0]}/*) to that annotation",
@@ -155,7 +155,7 @@ def git_credentials_problem(
             shown = ", ".join(sorted(allowed)) or "no host"
             why = f"its annotation {ANNOTATION_GIT_HOSTS} lists {shown}, not {host}"
         return (
-            REASON_NOT_ALLOWED,
+            Reason.CREDENTIALS_NOT_ALLOWED,
             f"Secret {secret_name!r} may not be sent to {host}: {why}. To allow it, annotate the "
             f"Secret with {ANNOTATION_GIT_HOSTS}: {host} (comma-separated host names, * for any)",
         )
@@ -164,7 +164,7 @@ def git_credentials_problem(
         return bound
     if repo_scheme(repo) == "http" and host not in host_names(insecure_git_hosts):
         return (
-            REASON_NOT_ALLOWED,
+            Reason.CREDENTIALS_NOT_ALLOWED,
             f"Secret {secret_name!r} is not sent to {host} over plain http://: the token is never "
             f"sent unencrypted. Use an https:// repo, or add {host} to the operator setting "
             f"{INSECURE_GIT_HOSTS_SETTING}",

@@ -16,6 +16,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from autobuild.api import checks
+from autobuild.api.conditions import STALLED, ConditionType, Reason
 from autobuild.api.models import (
     AutomatedBuild,
     AutomatedBuildStatus,
@@ -54,7 +55,6 @@ from autobuild.planning.planner import (
     parse_ref,
     plan_builds,
 )
-from autobuild.planning.reasons import STALLED, Reason
 from autobuild.planning.registry_gate import RegistryRequest, RegistryResult
 from autobuild.planning.triggers import (
     ANNOTATION_TRIGGER,
@@ -347,7 +347,7 @@ def source_fingerprint(automated_build: AutomatedBuild) -> str:
 def _source_needs_check(automated_build: AutomatedBuild, previous: AutomatedBuildStatus) -> bool:
     """After spec.source changed, or while the repository did not answer: the one check the
     CRD cannot make. Other spec changes (rules, image) ask no git host."""
-    ready = next((c for c in previous.conditions if c.type == "Ready"), None)
+    ready = next((c for c in previous.conditions if c.type == ConditionType.READY), None)
     had_problem = ready is not None and ready.reason in _SOURCE_PROBLEMS
     return previous.observed_source != source_fingerprint(automated_build) or had_problem
 
@@ -594,12 +594,14 @@ def _transitions(before: Sequence[BuildRecord], after: Sequence[BuildRecord]) ->
             )
         elif tracking.is_finished(build.phase):
             detail = f"{build.reason}: {build.message}" if build.message else str(build.reason)
-            notes.append(EventNote("Warning", f"Build{build.phase.value}", f"{what}: {detail}"))
+            notes.append(
+                EventNote("Warning", tracking.failed_event_reason(build.phase), f"{what}: {detail}")
+            )
     return notes
 
 
 def _condition_changed(previous: Sequence[Condition], problem: tracking.Problem) -> bool:
-    ready = next((c for c in previous if c.type == "Ready"), None)
+    ready = next((c for c in previous if c.type == ConditionType.READY), None)
     return ready is None or ready.reason != problem.reason or ready.message != problem.message
 
 
@@ -1003,7 +1005,11 @@ def _status(
     if hook.condition is not None:
         webhook_ready.append(
             tracking.condition(
-                hooks.WEBHOOK_READY, *hook.condition, generation, previous.conditions, snapshot.now
+                ConditionType.WEBHOOK_READY,
+                *hook.condition,
+                generation,
+                previous.conditions,
+                snapshot.now,
             )
         )
     status = AutomatedBuildStatus(
@@ -1016,7 +1022,7 @@ def _status(
                 generation, work.problem, records, previous.conditions, snapshot.now
             ),
             tracking.condition(
-                "VisibilityApplied",
+                ConditionType.VISIBILITY_APPLIED,
                 *registry_gate.visibility_condition(repository),
                 generation,
                 previous.conditions,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from autobuild.api.conditions import Reason
 from autobuild.api.regex import Regex
-from autobuild.planning.reasons import Reason
 
 # How much of a failed build's log the operator reads when the tail says nothing.
 LOG_HEAD_BYTES: Final = 64 * 1024

@@ -28,6 +28,7 @@ from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from autobuild.api import repos
+from autobuild.api.conditions import ConditionType, Reason
 from autobuild.api.models import (
     AutomatedBuild,
     AutomatedBuildStatus,
@@ -43,7 +44,6 @@ from autobuild.planning.github import (
     hook_url,
     repository_full_name,
 )
-from autobuild.planning.reasons import Reason
 from autobuild.settings import GitHubSettings
 
 FINALIZER: Final = "autobuild.dev/github-hook"
@@ -66,7 +66,6 @@ _REFUSED_RETRY: Final = 600.0
 # Tries of one commit status, and of removing a hook that is no longer wanted.
 STATUS_ATTEMPTS: Final = 3
 _UNHOOK_ATTEMPTS: Final = 5
-WEBHOOK_READY: Final = "WebhookReady"
 
 
 @dataclass(frozen=True)
@@ -255,7 +254,9 @@ def webhook(world: HookWorld, settings: GitHubSettings) -> HookOutcome:
 
 
 def _previous_condition(world: HookWorld) -> tuple[str, str, str] | None:
-    found = next((c for c in world.previous.conditions if c.type == WEBHOOK_READY), None)
+    found = next(
+        (c for c in world.previous.conditions if c.type == ConditionType.WEBHOOK_READY), None
+    )
     return (found.status, found.reason, found.message) if found is not None else None
 
 
@@ -588,7 +589,6 @@ __all__ = [
     "REFRESH_EVERY",
     "STATUS",
     "UNHOOK",
-    "WEBHOOK_READY",
     "WRITE_FINALIZERS",
     "WRITE_SECRET",
     "GitHubRequest",

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec, Trigger
+from autobuild.api.registries import is_docker_hub
 from autobuild.api.repos import repo_scheme, strip_scheme
 from autobuild.planning import credentials
 from autobuild.planning.planner import PlannedBuild
-from autobuild.registry.hosts import is_docker_hub
 from autobuild.settings import BuildSettings
 
 LABEL_PREFIX: Final = "autobuild.dev/"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from autobuild.api.conditions import Reason
 from autobuild.api.models import AutomatedBuild, BuildPhase, BuildRecord, RepositoryStatus
-from autobuild.planning.reasons import Reason
 
 SETTINGS: Final = "settings"
 PREFLIGHT: Final = "preflight"
@@ -33,7 +33,7 @@ SETTINGS_RETRY: Final = timedelta(minutes=5)
 # Settings outcomes that a later try may change (the registry was away, rate limits, Harbor's
 # repository that exists only after the first push).
 _SETTINGS_RETRY: Final = frozenset(
-    {Reason.REGISTRY_UNREACHABLE, "RateLimited", "RepositoryPending"}
+    {Reason.REGISTRY_UNREACHABLE, Reason.RATE_LIMITED, Reason.REPOSITORY_PENDING}
 )
 # Preflight outcomes that mean "do not start Kaniko".
 # An untrusted certificate is no passing outage: Kaniko would fail the same way.

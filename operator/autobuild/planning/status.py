@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from autobuild.api.conditions import STALLED, ConditionType, Reason
 from autobuild.api.models import (
     BuildPhase,
     BuildRecord,
@@ -29,7 +30,6 @@ from autobuild.planning.job import (
     LABEL_RULE,
     LABEL_TRIGGER,
 )
-from autobuild.planning.reasons import STALLED, Reason
 
 ANNOTATION_CANCELLED: Final = "autobuild.dev/cancelled"
 # When the operator created the Job, to the microsecond: creationTimestamp has whole seconds only.
@@ -38,6 +38,12 @@ _FINISHED: Final = frozenset(
     {BuildPhase.SUCCEEDED, BuildPhase.FAILED, BuildPhase.CANCELLED, BuildPhase.TIMED_OUT}
 )
 _FAILED: Final = frozenset({BuildPhase.FAILED, BuildPhase.CANCELLED, BuildPhase.TIMED_OUT})
+# The Warning Event of a build that finished without success, named after its phase.
+_FAILED_EVENTS: Final = {
+    BuildPhase.FAILED: Reason.BUILD_FAILED,
+    BuildPhase.CANCELLED: Reason.BUILD_CANCELLED,
+    BuildPhase.TIMED_OUT: Reason.BUILD_TIMED_OUT,
+}
 _PULL_ERRORS: Final = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
 )
@@ -59,6 +65,12 @@ def is_finished(phase: BuildPhase) -> bool:
 def is_failed(phase: BuildPhase) -> bool:
     """True for Failed, Cancelled and TimedOut."""
     return phase in _FAILED
+
+
+def failed_event_reason(phase: BuildPhase) -> Reason:
+    """The reason of the Warning Event of a build that finished in ``phase`` (Failed, Cancelled
+    or TimedOut): ``BuildFailed``, ``BuildCancelled``, ``BuildTimedOut``."""
+    return _FAILED_EVENTS[phase]
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -312,9 +324,9 @@ def conditions(
     return [
         condition(kind, state, reason, message, generation, previous, now)
         for kind, (state, reason, message) in (
-            ("Ready", ready),
-            ("Reconciling", reconciling),
-            ("Stalled", stalled),
+            (ConditionType.READY, ready),
+            (ConditionType.RECONCILING, reconciling),
+            (ConditionType.STALLED, stalled),
         )
     ]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 
 
 class ApiError(Exception):
@@ -89,7 +89,7 @@ async def call(
             status, answer_headers = answer.status, answer.headers
     except (TimeoutError, aiohttp.ClientError, OSError) as error:
         raise ApiError(
-            reasons.REGISTRY_UNREACHABLE,
+            Reason.REGISTRY_UNREACHABLE,
             f"{what} is unreachable: {type(error).__name__}: {error}",
         ) from None
     try:
@@ -99,14 +99,14 @@ async def call(
     if status == 429:
         wait = retry_after_seconds(answer_headers, time.time())
         raise ApiError(
-            reasons.RATE_LIMITED,
+            Reason.RATE_LIMITED,
             f"{what} rate-limited {method} {path}"
             + (f"; retry in {wait:.0f}s" if wait is not None else ""),
             retry_after=wait,
         )
     if status >= 500:
         raise ApiError(
-            reasons.REGISTRY_UNREACHABLE,
+            Reason.REGISTRY_UNREACHABLE,
             f"{what} failed {method} {path}: {error_message(document, status)}",
         )
     return ApiResponse(status, answer_headers, document)
@@ -116,9 +116,9 @@ def refused(what: str, method: str, url: str, response: ApiResponse) -> ApiError
     """The error for an unexpected 4xx: 401/403 are ``RepositoryUnauthorized``."""
     path = urllib.parse.urlsplit(url).path
     reason = (
-        reasons.REPOSITORY_UNAUTHORIZED
+        Reason.REPOSITORY_UNAUTHORIZED
         if response.status in (401, 403)
-        else reasons.REPOSITORY_SETTINGS_FAILED
+        else Reason.REPOSITORY_SETTINGS_FAILED
     )
     return ApiError(
         reason,

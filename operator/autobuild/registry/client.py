@@ -32,8 +32,8 @@ from typing import Any, Final
 import aiohttp
 from multidict import CIMultiDict
 
+from autobuild.api.registries import api_host, base_url, is_insecure, normalize_registry
 from autobuild.registry.dockerconfig import Credentials
-from autobuild.registry.hosts import api_host, base_url, is_insecure, normalize_registry
 
 DEFAULT_TIMEOUT_S: Final = 20.0
 INTERNAL_REALM_HOSTS_SETTING: Final = "AUTOBUILD_INTERNAL_REALM_HOSTS"

@@ -14,7 +14,7 @@ from typing import Final
 
 import aiohttp
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.client import (
     DEFAULT_TIMEOUT_S,
     RegistryAuthError,
@@ -69,7 +69,7 @@ def compare_digests(expected: str, found: Sequence[TagDigest]) -> DigestVerifica
         expected,
         tuple(found),
         ok=False,
-        reason=reasons.DIGEST_MISMATCH,
+        reason=Reason.DIGEST_MISMATCH,
         message=f"Kaniko reported {expected}, the registry has {details}",
     )
 
@@ -132,9 +132,9 @@ async def verify_digests(
             timeout=timeout,
         )
     except RegistryUnreachableError as error:
-        return DigestVerification(expected, (), False, reasons.REGISTRY_UNREACHABLE, str(error))
+        return DigestVerification(expected, (), False, Reason.REGISTRY_UNREACHABLE, str(error))
     except RegistryAuthError as error:
-        return DigestVerification(expected, (), False, reasons.PUSH_UNAUTHORIZED, str(error))
+        return DigestVerification(expected, (), False, Reason.PUSH_UNAUTHORIZED, str(error))
     return compare_digests(expected, found)
 
 

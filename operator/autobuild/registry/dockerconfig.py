@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from autobuild.registry import reasons
-from autobuild.registry.hosts import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, normalize_registry
+from autobuild.api.conditions import Reason
+from autobuild.api.registries import DOCKER_HUB, DOCKER_HUB_CONFIG_KEY, normalize_registry
 
 SECRET_TYPE: Final = "kubernetes.io/dockerconfigjson"  # noqa: S105 (a type name)
 SECRET_KEY: Final = ".dockerconfigjson"  # noqa: S105 (a key name)
@@ -34,7 +34,7 @@ class Credentials:
 class PushSecretError(ValueError):
     """The push Secret is missing, of the wrong type, malformed, or lacks the registry."""
 
-    reason: Final = reasons.PUSH_SECRET_INVALID
+    reason: Final = Reason.PUSH_SECRET_INVALID
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -17,6 +17,7 @@ from typing import Final
 import aiohttp
 
 from autobuild.api.models import AutomatedBuildSpec, ImageSpec
+from autobuild.api.registries import is_docker_hub, normalize_registry
 from autobuild.planning.job import REGISTRY_CA_KEY, cache_repo
 from autobuild.registry.digests import DigestVerification, verify_digests
 from autobuild.registry.dockerconfig import (
@@ -25,7 +26,6 @@ from autobuild.registry.dockerconfig import (
     SecretLike,
     credentials_from_secret,
 )
-from autobuild.registry.hosts import is_docker_hub, normalize_registry
 from autobuild.registry.preflight import PushCheck, check_push
 from autobuild.registry.repository import (
     DOCKER_HUB_KIND,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def plan_harbor(
     if project is None:
         return HarborPlan(
             (CreateProject(public),),
-            reasons.REPOSITORY_PENDING,
+            Reason.REPOSITORY_PENDING,
             "the repository appears with the first push; its description is set then",
         )
     steps: list[Step] = []
@@ -136,7 +136,7 @@ def plan_harbor(
     if project.public != public:
         others = sorted(set(project.repositories) - set(ours))
         if others:
-            reason = reasons.VISIBILITY_CONFLICT
+            reason = Reason.VISIBILITY_CONFLICT
             shown = ", ".join(others[:3]) + (" and more" if len(others) > 3 else "")
             message = (
                 f"Harbor sets visibility per project: project {project_name} is "
@@ -148,7 +148,7 @@ def plan_harbor(
             steps.append(SetProjectVisibility(public))
     if repository is None:
         if not reason:
-            reason = reasons.REPOSITORY_PENDING
+            reason = Reason.REPOSITORY_PENDING
             message = "the repository appears with the first push; its description is set then"
     elif repository.description != desired.description:
         steps.append(SetDescription(desired.description))

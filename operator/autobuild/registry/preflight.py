@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from autobuild.registry import reasons
+from autobuild.api.conditions import Reason
 from autobuild.registry.client import (
     DEFAULT_TIMEOUT_S,
     Authorization,
@@ -73,7 +73,7 @@ async def check_push(
                 granted = ", ".join(sorted(authorization.granted)) or "nothing"
                 return PushCheck(
                     False,
-                    reasons.PUSH_UNAUTHORIZED,
+                    Reason.PUSH_UNAUTHORIZED,
                     f"the registry's token for {target} grants {granted}, not push: "
                     + (
                         "the push secret's account may not push to this repository"
@@ -87,16 +87,16 @@ async def check_push(
                 return PushCheck(True)
             return PushCheck(
                 False,
-                reasons.PUSH_UNAUTHORIZED,
+                Reason.PUSH_UNAUTHORIZED,
                 f"registry refused to start an upload to {target}: {upload.error_text()}",
             )
         except RegistryAuthError as error:
-            return PushCheck(False, reasons.PUSH_UNAUTHORIZED, f"{error} (pushing to {target})")
+            return PushCheck(False, Reason.PUSH_UNAUTHORIZED, f"{error} (pushing to {target})")
         except RegistryCertificateError as error:
             # Not transient: Kaniko would fail on the same certificate, so no Job is started.
-            return PushCheck(False, reasons.REGISTRY_CERTIFICATE_UNTRUSTED, str(error))
+            return PushCheck(False, Reason.REGISTRY_CERTIFICATE_UNTRUSTED, str(error))
         except RegistryUnreachableError as error:
-            return PushCheck(False, reasons.REGISTRY_UNREACHABLE, str(error))
+            return PushCheck(False, Reason.REGISTRY_UNREACHABLE, str(error))
 
 
 async def _cancel_upload(

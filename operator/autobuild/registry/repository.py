@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from autobuild.api.conditions import Reason
+from autobuild.api.registries import base_url, is_docker_hub, normalize_registry
 from autobuild.planning.credentials import ANNOTATION_MANAGE_EXISTING
-from autobuild.registry import reasons
 from autobuild.registry.api import ApiError
 from autobuild.registry.client import session_or_own
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.dockerhub import DockerHub
 from autobuild.registry.harbor import Harbor
-from autobuild.registry.hosts import base_url, is_docker_hub, normalize_registry
 from autobuild.registry.plan import Desired, Observed, describe, plan_docker_hub, plan_harbor
 from autobuild.settings import DEFAULT_DOCKERHUB_URL
 
@@ -123,7 +123,7 @@ async def apply_repository_settings(
                     full_name,
                     PLAIN_KIND,
                     ok=True,
-                    reason=reasons.VISIBILITY_UNSUPPORTED,
+                    reason=Reason.VISIBILITY_UNSUPPORTED,
                     message=(
                         f"registry {normalize_registry(registry)} has no repository visibility or "
                         "description autobuild can set (supported: Docker Hub, Harbor); the "
@@ -136,15 +136,15 @@ async def apply_repository_settings(
             applied, reason, message, made = await run
         except ApiError as error:
             return _failed(full_name, kind, error, created)
-        left_alone = reason in (reasons.VISIBILITY_CONFLICT, reasons.REPOSITORY_NOT_MANAGED)
+        left_alone = reason in (Reason.VISIBILITY_CONFLICT, Reason.REPOSITORY_NOT_MANAGED)
         return RepositorySettingsResult(
             full_name,
             kind,
-            ok=reason != reasons.VISIBILITY_CONFLICT,
+            ok=reason != Reason.VISIBILITY_CONFLICT,
             visibility=None if left_alone else visibility,
             description=(
                 None
-                if reason in (reasons.REPOSITORY_PENDING, reasons.REPOSITORY_NOT_MANAGED)
+                if reason in (Reason.REPOSITORY_PENDING, Reason.REPOSITORY_NOT_MANAGED)
                 else description
             ),
             applied=applied,
@@ -166,7 +166,7 @@ async def _docker_hub(
     namespace, _, name = repository.rpartition("/")
     if credentials is None:
         raise ApiError(
-            reasons.REPOSITORY_UNAUTHORIZED,
+            Reason.REPOSITORY_UNAUTHORIZED,
             "Docker Hub needs the push secret's credentials to set visibility and description",
         )
     hub = DockerHub(session, hub_url, timeout)
@@ -174,7 +174,7 @@ async def _docker_hub(
     observed = await hub.get(namespace, name)
     steps = plan_docker_hub(desired, observed)
     if observed is not None and steps and not manage:
-        return (), reasons.REPOSITORY_NOT_MANAGED, _not_managed(repository, observed), False
+        return (), Reason.REPOSITORY_NOT_MANAGED, _not_managed(repository, observed), False
     for step in steps:
         await hub.apply(namespace, name, step)
     return tuple(describe(step) for step in steps), "", "", observed is None
@@ -194,7 +194,7 @@ async def _harbor(
         assert project is not None
         assert observed is not None
         shown = Observed(private=not project.public, description=observed.description)
-        return (), reasons.REPOSITORY_NOT_MANAGED, _not_managed(repository, shown), False
+        return (), Reason.REPOSITORY_NOT_MANAGED, _not_managed(repository, shown), False
     for step in plan.steps:
         await harbor.apply(project_name, rest, step)
     return tuple(describe(step) for step in plan.steps), plan.reason, plan.message, made

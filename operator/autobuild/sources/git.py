@@ -32,6 +32,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from autobuild.api import checks
+from autobuild.api.conditions import Reason
 from autobuild.planning.planner import REF_PREFIXES, parse_ref
 
 __all__ = [
@@ -118,7 +119,6 @@ _MAX_LINE: Final = 66_000
 # What is kept of git's stderr (its last message is what the user sees).
 _MAX_STDERR: Final = 64 * 1024
 _OUT_OF_MEMORY_PATTERNS: Final = ("out of memory", "cannot allocate memory")
-REASON_TOO_LARGE: Final = "SourceTooLarge"
 
 
 class SourceUnreachable(Exception):  # noqa: N818 (the name the operator uses)
@@ -128,7 +128,7 @@ class SourceUnreachable(Exception):  # noqa: N818 (the name the operator uses)
     ``NotFound``, ``Timeout`` or ``Unreachable``.
     """
 
-    def __init__(self, message: str, *, url: str, reason: str = "Unreachable") -> None:
+    def __init__(self, message: str, *, url: str, reason: str = Reason.UNREACHABLE) -> None:
         super().__init__(message)
         self.url = url
         self.reason = reason
@@ -139,7 +139,7 @@ class SourceTooLarge(SourceUnreachable):
     (``reason`` ``SourceTooLarge``); git was stopped there. The message is safe to show."""
 
     def __init__(self, message: str, *, url: str) -> None:
-        super().__init__(message, url=url, reason=REASON_TOO_LARGE)
+        super().__init__(message, url=url, reason=Reason.SOURCE_TOO_LARGE)
 
 
 class SourceRedirected(SourceUnreachable):
@@ -234,19 +234,19 @@ def _failure(url: str, stderr: str, secrets: list[str], what: str = "git") -> So
             "follows no git redirect (it would send the credentials to wherever it points); "
             "set the repository to the URL it redirects to",
             url=url,
-            reason="Unreachable",
+            reason=Reason.UNREACHABLE,
         )
     if any(pattern in lowered for pattern in _AUTH_PATTERNS):
         return SourceUnreachable(
             f"authentication failed for {url}: check the token and its access to the repository",
             url=url,
-            reason="AuthenticationFailed",
+            reason=Reason.AUTHENTICATION_FAILED,
         )
     if any(pattern in lowered for pattern in _NOT_FOUND_PATTERNS):
         return SourceUnreachable(
-            f"repository not found: {url} ({detail})", url=url, reason="NotFound"
+            f"repository not found: {url} ({detail})", url=url, reason=Reason.NOT_FOUND
         )
-    return SourceUnreachable(f"cannot read {url}: {detail}", url=url, reason="Unreachable")
+    return SourceUnreachable(f"cannot read {url}: {detail}", url=url, reason=Reason.UNREACHABLE)
 
 
 def _too_large(url: str, what: str) -> SourceTooLarge:
@@ -502,7 +502,7 @@ async def ls_remote(
             )
     except TimeoutError:
         raise SourceUnreachable(
-            f"{what} {url} timed out after {timeout:g}s", url=url, reason="Timeout"
+            f"{what} {url} timed out after {timeout:g}s", url=url, reason=Reason.TIMEOUT
         ) from None
     except _ListingTooLargeError:
         raise _too_large(url, what) from None
@@ -603,18 +603,20 @@ class _Remote:
         entries = (line.partition(b"\t") for line in listing.split(b"\0") if line)
         found = [info.split(b" ") for info, _, name in entries if name == path.encode()]
         if not found:
-            raise GitFileError(f"{where}: no such file", url=self.url, reason="PathNotFound")
+            raise GitFileError(f"{where}: no such file", url=self.url, reason=Reason.PATH_NOT_FOUND)
         mode, kind, blob = found[0]
         if kind != b"blob":
             what = "a directory" if kind == b"tree" else "a submodule"
-            raise GitFileError(f"{where}: {what}, not a file", url=self.url, reason="NotAFile")
+            raise GitFileError(
+                f"{where}: {what}, not a file", url=self.url, reason=Reason.NOT_A_FILE
+            )
         content = await self._blob(git_dir, blob.decode("ascii"))
         if mode == _SYMLINK_MODE:
             target = content.decode("utf-8", "replace")[:_MAX_DETAIL]
             raise GitFileError(
                 f"{where}: a symbolic link to {target!r}, not a file",
                 url=self.url,
-                reason="NotAFile",
+                reason=Reason.NOT_A_FILE,
             )
         return content
 
@@ -663,7 +665,7 @@ async def _read_at_commit(remote: _Remote, commit: str, path: str, ref: str | No
             f"commit {commit} not found in {remote.url}: the server does not have it, or does "
             "not send commits by id (and no branch or tag was given to fetch instead)",
             url=remote.url,
-            reason="CommitNotFound",
+            reason=Reason.COMMIT_NOT_FOUND,
         )
     by_ref = await remote.init("by-ref.git", promisor=False)
     for depth in _REF_DEPTHS:
@@ -678,7 +680,7 @@ async def _read_at_commit(remote: _Remote, commit: str, path: str, ref: str | No
                 f"commit {commit} not found in {remote.url}: the server does not send commits "
                 f"by id, and {ref} no longer exists to look for it there",
                 url=remote.url,
-                reason="CommitNotFound",
+                reason=Reason.COMMIT_NOT_FOUND,
             ) from None
         if await remote.has_commit(by_ref, commit):
             return await remote.read(by_ref, commit, path)
@@ -686,7 +688,7 @@ async def _read_at_commit(remote: _Remote, commit: str, path: str, ref: str | No
         f"commit {commit} not found in {remote.url}: the server has no such commit, or does not "
         f"send commits by id and it is not among the newest {_REF_DEPTHS[-1]} commits of {ref}",
         url=remote.url,
-        reason="CommitNotFound",
+        reason=Reason.COMMIT_NOT_FOUND,
     )
 
 
@@ -729,7 +731,7 @@ async def read_file_at_commit(
         raise SourceUnreachable(
             f"reading {path} at commit {commit} from {url} timed out after {timeout:g}s",
             url=url,
-            reason="Timeout",
+            reason=Reason.TIMEOUT,
         ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

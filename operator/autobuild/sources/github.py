@@ -50,21 +50,13 @@ from github.Hook import Hook
 from github.Repository import Repository as PyGithubRepository
 
 from autobuild import API_GROUP, API_VERSION, KIND
+from autobuild.api.conditions import Reason
 from autobuild.api.models import AutomatedBuild, BuildRule, SourceSpec, Visibility
 from autobuild.planning import github as pure
 from autobuild.planning.github import STATUS_DESCRIPTION_MAX, CommitState, shorten
 from autobuild.settings import DEFAULT_GITHUB_URL
 
 __all__ = [
-    "REASON_AUTHENTICATION_FAILED",
-    "REASON_NOT_A_FILE",
-    "REASON_NOT_FOUND",
-    "REASON_RATE_LIMITED",
-    "REASON_REJECTED",
-    "REASON_STATUS_FORBIDDEN",
-    "REASON_UNREACHABLE",
-    "REASON_WEBHOOK_FORBIDDEN",
-    "REASON_WEBHOOK_LIMIT_REACHED",
     "ClientOptions",
     "FileAtCommit",
     "GitHub",
@@ -84,16 +76,7 @@ T = TypeVar("T")
 logging.getLogger("github.Requester").setLevel(logging.INFO)
 
 # GitHubError.reason values: short CamelCase words for conditions and Events.
-REASON_AUTHENTICATION_FAILED: Final = "AuthenticationFailed"
-REASON_NOT_FOUND: Final = "NotFound"
-REASON_NOT_A_FILE: Final = "NotAFile"
-REASON_WEBHOOK_FORBIDDEN: Final = "WebhookForbidden"
-REASON_WEBHOOK_LIMIT_REACHED: Final = "WebhookLimitReached"
-REASON_STATUS_FORBIDDEN: Final = "StatusForbidden"
-REASON_RATE_LIMITED: Final = "RateLimited"
-REASON_UNREACHABLE: Final = "Unreachable"
-REASON_REJECTED: Final = "Rejected"
-_RETRYABLE: Final = frozenset({REASON_RATE_LIMITED, REASON_UNREACHABLE})
+_RETRYABLE: Final = frozenset({Reason.RATE_LIMITED, Reason.UNREACHABLE})
 
 HOOK_EVENTS: Final = ("push",)
 _MAX_DETAIL: Final = 300
@@ -105,8 +88,9 @@ _SHA: Final = re.compile(r"[0-9a-f]{40}")
 class GitHubError(Exception):
     """A GitHub call failed. The message is safe to show (no token, no hook secret).
 
-    ``reason`` is one of the ``REASON_*`` constants; ``status`` the HTTP status if GitHub
-    answered; ``retry_after`` how long to wait before trying again, when GitHub said so.
+    ``reason`` is a :class:`~autobuild.api.conditions.Reason` (GitHub's refusals); ``status``
+    the HTTP status if GitHub answered; ``retry_after`` how long to wait before trying again,
+    when GitHub said so.
     """
 
     def __init__(
@@ -254,15 +238,15 @@ class GitHub:
         def call(client: Github) -> FileAtCommit:
             found = client.get_repo(full_name).get_contents(path, ref=commit)
             if isinstance(found, list) or found.type != "file":
-                raise GitHubError(REASON_NOT_A_FILE, f"cannot {what}: it is not a file")
+                raise GitHubError(Reason.NOT_A_FILE, f"cannot {what}: it is not a file")
             if found.encoding != "base64":
                 # The contents API leaves files over 1 MB out ("encoding": "none").
                 raise GitHubError(
-                    REASON_NOT_A_FILE, f"cannot {what}: {found.size} bytes is too large"
+                    Reason.NOT_A_FILE, f"cannot {what}: {found.size} bytes is too large"
                 )
             return FileAtCommit(found.path, commit, found.decoded_content, found.html_url)
 
-        return await self._run(token, what, call, not_found=REASON_NOT_FOUND)
+        return await self._run(token, what, call, not_found=Reason.NOT_FOUND)
 
     async def ensure_hook(self, token: str, full_name: str, url: str, secret: str) -> HookState:
         """Make the repository's push webhook to ``url`` exist with ``secret``; idempotent.
@@ -292,9 +276,9 @@ class GitHub:
                         continue
                     raise
                 return _hook_state(created, created=True)
-            raise GitHubError(REASON_REJECTED, f"cannot {what}: GitHub keeps refusing it")
+            raise GitHubError(Reason.REJECTED, f"cannot {what}: GitHub keeps refusing it")
 
-        return await self._run(token, what, call, not_found=REASON_WEBHOOK_FORBIDDEN)
+        return await self._run(token, what, call, not_found=Reason.WEBHOOK_FORBIDDEN)
 
     async def delete_hook(
         self, token: str, full_name: str, hook_id: int | None, *, url: str
@@ -327,9 +311,9 @@ class GitHub:
             return True
 
         try:
-            return await self._run(token, what, call, not_found=REASON_NOT_FOUND)
+            return await self._run(token, what, call, not_found=Reason.NOT_FOUND)
         except GitHubError as exc:
-            if exc.reason == REASON_NOT_FOUND:
+            if exc.reason == Reason.NOT_FOUND:
                 return False
             raise
 
@@ -364,7 +348,7 @@ class GitHub:
                 return HookRefresh(state=None, etag=None, gone=True)
             return HookRefresh(_hook_state(hook, created=False), hook.etag, gone=False)
 
-        return await self._run(token, what, call, not_found=REASON_WEBHOOK_FORBIDDEN)
+        return await self._run(token, what, call, not_found=Reason.WEBHOOK_FORBIDDEN)
 
     async def post_status(
         self,
@@ -379,7 +363,7 @@ class GitHub:
         """Post a commit status (one POST; the description is cut to GitHub's 140)."""
         _check_full_name(full_name)
         if not _SHA.fullmatch(sha):
-            raise GitHubError(REASON_REJECTED, f"not a full commit id: {sha[:64]!r}")
+            raise GitHubError(Reason.REJECTED, f"not a full commit id: {sha[:64]!r}")
         what = f"post status {context} ({state.value}) on {sha[:12]} in {full_name}"
 
         def call(client: Github) -> None:
@@ -390,7 +374,7 @@ class GitHub:
                 context=context,
             )
 
-        await self._run(token, what, call, not_found=REASON_STATUS_FORBIDDEN)
+        await self._run(token, what, call, not_found=Reason.STATUS_FORBIDDEN)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -400,7 +384,7 @@ class GitHub:
         what: str,
         call: Callable[[Github], T],
         *,
-        not_found: str = REASON_NOT_FOUND,
+        not_found: Reason = Reason.NOT_FOUND,
     ) -> T:
         loop = asyncio.get_running_loop()
         # Calls of one token queue here, on the loop, so they never hold a worker thread
@@ -412,7 +396,7 @@ class GitHub:
             )
 
     def _call_locked(
-        self, token: str | None, what: str, call: Callable[[Github], T], not_found: str
+        self, token: str | None, what: str, call: Callable[[Github], T], not_found: Reason
     ) -> T:
         client, lock = self._client(token)
         with lock:
@@ -422,7 +406,7 @@ class GitHub:
                 raise
             except RateLimitExceededExceedsMaxWait as exc:
                 raise GitHubError(
-                    REASON_RATE_LIMITED,
+                    Reason.RATE_LIMITED,
                     f"cannot {what}: GitHub's rate limit resets in {exc.wait:.0f}s",
                     status=exc.status,
                     retry_after=exc.wait,
@@ -434,7 +418,7 @@ class GitHub:
                 # limit" with neither Retry-After nor X-RateLimit-Remaining: 0), or on 5xx.
                 limited = any(f"too many {code} " in str(exc) for code in (403, 429))
                 raise GitHubError(
-                    REASON_RATE_LIMITED if limited else REASON_UNREACHABLE,
+                    Reason.RATE_LIMITED if limited else Reason.UNREACHABLE,
                     f"cannot {what}: {self.base_url} kept failing after "
                     f"{self.options.retries} retries"
                     + (" (rate limited)" if limited else " (server errors)"),
@@ -444,7 +428,7 @@ class GitHub:
                 # requests reports a read timeout spent in retries as a ConnectionError.
                 timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc)
                 raise GitHubError(
-                    REASON_UNREACHABLE,
+                    Reason.UNREACHABLE,
                     f"cannot {what}: {self.base_url} did not answer ("
                     + (
                         f"timed out after {self.options.timeout}s"
@@ -556,7 +540,7 @@ def _require_admin(repo: PyGithubRepository, what: str) -> None:
     """Raise ``WebhookForbidden`` unless the token may manage the repository's hooks."""
     if not repo.permissions.admin:
         raise GitHubError(
-            REASON_WEBHOOK_FORBIDDEN,
+            Reason.WEBHOOK_FORBIDDEN,
             f"cannot {what}: the linked account has no admin rights on the repository",
         )
 
@@ -603,41 +587,41 @@ def _error_text(exc: GithubException) -> str:
     return "; ".join(p for p in parts if p).lower()
 
 
-def _translate(exc: GithubException, what: str, not_found: str) -> GitHubError:
+def _translate(exc: GithubException, what: str, not_found: Reason) -> GitHubError:
     detail = shorten(_error_text(exc) or f"HTTP {exc.status}", _MAX_DETAIL)
     status = exc.status
     if status == 401:
-        reason = REASON_AUTHENTICATION_FAILED
+        reason = Reason.AUTHENTICATION_FAILED
         detail = "the token was refused (expired or revoked?)"
     elif status == 404:
         reason = not_found
-        if not_found == REASON_NOT_FOUND:
+        if not_found == Reason.NOT_FOUND:
             detail += " (or the linked account cannot see it)"
-        elif not_found == REASON_WEBHOOK_FORBIDDEN:
+        elif not_found == Reason.WEBHOOK_FORBIDDEN:
             detail = (
                 "GitHub hides the webhooks: the token needs admin rights on the repository "
                 "and the admin:repo_hook (or repo) scope"
             )
-        elif not_found == REASON_STATUS_FORBIDDEN:
+        elif not_found == Reason.STATUS_FORBIDDEN:
             detail = "GitHub hides the repository: the token needs push rights (repo scope)"
     elif status == 403 and "rate limit" in detail:
-        reason = REASON_RATE_LIMITED
-    elif status == 403 and not_found in (REASON_WEBHOOK_FORBIDDEN, REASON_STATUS_FORBIDDEN):
+        reason = Reason.RATE_LIMITED
+    elif status == 403 and not_found in (Reason.WEBHOOK_FORBIDDEN, Reason.STATUS_FORBIDDEN):
         reason = not_found
     elif status == 422 and "cannot have more than" in detail:
-        reason = REASON_WEBHOOK_LIMIT_REACHED
+        reason = Reason.WEBHOOK_LIMIT_REACHED
         detail = f"GitHub allows 20 push webhooks per repository and they are taken ({detail})"
     elif status in (429,) or status >= 500:
-        reason = REASON_UNREACHABLE
+        reason = Reason.UNREACHABLE
     else:
-        reason = REASON_REJECTED
+        reason = Reason.REJECTED
     return GitHubError(reason, f"cannot {what}: {detail}", status=status)
 
 
 def _check_full_name(full_name: str) -> None:
     owner, _, name = full_name.partition("/")
     if not owner or not name or "/" in name or full_name.strip() != full_name:
-        raise GitHubError(REASON_REJECTED, f"expected OWNER/NAME, got {full_name[:100]!r}")
+        raise GitHubError(Reason.REJECTED, f"expected OWNER/NAME, got {full_name[:100]!r}")
 
 
 # -- pure helpers for the reconcile and the CLI -----------------------------------------------
@@ -647,7 +631,7 @@ def repository_full_name(source: SourceSpec) -> str:
     """``owner/name`` of ``spec.source.repo``; GitHubError when it is not OWNER/NAME."""
     full_name = pure.repository_full_name(source)
     if full_name is None:
-        raise GitHubError(REASON_REJECTED, f"{source.repo!r} is not a GitHub OWNER/NAME repository")
+        raise GitHubError(Reason.REJECTED, f"{source.repo!r} is not a GitHub OWNER/NAME repository")
     return full_name
 
 

@@ -3,7 +3,7 @@ Hub's build trigger URL, served by aiohttp on the operator's own event loop.
 
 The receiver reads only in-memory state (a :class:`TargetIndex` the operator keeps from its
 watches) and hands work to non-blocking callbacks, so an answer never waits on the Kubernetes
-API or a git host. Routes (DESIGN.md §3):
+API or a git host. Routes (docs/webhooks.md):
 
 - ``POST /hooks/github``, ``POST /hooks/bitbucket``, ``POST /hooks/gitlab``;
 - ``POST /hooks/trigger/{namespace}/{name}/{token}`` (a trailing ``/`` is accepted, as Docker
@@ -22,7 +22,7 @@ body not received within :data:`BODY_TIMEOUT_SECONDS`; 503 (``Retry-After``) whe
 405 wrong method. A trigger URL whose object is unknown, has no trigger secret, or whose token is
 wrong answers the same 404, so the URL reveals nothing about which AutomatedBuilds exist.
 
-Hostile input (DESIGN.md §3, issue 17): a hook registered for one AutomatedBuild
+Hostile input (docs/webhooks.md, issue 17): a hook registered for one AutomatedBuild
 (``?automatedbuild=NS/NAME``, as the operator registers them) is checked against that one
 object before its body is read, and its signature verified before the body is parsed (GitLab's
 token is a header: compared before the body is read). A hand-made hook without it names its
@@ -46,7 +46,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias, TypeVar, cast
 
 from aiohttp import web
@@ -61,6 +61,7 @@ from autobuild.metrics import Metrics, webhook_source
 from autobuild.planning.planner import PushEvent
 from autobuild.webhooks.deliveries import Delivery, DeliveryKind, PayloadError, parse_delivery
 from autobuild.webhooks.signatures import verify_sha256, verify_token
+from autobuild.webhooks.targets import HookTarget, TargetIndex
 from autobuild.webhooks.trigger import TriggerURLRequest
 
 __all__ = [
@@ -77,13 +78,11 @@ __all__ = [
     "NOT_VERIFIED",
     "Answer",
     "DeliveryLog",
-    "HookTarget",
     "Receiver",
     "RunCPU",
     "Screen",
     "SubmitPush",
     "SubmitTrigger",
-    "TargetIndex",
     "WebhookServer",
     "create_app",
     "delivery_id_of",
@@ -170,35 +169,6 @@ class _RequestBytesFilter(logging.Filter):
 
 
 server_log.addFilter(_RequestBytesFilter())
-
-
-@dataclass(frozen=True)
-class HookTarget:
-    """An AutomatedBuild a delivery for its repository may build.
-
-    ``secret`` is the ``secret`` key of ``spec.source.webhookSecret``; None when the object
-    names no webhook secret or the Secret or key is missing (then nothing verifies for it).
-    """
-
-    namespace: str
-    name: str
-    provider: Provider
-    secret: bytes | None = field(default=None, repr=False)
-
-
-class TargetIndex(Protocol):
-    """What the receiver reads: the operator's in-memory store. Lookups must not block, and
-    must not grow memory for names that exist nowhere (they come from the internet)."""
-
-    def targets(self, repo_key: str) -> Sequence[HookTarget]:
-        """The AutomatedBuilds whose ``spec.source.repo`` has this :func:`repo_key`."""
-
-    def target(self, namespace: str, name: str) -> HookTarget | None:
-        """One AutomatedBuild as a hook target (``?automatedbuild=NS/NAME``), or None."""
-
-    def trigger_token(self, namespace: str, name: str) -> bytes | None:
-        """The ``trigger-token`` of ``spec.triggerSecret``, or None (unknown object, no field,
-        missing Secret or key)."""
 
 
 # Both callbacks run on the event loop and must return at once (queue the work); what they

@@ -1,4 +1,8 @@
-"""Registry host names: Docker Hub's aliases, config-key forms, plain-HTTP registries (pure)."""
+"""Registry host names: Docker Hub's aliases, config-key forms, plain-HTTP registries (pure).
+
+The one place that knows how `spec.image.registry` is written (as :mod:`autobuild.api.repos` for
+`spec.source.repo`): the Job renderer, the credentials checks and the registry clients use it.
+"""
 
 from __future__ import annotations
 
