@@ -776,7 +776,3 @@ def main(argv: Sequence[str] | None = None, prog: str = "autobuild") -> int:
 def kubectl_plugin() -> int:
     """Entry point of ``kubectl-autobuild``: ``kubectl autobuild COMMAND ...``."""
     return main(prog="kubectl autobuild")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
