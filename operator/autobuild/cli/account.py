@@ -1,5 +1,6 @@
 """``autobuild repos``, ``new`` and ``dockerfile``: the linked account, through GitHub's API (or
-git for other hosts). Each command runs its calls to the git host in one event loop."""
+git for other hosts). Each command runs its calls to the git host in one event loop; PyGithub
+and the Kubernetes client (cli/kube.py) are imported only when a command needs them."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """``autobuild trigger``, ``cancel`` and ``logs``: ask for, stop and read the builds of one
-AutomatedBuild. They call the Kubernetes API in sequence (cli/kube.py), with no event loop."""
+AutomatedBuild. They call the Kubernetes API in sequence (cli/kube.py), with no event loop;
+each imports cli/kube.py when it runs, so that ``render`` and ``--help`` load no client."""
 
 from __future__ import annotations
 
