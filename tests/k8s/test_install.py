@@ -358,7 +358,7 @@ def _build_job(
     """The Job the operator renders for a push to main, with the chart's build settings (or
     the operator settings ``env``), for an AutomatedBuild that exists (its uid is the Job's
     controller owner)."""
-    from autobuild.cli import load_automated_builds
+    from autobuild.cli.render import load_automated_builds
     from autobuild.planning.job import render_job
     from autobuild.planning.planner import PushEvent, plan_builds
 

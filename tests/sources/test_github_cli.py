@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autobuild.cli import load_automated_builds
+from autobuild.cli.render import load_automated_builds
 from support.fakegithub import FakeGitHub
 
 TOKEN = "ghp_cl1T0kenValue0123456789abcdefABCDEFGH"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from autobuild.api.models import BuildPhase, BuildRecord, BuildRule, SourceSpec, Trigger
-from autobuild.cli import load_automated_builds
+from autobuild.cli.render import load_automated_builds
 from autobuild.planning.github import (
     CommitState,
     commit_state,

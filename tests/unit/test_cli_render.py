@@ -214,23 +214,6 @@ def test_console_script_is_installed() -> None:
     assert "--commit" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "words"),
-    [
-        (["--ref=-x"], "--ref: '-x' is not a safe git ref name"),
-        (["--ref", "refs/pull/1/head"], "only refs/heads/* and refs/tags/* build"),
-        (["--ref", "main", "--commit", "abc"], "--commit: 'abc' is not a full commit id"),
-        (["--commit", "ab" * 20], "--commit needs --ref"),
-    ],
-)
-def test_trigger_refuses_bad_ref_or_commit_before_touching_a_cluster(
-    args: list[str], words: str
-) -> None:
-    result = autobuild("trigger", "app", "-n", "ci", *args)
-    assert result.returncode == 1
-    assert words in result.stderr
-
-
 def _private_example(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
     secret, automated_build = yaml.safe_load_all((EXAMPLES / "private-repo.yaml").read_text())
     change(secret)
