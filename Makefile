@@ -73,7 +73,7 @@ image:
 # and the real node's artifacts (Kaniko executor, crane, containerd, runc, busybox from
 # Debian packages, image layers) in .../controlplane/node-<key>/.
 # The first run builds (tens of minutes on 2 cores); afterwards it is a no-op.
-CONTROLPLANE := $(PY) tests/controlplane/localcluster.py
+CONTROLPLANE := $(PY) -m tests.controlplane.localcluster
 CLUSTER_DIR ?= .cluster
 # NODE=real adds a real node (kubelet + containerd, root only) and a registry beside kwok's.
 NODE ?= kwok
@@ -94,9 +94,9 @@ cluster-down: install
 # GitHub push webhook, crane proves the registry's digests, a pod runs the image by digest
 # (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster up.
 demo: install
-	$(PY) examples/demo.py --check-host
+	$(PY) -m examples.demo --check-host
 	$(MAKE) cluster-up NODE=real
-	$(PY) examples/demo.py
+	$(PY) -m examples.demo
 
 # Speed and cost of the operator against floors measured in the same run, on its own local
 # control plane (tests/bench/bench_operator.py): a table, then one JSON line; asserts nothing.
@@ -104,4 +104,4 @@ demo: install
 # bc99e15 (its 10k first pass hits the 11-minute limit). Quick runs:
 # AUTOBUILD_BENCH_SCALE=0.1 make bench (5.5 min), make bench BENCH_ARGS="--objects 200" (4 min).
 bench: controlplane
-	$(PY) tests/bench/bench_operator.py $(BENCH_ARGS)
+	$(PY) -m tests.bench.bench_operator $(BENCH_ARGS)

@@ -30,14 +30,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import localcluster  # noqa: E402
-import realnode  # noqa: E402
+from tests.controlplane import localcluster, realnode
+from tests.support import webhook_payloads
+from tests.support.gitserver import GitServer, Repo
 
-from support import webhook_payloads  # noqa: E402
-from support.gitserver import GitServer, Repo  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 STATE = ROOT / ".cluster"
 NAMESPACE = "demo"

@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support.fakegithub import FakeGitHub, FakeRepo
-from support.gitserver import GitServer, Repo
+from tests.support.fakegithub import FakeGitHub, FakeRepo
+from tests.support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
 

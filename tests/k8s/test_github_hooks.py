@@ -26,9 +26,9 @@ from test_operator import (
     service_account_kubeconfig,
 )
 
-from support import webhook_payloads as payloads
-from support.fakegithub import FakeGitHub, FakeRepo
-from support.gitserver import GitServer, Repo
+from tests.support import webhook_payloads as payloads
+from tests.support.fakegithub import FakeGitHub, FakeRepo
+from tests.support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from test_operator import Operator, World, eventually, manifest
 
-from support.hostilegit import ManyRefsServer, RecordingGitServer, RedirectServer
+from tests.support.hostilegit import ManyRefsServer, RecordingGitServer, RedirectServer
 
 pytestmark = pytest.mark.k8s
 

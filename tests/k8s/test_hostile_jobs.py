@@ -26,7 +26,7 @@ from test_operator import (
     service_account_kubeconfig,
 )
 
-from support.gitserver import GitServer, Repo
+from tests.support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
 

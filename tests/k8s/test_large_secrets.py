@@ -24,8 +24,8 @@ from test_operator import (
     service_account_kubeconfig,
 )
 
-from support import webhook_payloads as hooks
-from support.gitserver import GitServer
+from tests.support import webhook_payloads as hooks
+from tests.support.gitserver import GitServer
 
 pytestmark = pytest.mark.k8s
 

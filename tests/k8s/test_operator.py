@@ -24,13 +24,11 @@ import pytest
 import yaml
 from kubernetes import client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support import webhook_payloads as hooks
-from support.crane import Crane
-from support.gitserver import GitServer, Repo
-from support.operator_process import BUILDER_LABEL, Operator, eventually, free_port
-from support.registry import Registry
+from tests.support import webhook_payloads as hooks
+from tests.support.crane import Crane
+from tests.support.gitserver import GitServer, Repo
+from tests.support.operator_process import BUILDER_LABEL, Operator, eventually, free_port
+from tests.support.registry import Registry
 
 pytestmark = pytest.mark.k8s
 
@@ -1022,7 +1020,7 @@ def test_an_existing_docker_hub_repository_is_not_taken_over(
     """An AutomatedBuild naming an existing private Docker Hub repository as Public leaves it
     Private (VisibilityApplied=False/RepositoryNotManaged) until the push Secret's owner allows
     autobuild to manage existing repositories."""
-    from support.fakedockerhub import FakeDockerHub
+    from tests.support.fakedockerhub import FakeDockerHub
 
     with contextlib.ExitStack() as stack:
         hub = stack.enter_context(FakeDockerHub({"alice": "alice-token"}, orgs={"acme": {"alice"}}))

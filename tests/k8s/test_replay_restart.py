@@ -20,8 +20,8 @@ from test_operator import (
     manifest,
 )
 
-from support import webhook_payloads as hooks
-from support.gitserver import GitServer, Repo
+from tests.support import webhook_payloads as hooks
+from tests.support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
 
