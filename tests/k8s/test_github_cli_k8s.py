@@ -207,12 +207,6 @@ def test_dockerfile_from_github_sends_the_token_only_where_the_operator_would(
     assert fake.requests[before:] == []  # nothing, token or not, went to the GitHub API
 
 
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git")) as server:
-        yield server
-
-
 @pytest.fixture
 def git_repo(git_server: GitServer, k8s_namespace: str) -> Repo:
     """A private repository that wants its own username next to the token (as Gitea does)."""

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
-from test_operator import DIGEST, Operator, World, build_phase, eventually, manifest
 
 from autobuild.settings import BuildSettings, GitHubSettings
 from tests.support.gitserver import GitServer, Repo
 from tests.support.helmbin import ensure_helm
+from tests.support.operator_harness import DIGEST, World, build_phase, manifest
+from tests.support.operator_process import Operator, eventually
 from tests.support.packaging import (
     CHART,
     MANIFESTS,
@@ -222,12 +223,6 @@ class Release:
         config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
         path.write_text(yaml.safe_dump(config))
         return path
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git")) as server:
-        yield server
 
 
 @pytest.fixture
