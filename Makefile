@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install registry test unit lint crds docs chart-crds controlplane cluster-up cluster-down demo \
-	bench helm image
+	bench helm image base-image e2e
 
 install: $(STAMP)
 
@@ -67,6 +67,21 @@ image:
 	echo "$$builder $$sub -t $(IMAGE):$(VERSION) $(BUILD_ARGS) ."; \
 	"$$builder" $$sub -t "$(IMAGE):$(VERSION)" $(BUILD_ARGS) .
 
+# The operator image's base made from Debian packages only (tests/controlplane/baseimage.py):
+# debootstrap --variant=minbase of this host's Debian release + python3 python3-venv git
+# ca-certificates, one reproducible layer cached in
+# $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/base-<key>/ (root; cold ~1.5 min).
+# `make base-image REGISTRY=127.0.0.1:PORT` also pushes it there with crane.
+base-image: install
+	$(PY) tests/controlplane/baseimage.py $(if $(REGISTRY),push $(REGISTRY),build)
+
+# autobuild builds, installs and runs itself on the real node (tests/k8s/test_selfimage.py):
+# the base image, the self-build by the operator's own Kaniko Job, `helm install` of that
+# image, a build from a signed GitHub push by the in-cluster operator, a broken image.
+E2E_ARGS ?=
+e2e: install registry controlplane helm base-image
+	$(PY) -m pytest -m e2e tests/k8s/test_selfimage.py $(E2E_ARGS)
+
 # The local control plane (tests/controlplane, docs/controlplane.md): etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, kubelet and kwok built from the pinned Go
 # modules and cached in $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/<key>/bin,
@@ -85,14 +100,16 @@ controlplane: install
 cluster-up: controlplane
 	$(CONTROLPLANE) up --state-dir $(CLUSTER_DIR) $(if $(filter real,$(NODE)),--real-node)
 
-# Stops it. Idempotent.
+# Stops it, and the operator and git server `make demo` left running. Idempotent.
 cluster-down: install
+	$(PY) examples/demo.py --stop
 	$(CONTROLPLANE) down --state-dir $(CLUSTER_DIR)
 
 # Docker Hub's Automated Builds walkthrough on the local cluster with its real node (Linux,
 # root): the operator builds a git repository with Kaniko on creation and again on a signed
 # GitHub push webhook, crane proves the registry's digests, a pod runs the image by digest
-# (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster up.
+# (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster,
+# the operator and the demo's git server running (make cluster-down stops them).
 demo: install
 	$(PY) -m examples.demo --check-host
 	$(MAKE) cluster-up NODE=real

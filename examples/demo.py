@@ -16,17 +16,16 @@ and a registry on 127.0.0.1 (`make cluster-up NODE=real`; Linux and root). Then 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,10 @@ from tests.support.gitserver import GitServer, Repo
 
 ROOT = Path(__file__).resolve().parents[1]
 
-STATE = ROOT / ".cluster"
+# The cluster `make cluster-up NODE=real` started (tests point it elsewhere).
+STATE = Path(os.environ.get("AUTOBUILD_DEMO_STATE") or ROOT / ".cluster")
+# The demo repository, served after the demo too (until `make cluster-down`).
+GIT_ROOT = STATE / "demo-git"
 NAMESPACE = "demo"
 NAME = "cavityflow"
 HOOK_SECRET = "demo-webhook-secret"  # noqa: S105 (a demo value, not a credential)
@@ -98,12 +100,12 @@ def start_over(cluster: localcluster.LocalCluster) -> None:
     kubectl(cluster, "delete", "pod", NAME, "-n", NAMESPACE, "--ignore-not-found", "--wait")
 
 
-@contextmanager
-def operator(
+def start_operator(
     cluster: localcluster.LocalCluster, webhook_port: int
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> subprocess.Popen[bytes]:
     """`autobuild run` for the demo namespace, configured as a cluster with this node needs
-    it (executor image, insecure loopback registry, build pods on the host network)."""
+    it (executor image, insecure loopback registry, build pods on the host network). It runs
+    in its own session and outlives the demo, until `make cluster-down` (``--stop``)."""
     settings = cluster.operator_env()
     for key in sorted(settings):
         print(f"  {key}={settings[key]}")
@@ -112,17 +114,89 @@ def operator(
     argv += ["--webhook-address", f"127.0.0.1:{webhook_port}"]
     print(f"  {' '.join(argv)}   (log: {STATE}/operator.log)")
     with (STATE / "operator.log").open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "autobuild.cli", *argv[1:]],
             env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig), **settings},
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+
+
+def start_git_server(port: int) -> subprocess.Popen[bytes]:
+    """The demo's git server (tests/support/gitserver.py serve) on ``port`` in the background,
+    serving GIT_ROOT until `make cluster-down`; returns once it answers."""
+    with (STATE / "gitserver.log").open("ab") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "support" / "gitserver.py"),
+                "serve",
+                "--root",
+                str(GIT_ROOT),
+                "--port",
+                str(port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 30
+    while True:
         try:
-            yield process
-        finally:
-            process.terminate()
-            process.wait(20)
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/acme/{NAME}.git/info/refs?service=git-upload-pack",
+                timeout=5,
+            ):
+                return process
+        except OSError as refused:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the git server did not start; see {STATE}/gitserver.log"
+                ) from refused
+            time.sleep(0.2)
+
+
+# What keeps running after the demo: {"operator": {...}, "gitserver": {...}} (pid, port).
+BACKGROUND = STATE / "demo-processes.json"
+
+
+def save_background(**processes: dict[str, Any]) -> None:
+    BACKGROUND.write_text(json.dumps(processes, indent=2) + "\n")
+
+
+def load_background() -> dict[str, dict[str, Any]]:
+    try:
+        data: dict[str, dict[str, Any]] = json.loads(BACKGROUND.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def stop_background() -> None:
+    """Stop the operator and git server an earlier demo left running (``--stop``, run by
+    `make cluster-down`): SIGTERM, then SIGKILL after 10 s. Only the recorded pids, and only
+    while they still run what the demo started (a recycled pid is left alone)."""
+    for what, record in load_background().items():
+        pid = int(record["pid"])
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if record["marker"] not in cmdline:
+            continue
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.1)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+        print(f"demo: stopped the {what} (pid {pid})")
+    BACKGROUND.unlink(missing_ok=True)
 
 
 def automated_build(cluster: localcluster.LocalCluster, repo: Repo) -> dict[str, Any]:
@@ -188,10 +262,12 @@ def wait_for_build(
     )
 
 
-def deliver_github_push(webhook_port: int, repo: Repo, ref: str, commit: str) -> str:
+def deliver_github_push(
+    webhook_port: int, repo: Repo, ref: str, commit: str, *, host: str = ""
+) -> str:
     """POST GitHub's push event for ``ref`` to the operator, signed with the webhook secret as
     GitHub signs it (X-Hub-Signature-256); the answer's status line and body."""
-    host = repo.clone_url.removeprefix("http://").split("/")[0]
+    host = host or repo.clone_url.removeprefix("http://").split("/")[0]
     payload = webhook_payloads.github_push(
         ref,
         commit,
@@ -268,22 +344,77 @@ def host_problems() -> list[str]:
     return problems
 
 
+def after_the_demo(cluster: localcluster.LocalCluster, git_port: int, webhook_port: int) -> str:
+    """What a user can do next, with the operator and the git server still running."""
+    bin_path = f"{cluster.bin_dir}:{ROOT / '.venv' / 'bin'}"
+    clone = f"http://127.0.0.1:{git_port}/acme/{NAME}.git"
+    return (
+        "The cluster (real node and registry included), the operator (webhook receiver on "
+        f"127.0.0.1:{webhook_port}, log {STATE}/operator.log) and the git server ({clone}) keep "
+        "running until `make cluster-down`. Try:\n"
+        f"  export KUBECONFIG={cluster.kubeconfig} PATH={bin_path}:$PATH\n"
+        f"  kubectl get ab,jobs,pods -n {NAMESPACE} -o wide\n"
+        f"  kubectl autobuild trigger {NAME} -n {NAMESPACE}     # a build of every rule now\n"
+        f"  kubectl autobuild logs {NAME} -n {NAMESPACE} -f     # its Kaniko log, followed\n"
+        f"  kubectl autobuild dockerfile {NAME} -n {NAMESPACE}  # the Dockerfile it builds\n"
+        "Push to the demo repository, then deliver GitHub's signed push event (what GitHub\n"
+        "does after a push; this git server sends no webhooks):\n"
+        f"  git clone {clone} /tmp/{NAME} && cd /tmp/{NAME}\n"
+        '  echo "conjugate gradients" >> solver.txt && git commit -qam "CG solver" && git push\n'
+        f"  {ROOT / '.venv' / 'bin' / 'python'} {ROOT / 'examples' / 'demo.py'} notify"
+    )
+
+
+def notify() -> int:
+    """``demo.py notify``: GitHub's signed push event for the demo repository's main, as it
+    is now, delivered to the operator the demo left running."""
+    running = load_background()
+    if not {"operator", "gitserver"} <= running.keys():
+        raise SystemExit("no demo running: run `make demo` first")
+    heads = subprocess.run(
+        ["git", "ls-remote", f"http://127.0.0.1:{running['gitserver']['port']}/acme/{NAME}.git"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    refs = {line.split("\t")[1]: line.split("\t")[0] for line in heads.splitlines()}
+    commit = refs["refs/heads/main"]
+    git = GitServer(GIT_ROOT)  # only for the repository's name and URL in the payload
+    repo = Repo(git, "acme", NAME)
+    answer = deliver_github_push(
+        int(running["operator"]["port"]),
+        repo,
+        "refs/heads/main",
+        commit,
+        host=f"127.0.0.1:{running['gitserver']['port']}",
+    )
+    print(f"push event for main at {commit[:12]} -> {answer}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv == ["--check-host"]:
         problems = host_problems()
         for problem in problems:
             print(f"make demo: {problem}", file=sys.stderr)
         return 1 if problems else 0
+    if argv == ["--stop"]:
+        stop_background()
+        return 0
+    if argv == ["notify"]:
+        return notify()
     if argv:
-        raise SystemExit("usage: demo.py [--check-host]")
+        raise SystemExit("usage: demo.py [--check-host | --stop | notify]")
     began = time.monotonic()
     cluster = attach_real_cluster()
     webhook_port = localcluster._free_ports(1)[0]
     timings: dict[str, float] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="autobuild-demo-git-") as git_root,
-        GitServer(Path(git_root)) as git,
-    ):
+    # A demo run again starts over: the earlier one's operator and git server go first.
+    stop_background()
+    shutil.rmtree(GIT_ROOT, ignore_errors=True)
+    GIT_ROOT.mkdir(parents=True)
+    with GitServer(GIT_ROOT) as git:
+        git_port = git.port
         step(f"A real git server ({git.url}) and a real registry ({cluster.registry})")
         repo = git.create_repo("acme", NAME)
         first = repo.commit(
@@ -296,43 +427,52 @@ def main(argv: list[str]) -> int:
 
         step("Install the CRD; run the operator with the real node's build settings")
         start_over(cluster)
-        with operator(cluster, webhook_port) as process:
-            step("Apply an AutomatedBuild: Kaniko builds main on creation and pushes it")
-            manifest = automated_build(cluster, repo)
-            apply(
-                cluster,
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": f"{NAME}-hook", "namespace": NAMESPACE},
-                    "stringData": {"secret": HOOK_SECRET},
-                },
-            )
-            print(json.dumps(manifest["spec"], indent=2))
-            applied = time.monotonic()
-            apply(cluster, manifest)
-            created = wait_for_build(cluster, "main", process)
-            timings["creation build"] = time.monotonic() - applied
-            show(cluster)
+        process = start_operator(cluster, webhook_port)
+        operator_record = {"pid": process.pid, "marker": "autobuild.cli", "port": webhook_port}
+        save_background(operator=operator_record)
+        step("Apply an AutomatedBuild: Kaniko builds main on creation and pushes it")
+        manifest = automated_build(cluster, repo)
+        apply(
+            cluster,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"{NAME}-hook", "namespace": NAMESPACE},
+                "stringData": {"secret": HOOK_SECRET},
+            },
+        )
+        print(json.dumps(manifest["spec"], indent=2))
+        applied = time.monotonic()
+        apply(cluster, manifest)
+        created = wait_for_build(cluster, "main", process)
+        timings["creation build"] = time.monotonic() - applied
+        show(cluster)
 
-            step("Commit a faster solver, tag it v1.0, deliver GitHub's signed push event")
-            second = repo.commit(
-                "main", {"solver.txt": "multigrid V-cycles on a 256x256 grid\n"}, "Multigrid"
-            )
-            repo.tag("v1.0", second)
-            print(f"pushed main at {second[:12]}, tagged v1.0")
-            hook_path = kubectl(
-                cluster, "get", "ab", NAME, "-n", NAMESPACE, "-o", "jsonpath={.status.webhookPath}"
-            )
-            delivered = time.monotonic()
-            answer = deliver_github_push(webhook_port, repo, "refs/tags/v1.0", second)
-            print(
-                f"POST http://127.0.0.1:{webhook_port}{hook_path or '/hooks/github'}"
-                f" (X-GitHub-Event: push, X-Hub-Signature-256) -> {answer}"
-            )
-            tagged = wait_for_build(cluster, "v1.0", process)
-            timings["webhook build"] = time.monotonic() - delivered
-            show(cluster)
+        step("Commit a faster solver, tag it v1.0, deliver GitHub's signed push event")
+        second = repo.commit(
+            "main", {"solver.txt": "multigrid V-cycles on a 256x256 grid\n"}, "Multigrid"
+        )
+        repo.tag("v1.0", second)
+        print(f"pushed main at {second[:12]}, tagged v1.0")
+        hook_path = kubectl(
+            cluster, "get", "ab", NAME, "-n", NAMESPACE, "-o", "jsonpath={.status.webhookPath}"
+        )
+        delivered = time.monotonic()
+        answer = deliver_github_push(webhook_port, repo, "refs/tags/v1.0", second)
+        print(
+            f"POST http://127.0.0.1:{webhook_port}{hook_path or '/hooks/github'}"
+            f" (X-GitHub-Event: push, X-Hub-Signature-256) -> {answer}"
+        )
+        tagged = wait_for_build(cluster, "v1.0", process)
+        timings["webhook build"] = time.monotonic() - delivered
+        show(cluster)
+
+    # The same repository on the same port, served in the background from now on.
+    git_server = start_git_server(git_port)
+    save_background(
+        operator=operator_record,
+        gitserver={"pid": git_server.pid, "marker": "gitserver.py", "port": git_port},
+    )
 
     step(f"The registry serves every tag with the recorded digest ({cluster.registry})")
     prove_digests(cluster, [created, tagged])
@@ -343,11 +483,7 @@ def main(argv: list[str]) -> int:
 
     timings["whole demo"] = time.monotonic() - began
     print("\n" + ", ".join(f"{what} {seconds:.0f}s" for what, seconds in timings.items()))
-    print(
-        "The cluster is still up (real node and registry included): try\n"
-        f"  kubectl --kubeconfig {cluster.kubeconfig} get ab,jobs,pods -n {NAMESPACE} -o wide\n"
-        "and stop it with `make cluster-down`."
-    )
+    print(after_the_demo(cluster, git_port, webhook_port))
     return 0
 
 

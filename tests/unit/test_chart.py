@@ -421,3 +421,27 @@ def test_no_admission_policy_when_disabled_or_not_served(helm: Path, args: tuple
     assert not by_kind(docs, "ValidatingAdmissionPolicy")
     assert not by_kind(docs, "ValidatingAdmissionPolicyBinding")
     assert by_kind(docs, "Deployment")
+
+
+def test_host_network_and_a_loopback_bind_address(helm: Path) -> None:
+    """For a node whose pods reach the API server only through the host's network (the test
+    suite's real node): hostNetwork, the listeners and the kubelet's probes on 127.0.0.1."""
+    values = {
+        "hostNetwork": True,
+        "bindAddress": "127.0.0.1",
+        "probes": {"port": 18081, "host": "127.0.0.1"},
+        "webhook": {"port": 18080},
+    }
+    pod = one(documents(helm_template(helm, values=values).stdout), "Deployment")["spec"][
+        "template"
+    ]["spec"]
+    assert pod["hostNetwork"] is True
+    (container,) = pod["containers"]
+    assert container["args"][1:5] == [
+        "--probes",
+        "127.0.0.1:18081",
+        "--webhook-address",
+        "127.0.0.1:18080",
+    ]
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"host": "127.0.0.1", "path": path, "port": "probes"}

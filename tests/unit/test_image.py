@@ -67,3 +67,11 @@ def test_make_image_tags_the_package_version() -> None:
     ).stdout
     assert f'-t "autobuild/operator:{package_version()}"' in dry
     assert ":latest" not in dry
+
+
+def test_the_runtime_user_has_a_name_without_a_passwd_entry() -> None:
+    """uid 65532 is in no /etc/passwd: kopf's getpass.getuser() then needs LOGNAME (else the
+    operator exits at start with "getpwuid(): uid not found", as make e2e showed)."""
+    _build, runtime = stages()
+    env = " ".join(args for word, args in runtime if word == "ENV")
+    assert re.search(r"\bLOGNAME=\w+", env), env
