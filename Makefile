@@ -73,7 +73,7 @@ image:
 # $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/base-<key>/ (root; cold ~1.5 min).
 # `make base-image REGISTRY=127.0.0.1:PORT` also pushes it there with crane.
 base-image: install
-	$(PY) tests/controlplane/baseimage.py $(if $(REGISTRY),push $(REGISTRY),build)
+	$(PY) -m tests.controlplane.baseimage $(if $(REGISTRY),push $(REGISTRY),build)
 
 # autobuild builds, installs and runs itself on the real node (tests/k8s/test_selfimage.py):
 # the base image, the self-build by the operator's own Kaniko Job, `helm install` of that
@@ -102,7 +102,7 @@ cluster-up: controlplane
 
 # Stops it, and the operator and git server `make demo` left running. Idempotent.
 cluster-down: install
-	$(PY) examples/demo.py --stop
+	$(PY) -m examples.demo --stop
 	$(CONTROLPLANE) down --state-dir $(CLUSTER_DIR)
 
 # Docker Hub's Automated Builds walkthrough on the local cluster with its real node (Linux,

@@ -138,6 +138,8 @@ def start_git_server(port: int) -> subprocess.Popen[bytes]:
                 "--port",
                 str(port),
             ],
+            # tests/support/gitserver.py imports tests.support: the repository is its import root.
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -361,7 +363,8 @@ def after_the_demo(cluster: localcluster.LocalCluster, git_port: int, webhook_po
         "does after a push; this git server sends no webhooks):\n"
         f"  git clone {clone} /tmp/{NAME} && cd /tmp/{NAME}\n"
         '  echo "conjugate gradients" >> solver.txt && git commit -qam "CG solver" && git push\n'
-        f"  {ROOT / '.venv' / 'bin' / 'python'} {ROOT / 'examples' / 'demo.py'} notify"
+        f"  PYTHONPATH={ROOT} {ROOT / '.venv' / 'bin' / 'python'}"
+        f" {ROOT / 'examples' / 'demo.py'} notify"
     )
 
 
