@@ -74,7 +74,7 @@ image:
 # $${AUTOBUILD_CACHE_DIR:-~/.cache/autobuild}/controlplane/base-<key>/ (root; cold ~1.5 min).
 # `make base-image REGISTRY=127.0.0.1:PORT` also pushes it there with crane.
 base-image: install
-	$(PY) tests/controlplane/baseimage.py $(if $(REGISTRY),push $(REGISTRY),build)
+	$(PY) -m tests.controlplane.baseimage $(if $(REGISTRY),push $(REGISTRY),build)
 
 # autobuild builds, installs and runs itself on the real node (tests/k8s/test_selfimage.py):
 # the base image, the self-build by the operator's own Kaniko Job, `helm install` of that
@@ -89,7 +89,7 @@ e2e: install registry controlplane helm base-image
 # and the real node's artifacts (Kaniko executor, crane, containerd, runc, busybox from
 # Debian packages, image layers) in .../controlplane/node-<key>/.
 # The first run builds (tens of minutes on 2 cores); afterwards it is a no-op.
-CONTROLPLANE := $(PY) tests/controlplane/localcluster.py
+CONTROLPLANE := $(PY) -m tests.controlplane.localcluster
 CLUSTER_DIR ?= .cluster
 # NODE=real adds a real node (kubelet + containerd, root only) and a registry beside kwok's.
 NODE ?= kwok
@@ -103,7 +103,7 @@ cluster-up: controlplane
 
 # Stops it, and the operator and git server `make demo` left running. Idempotent.
 cluster-down: install
-	$(PY) examples/demo.py --stop
+	$(PY) -m examples.demo --stop
 	$(CONTROLPLANE) down --state-dir $(CLUSTER_DIR)
 
 # Docker Hub's Automated Builds walkthrough on the local cluster with its real node (Linux,
@@ -112,9 +112,9 @@ cluster-down: install
 # (examples/demo.py). Checks the host first, builds the binaries if needed; leaves the cluster,
 # the operator and the demo's git server running (make cluster-down stops them).
 demo: install
-	$(PY) examples/demo.py --check-host
+	$(PY) -m examples.demo --check-host
 	$(MAKE) cluster-up NODE=real
-	$(PY) examples/demo.py
+	$(PY) -m examples.demo
 
 # Speed and cost of the operator against floors measured in the same run, on its own local
 # control plane (tests/bench/bench_operator.py): a table, then one JSON line; asserts nothing.
@@ -122,4 +122,4 @@ demo: install
 # bc99e15 (its 10k first pass hits the 11-minute limit). Quick runs:
 # AUTOBUILD_BENCH_SCALE=0.1 make bench (5.5 min), make bench BENCH_ARGS="--objects 200" (4 min).
 bench: controlplane
-	$(PY) tests/bench/bench_operator.py $(BENCH_ARGS)
+	$(PY) -m tests.bench.bench_operator $(BENCH_ARGS)

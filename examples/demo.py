@@ -29,14 +29,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-import localcluster  # noqa: E402
-import realnode  # noqa: E402
+from tests.controlplane import localcluster, realnode
+from tests.support import webhook_payloads
+from tests.support.gitserver import GitServer, Repo
 
-from support import webhook_payloads  # noqa: E402
-from support.gitserver import GitServer, Repo  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # The cluster `make cluster-up NODE=real` started (tests point it elsewhere).
 STATE = Path(os.environ.get("AUTOBUILD_DEMO_STATE") or ROOT / ".cluster")
@@ -141,6 +138,8 @@ def start_git_server(port: int) -> subprocess.Popen[bytes]:
                 "--port",
                 str(port),
             ],
+            # tests/support/gitserver.py imports tests.support: the repository is its import root.
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -364,7 +363,8 @@ def after_the_demo(cluster: localcluster.LocalCluster, git_port: int, webhook_po
         "does after a push; this git server sends no webhooks):\n"
         f"  git clone {clone} /tmp/{NAME} && cd /tmp/{NAME}\n"
         '  echo "conjugate gradients" >> solver.txt && git commit -qam "CG solver" && git push\n'
-        f"  {ROOT / '.venv' / 'bin' / 'python'} {ROOT / 'examples' / 'demo.py'} notify"
+        f"  PYTHONPATH={ROOT} {ROOT / '.venv' / 'bin' / 'python'}"
+        f" {ROOT / 'examples' / 'demo.py'} notify"
     )
 
 

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -28,8 +27,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "controlplane"))
-import localcluster
+from tests.controlplane import localcluster
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -74,12 +74,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
-sys.path.insert(0, str(HERE))
-import localcluster  # noqa: E402
-from benchkit import (  # noqa: E402
+from autobuild.planning.triggers import (
+    ANNOTATION_TRIGGER,
+    TriggerRequest,
+    append_request,
+)
+from tests.bench.benchkit import (
     Api,
     AuditLog,
     Mark,
@@ -89,12 +89,10 @@ from benchkit import (  # noqa: E402
     settled_rss,
     summarize,
 )
+from tests.controlplane import localcluster
 
-from autobuild.planning.triggers import (  # noqa: E402
-    ANNOTATION_TRIGGER,
-    TriggerRequest,
-    append_request,
-)
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 
 GROUP, VERSION, PLURAL = "autobuild.dev", "v1alpha1", "automatedbuilds"
 NAMESPACE = "bench"
@@ -280,7 +278,8 @@ class GitHost:
         stdout = self.process.start_piped(
             [
                 sys.executable,
-                str(ROOT / "tests" / "support" / "gitserver.py"),
+                "-m",
+                "tests.support.gitserver",
                 "serve",
                 "--root",
                 str(self.root),

@@ -443,8 +443,7 @@ def main(argv: list[str]) -> int:
         print(ensure_wheelhouse(python_version(image)).root)
         return 0
     if len(argv) == 2 and argv[0] == "push":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import localcluster
+        from tests.controlplane import localcluster
 
         print(push(localcluster.ensure_node_artifacts().crane, argv[1], ensure()))
         return 0

@@ -9,10 +9,10 @@ outside the repository, keyed by the pins:
 
 Command line (``make controlplane``, ``make cluster-up``, ``make cluster-down`` call it)::
 
-    python tests/controlplane/localcluster.py build              # build what is missing
-    python tests/controlplane/localcluster.py up --state-dir .cluster
-    python tests/controlplane/localcluster.py status --state-dir .cluster
-    python tests/controlplane/localcluster.py down --state-dir .cluster
+    python -m tests.controlplane.localcluster build              # build what is missing
+    python -m tests.controlplane.localcluster up --state-dir .cluster
+    python -m tests.controlplane.localcluster status --state-dir .cluster
+    python -m tests.controlplane.localcluster down --state-dir .cluster
 
 From Python::
 
@@ -52,7 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import realnode
+from tests.controlplane import realnode
 
 HERE = Path(__file__).resolve().parent
 VERSIONS_FILE = HERE / "versions.json"

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import localcluster
 import pytest
 import yaml
 from kubernetes import client
+
+from tests.controlplane import localcluster
 
 pytestmark = pytest.mark.k8s
 

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import localcluster
 import pytest
-import realnode
 
-from support.gitserver import git_env
+from tests.controlplane import localcluster, realnode
+from tests.support.gitserver import git_env
 
 pytestmark = [pytest.mark.k8s, pytest.mark.realnode]
 
@@ -32,7 +31,7 @@ BUILD_DEADLINE_S = 420
 
 def _run(argv: list[str], env: dict[str, str], timeout: float = 600) -> str:
     proc = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
     assert proc.returncode == 0, f"{argv}: {proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
@@ -77,8 +76,9 @@ def test_make_demo_leaves_a_working_cluster(tmp_path: Path) -> None:
     if problems:
         pytest.skip("this host cannot run the real node: " + "; ".join(problems))
     state = tmp_path / "cluster"
-    env = {**os.environ, "AUTOBUILD_DEMO_STATE": str(state)}
-    script = [sys.executable, str(ROOT / "tests" / "controlplane" / "localcluster.py")]
+    # The demo runs as its printed hint says: by path, the repository as its import root.
+    env = {**os.environ, "AUTOBUILD_DEMO_STATE": str(state), "PYTHONPATH": str(ROOT)}
+    script = [sys.executable, "-m", "tests.controlplane.localcluster"]
     demo = [sys.executable, str(ROOT / "examples" / "demo.py")]
     _run([*script, "up", "--real-node", "--state-dir", str(state), "--timeout", "300"], env)
     try:
@@ -134,6 +134,7 @@ def test_make_demo_leaves_a_working_cluster(tmp_path: Path) -> None:
         )
         down = subprocess.run(
             [*script, "down", "--state-dir", str(state)],
+            cwd=ROOT,
             capture_output=True,
             text=True,
             check=False,

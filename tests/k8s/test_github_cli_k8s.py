@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support.fakegithub import FakeGitHub, FakeRepo
-from support.gitserver import GitServer, Repo
+from tests.support.fakegithub import FakeGitHub, FakeRepo
+from tests.support.gitserver import GitServer, Repo
 
 pytestmark = pytest.mark.k8s
 
@@ -207,12 +205,6 @@ def test_dockerfile_from_github_sends_the_token_only_where_the_operator_would(
     assert result.stdout == b""
     assert refusal in result.stderr.decode()
     assert fake.requests[before:] == []  # nothing, token or not, went to the GitHub API
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -14,21 +14,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_operator import (
+
+from tests.support import webhook_payloads as payloads
+from tests.support.fakegithub import FakeGitHub, FakeRepo
+from tests.support.gitserver import GitServer, Repo
+from tests.support.operator_harness import (
     DIGEST,
     ROOT,
-    Operator,
     World,
     build_phase,
-    eventually,
-    free_port,
     manifest,
     service_account_kubeconfig,
 )
-
-from support import webhook_payloads as payloads
-from support.fakegithub import FakeGitHub, FakeRepo
-from support.gitserver import GitServer, Repo
+from tests.support.operator_process import Operator, eventually, free_port
 
 pytestmark = pytest.mark.k8s
 
@@ -70,12 +68,6 @@ def hooks_operator(
             op.stop()
     # RBAC denials read 'User "system:serviceaccount:..." cannot VERB resource ...'.
     assert not re.search(r'serviceaccount:[^"]*\\?" cannot ', op.log.read_text())
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_operator import Operator, World, eventually, manifest
 
-from support.hostilegit import ManyRefsServer, RecordingGitServer, RedirectServer
+from tests.support.hostilegit import ManyRefsServer, RecordingGitServer, RedirectServer
+from tests.support.operator_harness import World, manifest
+from tests.support.operator_process import Operator, eventually
 
 pytestmark = pytest.mark.k8s
 

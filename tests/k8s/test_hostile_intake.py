@@ -4,7 +4,6 @@ its webhook port by clients that hold no secret (traffic on loopback only)."""
 from __future__ import annotations
 
 import http.client
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,10 +13,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support import webhook_payloads as hooks
-from support.operator_process import Operator, eventually
+from tests.support import webhook_payloads as hooks
+from tests.support.operator_process import Operator, eventually
 
 pytestmark = pytest.mark.k8s
 

@@ -14,19 +14,17 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from test_operator import (
-    BUILDER_LABEL,
+
+from tests.support.gitserver import GitServer, Repo
+from tests.support.operator_harness import (
     DIGEST,
-    Operator,
     World,
     autobuild_cli,
     build_phase,
-    eventually,
     manifest,
     service_account_kubeconfig,
 )
-
-from support.gitserver import GitServer, Repo
+from tests.support.operator_process import BUILDER_LABEL, Operator, eventually
 
 pytestmark = pytest.mark.k8s
 
@@ -50,23 +48,12 @@ def operator(
     assert not re.search(r'serviceaccount:[^"]*\\?" cannot ', op.log.read_text())
 
 
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git")) as server:
-        yield server
-
-
 @pytest.fixture
 def repo(git_server: GitServer, request: pytest.FixtureRequest) -> Repo:
     name = request.node.name.lower().replace("_", "-")[5:40].strip("-")
     created = git_server.create_repo("acme", name)
     created.commit("main", {"Dockerfile": "FROM scratch\nCOPY . /\n"}, "Initial commit")
     return created
-
-
-@pytest.fixture
-def world(k8s_api: Any, k8s_namespace: str, operator: Operator) -> World:
-    return World(k8s_api, k8s_namespace)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_operator import DIGEST, Operator, World, build_phase, eventually, manifest
-
 from autobuild.settings import BuildSettings, GitHubSettings
-from support.gitserver import GitServer, Repo
-from support.helmbin import ensure_helm
-from support.packaging import (
+from tests.support.gitserver import GitServer, Repo
+from tests.support.helmbin import ensure_helm
+from tests.support.operator_harness import DIGEST, World, build_phase, manifest
+from tests.support.operator_process import Operator, eventually
+from tests.support.packaging import (
     CHART,
     MANIFESTS,
     NAMESPACE,
@@ -225,12 +223,6 @@ class Release:
         config["users"] = [{"name": config["users"][0]["name"], "user": {"token": token}}]
         path.write_text(yaml.safe_dump(config))
         return path
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git")) as server:
-        yield server
 
 
 @pytest.fixture
@@ -530,7 +522,7 @@ def test_the_admission_policy_admits_the_operators_builds_and_nothing_else(
         # The real node's builds (tests/controlplane/realnode.py's operator settings: its own
         # executor image, the host network, a toleration): refused by the default policy,
         # admitted with the executor image and admissionPolicy.allowHostNetwork set.
-        import realnode
+        from tests.controlplane import realnode
 
         executor = "127.0.0.1:5000/autobuild/kaniko-executor:v1.25.5"
         images = realnode.NodeImages(executor, "127.0.0.1:5000/busybox", "127.0.0.1:5000/pause")

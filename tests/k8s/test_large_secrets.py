@@ -16,16 +16,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from test_operator import (
-    Operator,
-    World,
-    eventually,
-    manifest,
-    service_account_kubeconfig,
-)
 
-from support import webhook_payloads as hooks
-from support.gitserver import GitServer
+from tests.support import webhook_payloads as hooks
+from tests.support.gitserver import GitServer
+from tests.support.operator_harness import World, manifest, service_account_kubeconfig
+from tests.support.operator_process import Operator, eventually
 
 pytestmark = pytest.mark.k8s
 

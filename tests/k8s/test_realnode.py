@@ -26,14 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import localcluster
 import pytest
-import realnode
 import yaml
 
 from autobuild.planning.failures import classify_log
-from support.gitserver import GitServer, Repo
-from support.registry import Registry
+from tests.controlplane import localcluster, realnode
+from tests.support.gitserver import GitServer, Repo
+from tests.support.registry import Registry
 
 pytestmark = [pytest.mark.k8s, pytest.mark.realnode]
 
@@ -75,10 +74,11 @@ def test_cluster_down_leaves_the_host_as_it_was(tmp_path: Path) -> None:
         pytest.skip(reason)
     node_binaries = _node_binaries()
     before = realnode.host_snapshot(node_binaries)
-    script = [sys.executable, str(ROOT / "tests" / "controlplane" / "localcluster.py")]
+    script = [sys.executable, "-m", "tests.controlplane.localcluster"]
     state_dir = tmp_path / "cluster"
     up = subprocess.run(
         [*script, "up", "--real-node", "--state-dir", str(state_dir), "--timeout", "300"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -131,6 +131,7 @@ def test_cluster_down_leaves_the_host_as_it_was(tmp_path: Path) -> None:
     finally:
         down = subprocess.run(
             [*script, "down", "--state-dir", str(state_dir)],
+            cwd=ROOT,
             capture_output=True,
             text=True,
             check=False,
@@ -710,8 +711,8 @@ def test_a_private_build_clones_no_submodule_and_its_host_hears_nothing(
 ) -> None:
     """Issue 17, item 10: Kaniko's go-git clones submodules with the repository's token, to
     whatever host .gitmodules names. A build with credentials recurses into none."""
-    from support.gitserver import git_env
-    from support.hostilegit import COMMIT, RecordingGitServer
+    from tests.support.gitserver import git_env
+    from tests.support.hostilegit import COMMIT, RecordingGitServer
 
     token = "s3cret-" + uuid.uuid4().hex
     with (
@@ -767,7 +768,7 @@ def test_kaniko_follows_a_redirect_with_the_token(
     the token to the other host. When this fails, Kaniko stopped doing it."""
     import base64 as b64
 
-    from support.hostilegit import RecordingGitServer, RedirectServer
+    from tests.support.hostilegit import RecordingGitServer, RedirectServer
 
     token = "s3cret-" + uuid.uuid4().hex
     with (

@@ -10,18 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from test_operator import (
-    DIGEST,
-    Operator,
-    World,
-    build_phase,
-    eventually,
-    hook_secret,
-    manifest,
-)
 
-from support import webhook_payloads as hooks
-from support.gitserver import GitServer, Repo
+from tests.support import webhook_payloads as hooks
+from tests.support.gitserver import GitServer, Repo
+from tests.support.operator_harness import DIGEST, World, build_phase, hook_secret, manifest
+from tests.support.operator_process import Operator, eventually
 
 pytestmark = pytest.mark.k8s
 
@@ -37,17 +30,6 @@ def operator(
         yield op
     finally:
         op.stop()
-
-
-@pytest.fixture(scope="module")
-def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    with GitServer(tmp_path_factory.mktemp("git")) as server:
-        yield server
-
-
-@pytest.fixture
-def world(k8s_api: Any, k8s_namespace: str, operator: Operator) -> World:
-    return World(k8s_api, k8s_namespace)
 
 
 @pytest.fixture

@@ -40,15 +40,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import baseimage
-import localcluster
 import pytest
-import realnode
 
-from support import webhook_payloads
-from support.gitserver import GitServer, Repo
-from support.helmbin import ensure_helm
-from support.packaging import CHART, helm_env, package_version
+from tests.controlplane import baseimage, localcluster, realnode
+from tests.support import webhook_payloads
+from tests.support.gitserver import GitServer, Repo
+from tests.support.helmbin import ensure_helm
+from tests.support.packaging import CHART, helm_env, package_version
 
 pytestmark = [pytest.mark.k8s, pytest.mark.realnode, pytest.mark.e2e]
 

@@ -7,17 +7,13 @@ authorization). ``token_registry``: token auth like Docker Hub; alice may push a
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-# tests/ on sys.path makes ``support`` importable without a tests package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from autobuild.registry.dockerconfig import Credentials
-from support.registry import Registry, TokenRegistry
-from support.tokenserver import TokenServer
+from tests.support.registry import Registry, TokenRegistry
+from tests.support.tokenserver import TokenServer
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw"}
 

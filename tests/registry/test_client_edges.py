@@ -26,7 +26,7 @@ from autobuild.registry.client import is_public_address, open_session
 from autobuild.registry.digests import TagDigest, read_tag_digests
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.preflight import PushCheck, check_push
-from support.certificates import self_signed_certificate
+from tests.support.certificates import self_signed_certificate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MANIFEST = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}'

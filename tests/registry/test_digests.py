@@ -11,8 +11,8 @@ import pytest
 from autobuild.api.conditions import Reason
 from autobuild.registry.digests import TagDigest, read_tag_digests, verify_digests
 from autobuild.registry.dockerconfig import Credentials
-from support.crane import Crane
-from support.registry import Registry, TokenRegistry
+from tests.support.crane import Crane
+from tests.support.registry import Registry, TokenRegistry
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from autobuild.api.models import AutomatedBuild, AutomatedBuildSpec
 from autobuild.registry.dockerconfig import DecodedSecret, decode_secret
 from autobuild.registry.operations import apply_image_settings, preflight, verify_build
 from autobuild.settings import BuildSettings
-from support.crane import Crane
-from support.fakedockerhub import FakeDockerHub
-from support.registry import Registry
+from tests.support.crane import Crane
+from tests.support.fakedockerhub import FakeDockerHub
+from tests.support.registry import Registry
 
 
 def _spec(registry: str, visibility: str = "Public", **image: Any) -> AutomatedBuildSpec:

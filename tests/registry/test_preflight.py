@@ -11,8 +11,8 @@ from autobuild.api.conditions import Reason
 from autobuild.registry.client import open_session
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.preflight import PushCheck, check_push
-from support.registry import Registry, TokenRegistry
-from support.tokenserver import TokenServer
+from tests.support.registry import Registry, TokenRegistry
+from tests.support.tokenserver import TokenServer
 
 
 def _check(registry: Registry, repository: str, credentials: Credentials | None) -> PushCheck:

@@ -11,8 +11,8 @@ import pytest
 from autobuild.api.conditions import Reason
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.repository import RepositorySettingsResult, apply_repository_settings
-from support.fakedockerhub import FakeDockerHub
-from support.registry import Registry
+from tests.support.fakedockerhub import FakeDockerHub
+from tests.support.registry import Registry
 
 ALICE = Credentials("alice", "alice-token")
 

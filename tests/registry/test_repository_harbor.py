@@ -10,7 +10,7 @@ import pytest
 from autobuild.api.conditions import Reason
 from autobuild.registry.dockerconfig import Credentials
 from autobuild.registry.repository import RepositorySettingsResult, apply_repository_settings
-from support.fakeharbor import FakeHarbor
+from tests.support.fakeharbor import FakeHarbor
 
 ALICE = Credentials("alice", "alice-pw")
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from support.registry import Registry, RegistryError
-from support.tokenserver import TokenServer
+from tests.support.registry import Registry, RegistryError
+from tests.support.tokenserver import TokenServer
 
 
 def _get(url: str, auth: tuple[str, str] | None = None) -> int:

@@ -20,8 +20,8 @@ from autobuild.registry.dockerconfig import DecodedSecret
 from autobuild.registry.operations import image_ca_bundle, preflight, verify_build
 from autobuild.registry.preflight import PushCheck
 from autobuild.settings import BuildSettings
-from support.crane import Crane
-from support.registry import Registry
+from tests.support.crane import Crane
+from tests.support.registry import Registry
 
 USERS = {"alice": "alice-pw"}
 # No AUTOBUILD_INSECURE_REGISTRIES entry: the registry speaks HTTPS.

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# tests/ on sys.path makes ``support`` importable without a tests package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.gitserver import GitServer
+from tests.support.gitserver import GitServer
 
 
 @pytest.fixture(scope="module")

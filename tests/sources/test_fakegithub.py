@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from github import Auth, BadCredentialsException, Github, UnknownObjectException
 
-from support.fakegithub import FakeGitHub
+from tests.support.fakegithub import FakeGitHub
 
 TOKEN = "ghp_fakeT0kenValue0123456789abcdefABCDEFG"
 

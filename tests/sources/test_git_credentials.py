@@ -23,7 +23,7 @@ from autobuild.planning.job import render_job
 from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.settings import BuildSettings
 from autobuild.sources.git import SourceUnreachable, ls_remote
-from support.gitserver import GitServer, Repo, git_env
+from tests.support.gitserver import GitServer, Repo, git_env
 
 TOKEN = "glpat-S3cretTokenValue0123456789"
 

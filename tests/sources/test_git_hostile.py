@@ -10,18 +10,16 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from autobuild.sources import git as gitsource
 from autobuild.sources.git import SourceTooLarge, SourceUnreachable, ls_remote, read_file_at_commit
-from support.hostilegit import COMMIT, ManyRefsServer, RecordingGitServer, RedirectServer
+from tests.support.hostilegit import COMMIT, ManyRefsServer, RecordingGitServer, RedirectServer
 
 TOKEN = "ghp_S3cretTokenValue0123456789abcdefABCD"
 USERNAME = "x-access-token"
-OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 MIB = 1024 * 1024
 
 
@@ -35,8 +33,7 @@ def _measured_ls_remote(url: str) -> dict[str, Any]:
     """ls_remote in a fresh interpreter: its outcome and the peak RSS of it and of git."""
     script = textwrap.dedent(
         f"""
-        import asyncio, json, resource, sys
-        sys.path.insert(0, {str(OPERATOR)!r})
+        import asyncio, json, resource
         from autobuild.sources.git import SourceUnreachable, ls_remote
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:

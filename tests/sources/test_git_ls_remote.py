@@ -17,8 +17,8 @@ import pytest
 
 from autobuild.sources import git as gitsource
 from autobuild.sources.git import SourceUnreachable, ls_remote
-from support.gitserver import GitServer, Repo, git_env
-from support.processes import group_gone
+from tests.support.gitserver import GitServer, Repo, git_env
+from tests.support.processes import group_gone
 
 TOKEN = "ghp_S3cretTokenValue0123456789abcdefABCD"
 USERNAME = "x-access-token"

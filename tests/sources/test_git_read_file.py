@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from autobuild.sources.git import GitFileError, SourceUnreachable, read_file_at_commit
-from support.gitserver import GitServer, Repo, git_env
-from support.processes import group_gone
+from tests.support.gitserver import GitServer, Repo, git_env
+from tests.support.processes import group_gone
 
 TOKEN = "glpat-S3cretTokenValue0123456789abcdefAB"
 USERNAME = "oauth2"

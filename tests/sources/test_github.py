@@ -19,7 +19,7 @@ from autobuild.sources.github import (
     GitHubError,
     HookRefresh,
 )
-from support.fakegithub import HOOK_LIMIT, FakeGitHub, FakeRepo
+from tests.support.fakegithub import HOOK_LIMIT, FakeGitHub, FakeRepo
 
 TOKEN = "ghp_0wnerT0kenValue0123456789abcdefABCD"
 WRITER_TOKEN = "ghp_wr1terT0kenValue0123456789abcdefABC"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from autobuild.cli.render import load_automated_builds
-from support.fakegithub import FakeGitHub
+from tests.support.fakegithub import FakeGitHub
 
 TOKEN = "ghp_cl1T0kenValue0123456789abcdefABCDEFGH"
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from support.gitserver import GitServer, git_env
-from support.gogit import clone
-from support.hostilegit import COMMIT, RecordingGitServer, RedirectServer
+from tests.support.gitserver import GitServer, git_env
+from tests.support.gogit import clone
+from tests.support.hostilegit import COMMIT, RecordingGitServer, RedirectServer
 
 USERNAME = "x-access-token"
 TOKEN = "kaniko-clone-t0ken"

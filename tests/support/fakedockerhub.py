@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService
+from tests.support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService
 
 __all__ = ["FakeDockerHub"]
 

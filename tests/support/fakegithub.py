@@ -49,7 +49,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from support.httpserver import ThreadedHTTPService
+from tests.support.httpserver import ThreadedHTTPService
 
 __all__ = ["FakeGitHub", "FakeRepo", "RecordedRequest"]
 

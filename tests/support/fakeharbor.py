@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
+from tests.support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["FakeHarbor"]
 

@@ -18,7 +18,7 @@ Library use::
 
 As a script (serves until killed; prints the URL on the first line of stdout)::
 
-    python tests/support/gitserver.py serve --root DIR [--port N] [--repo OWNER/NAME]...
+    python -m tests.support.gitserver serve --root DIR [--port N] [--repo OWNER/NAME]...
         [--private-repo OWNER/NAME]...   # token from the GITSERVER_TOKEN environment variable
 """
 
@@ -43,10 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, ClassVar, cast
 
-try:
-    from support.httpserver import ThreadedHTTPService, basic_credentials
-except ModuleNotFoundError:  # run as a script: sys.path has tests/support, not tests
-    from httpserver import ThreadedHTTPService, basic_credentials  # type: ignore[import-not-found,no-redef]
+from tests.support.httpserver import ThreadedHTTPService, basic_credentials
 
 __all__ = ["GitServer", "Repo", "git_env"]
 

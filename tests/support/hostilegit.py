@@ -12,7 +12,7 @@ another host to git, to curl and to Go's net/http).
 
 As a script (serves until killed; prints the URL on the first line of stdout)::
 
-    python tests/support/hostilegit.py many-refs --refs 1000000 [--host 127.0.0.1]
+    python -m tests.support.hostilegit many-refs --refs 1000000 [--host 127.0.0.1]
 """
 
 from __future__ import annotations
@@ -24,10 +24,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-try:
-    from support.httpserver import ThreadedHTTPService
-except ModuleNotFoundError:  # run as a script: sys.path has tests/support, not tests
-    from httpserver import ThreadedHTTPService  # type: ignore[import-not-found,no-redef]
+from tests.support.httpserver import ThreadedHTTPService
 
 __all__ = ["ManyRefsServer", "RecordingGitServer", "RedirectServer", "Request"]
 

@@ -1,5 +1,5 @@
 """``autobuild run`` as a real subprocess on loopback, for the tests on the real control plane
-(moved here from tests/k8s/test_operator.py so that other k8s test files share it)."""
+(shared by the k8s test files; their harness is operator_harness.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-# Build pods are pinned to a label no node has (AUTOBUILD_NODE_SELECTOR), see test_operator.py.
+# Build pods are pinned to a label no node has (AUTOBUILD_NODE_SELECTOR), see tests/k8s/conftest.py.
 BUILDER_LABEL = ("autobuild.dev/test-builder", "kwok")
 
 

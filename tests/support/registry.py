@@ -48,11 +48,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from support.certificates import self_signed_certificate
-from support.httpserver import Service
+from tests.support.certificates import self_signed_certificate
+from tests.support.httpserver import Service
 
 if TYPE_CHECKING:
-    from support.tokenserver import TokenServer
+    from tests.support.tokenserver import TokenServer
 
 __all__ = ["Registry", "RegistryError", "TokenRegistry", "registry_binary"]
 

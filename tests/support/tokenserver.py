@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from support.certificates import self_signed_certificate
-from support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
+from tests.support.certificates import self_signed_certificate
+from tests.support.httpserver import JSONHandler, OwnedHTTPServer, ThreadedHTTPService, basic_user
 
 __all__ = ["TokenServer"]
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from autobuild.api.models import AutomatedBuild
+from autobuild.planning import registry_gate
+from autobuild.planning.registry_gate import RegistryResult
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
+# When registry_answers answered: the clock of test_decide.py and test_hooks.py.
+ANSWERED_AT = datetime(2026, 11, 29, 8, 0, 0, tzinfo=UTC)
 
 _BASE: dict[str, Any] = {
     "apiVersion": "autobuild.dev/v1alpha1",
@@ -40,3 +45,19 @@ def document(**spec_changes: Any) -> dict[str, Any]:
 def automated_build(**spec_changes: Any) -> AutomatedBuild:
     """A validated AutomatedBuild with top-level spec fields replaced."""
     return AutomatedBuild.model_validate(document(**spec_changes))
+
+
+def registry_answers(b: dict[str, Any], version: str = "") -> dict[str, RegistryResult]:
+    """A registry that lets the push Secret push and has no visibility notion."""
+    ab = AutomatedBuild.model_validate(b)
+    preflight = registry_gate.push_preflight(ab, version, {}, ANSWERED_AT).request
+    settings = registry_gate.repository_settings(
+        registry_gate.image_fingerprint(ab, version), None, {}, ANSWERED_AT
+    ).request
+    assert preflight is not None
+    assert settings is not None
+    unsupported = {"name": "acme/x", "kind": "Registry", "reason": "VisibilityUnsupported"}
+    return {
+        preflight.id: RegistryResult(ANSWERED_AT, True),
+        settings.id: RegistryResult(ANSWERED_AT, True, status=unsupported),
+    }

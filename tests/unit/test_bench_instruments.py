@@ -4,17 +4,14 @@ import hashlib
 import hmac
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "bench"))
-sys.path.insert(0, str(ROOT / "tests" / "controlplane"))
 
-from bench_operator import github_push, github_signature, parse_sizes  # noqa: E402
-from benchkit import AuditLog, Mark, percentile, summarize  # noqa: E402
+from tests.bench.bench_operator import github_push, github_signature, parse_sizes  # noqa: E402
+from tests.bench.benchkit import AuditLog, Mark, percentile, summarize  # noqa: E402
 
 USER = "system:serviceaccount:autobuild-system:autobuild-operator"
 

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from autobuild import __version__
 from autobuild.api.crd import render_crd
 from autobuild.settings import BuildSettings, GitHubSettings
-from support.helmbin import HELM_VERSION, ensure_helm
-from support.packaging import (
+from tests.support.helmbin import HELM_VERSION, ensure_helm
+from tests.support.packaging import (
     CHART,
     NAMESPACE,
     RELEASE,

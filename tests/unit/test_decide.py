@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import COMMIT, OTHER_COMMIT, automated_build, document
+from factories import COMMIT, OTHER_COMMIT, automated_build, document, registry_answers
 
 from autobuild.api.conditions import Reason
-from autobuild.api.models import AutomatedBuild, Trigger
+from autobuild.api.models import Trigger
 from autobuild.planning import failures, registry_gate
 from autobuild.planning import status as tracking
 from autobuild.planning.decide import (
@@ -51,22 +51,6 @@ def heads(
 ) -> HeadsResult:
     generation = snapshot_body["metadata"]["generation"]
     return HeadsResult(generation, request_id, NOW, heads=refs)
-
-
-def registry_answers(b: dict[str, Any], version: str = "") -> dict[str, RegistryResult]:
-    """A registry that lets the push Secret push and has no visibility notion."""
-    ab = AutomatedBuild.model_validate(b)
-    preflight = registry_gate.push_preflight(ab, version, {}, NOW).request
-    settings = registry_gate.repository_settings(
-        registry_gate.image_fingerprint(ab, version), None, {}, NOW
-    ).request
-    assert preflight is not None
-    assert settings is not None
-    unsupported = {"name": "acme/x", "kind": "Registry", "reason": "VisibilityUnsupported"}
-    return {
-        preflight.id: RegistryResult(NOW, True),
-        settings.id: RegistryResult(NOW, True, status=unsupported),
-    }
 
 
 def world(b: dict[str, Any], **changes: Any) -> Snapshot:

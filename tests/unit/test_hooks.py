@@ -13,8 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import COMMIT, document
-from test_decide import registry_answers
+from factories import COMMIT, document, registry_answers
 
 from autobuild.api.conditions import ConditionType, Reason
 from autobuild.api.models import WebhookResponse, WebhookStatus

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from support.packaging import ROOT, package_version
+from tests.support.packaging import ROOT, package_version
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

@@ -12,7 +12,7 @@ from autobuild.api.models import Provider
 from autobuild.planning.planner import PushEvent, delivery_key
 from autobuild.webhooks.deliveries import parse_delivery
 from autobuild.webhooks.receiver import Receiver
-from support import webhook_payloads as wp
+from tests.support import webhook_payloads as wp
 
 SECRET = b"cavityflow-hook-secret"
 AT = datetime(2026, 11, 29, 8, 0, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fakes import MemoryIndex
 from multidict import CIMultiDict
-from test_http import SECRET, TOKEN, Served
+from served import SECRET, TOKEN, Served
 
 from autobuild.api.models import Provider
 from autobuild.controller.store import Store
@@ -34,7 +34,7 @@ from autobuild.webhooks.receiver import (
     create_app,
     start_server,
 )
-from support import webhook_payloads as wp
+from tests.support import webhook_payloads as wp
 
 NOT_VERIFIED = (401, {"error": "no AutomatedBuild verifies this delivery"})
 NO_TRIGGER = (404, {"error": "no such build trigger"})

@@ -20,7 +20,7 @@ from autobuild.webhooks.deliveries import (
 )
 from autobuild.webhooks.repokey import repo_key
 from autobuild.webhooks.signatures import sign_sha256, verify_sha256, verify_token
-from support import webhook_payloads as wp
+from tests.support import webhook_payloads as wp
 
 # --- repo_key -------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from autobuild.webhooks.receiver import (
     Receiver,
     addressed_to,
 )
-from support import webhook_payloads as wp
+from tests.support import webhook_payloads as wp
 
 SECRET = b"cavityflow-hook-secret"
 OTHER = b"another-secret"
