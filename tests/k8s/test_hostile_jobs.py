@@ -23,6 +23,7 @@ from tests.support.operator_harness import (
     build_phase,
     manifest,
     service_account_kubeconfig,
+    terminated_pod_status,
 )
 from tests.support.operator_process import BUILDER_LABEL, Operator, eventually
 
@@ -119,21 +120,7 @@ def forged_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
 
 def terminated(core: Any, namespace: str, pod: str, message: str) -> None:
     """Play kubelet: the Pod's kaniko container ended with ``message`` (a digest)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    state = {"exitCode": 0, "reason": "Completed", "message": message}
-    status = {
-        "phase": "Succeeded",
-        "containerStatuses": [
-            {
-                "name": "kaniko",
-                "image": "kaniko",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"terminated": {**state, "startedAt": now, "finishedAt": now}},
-            }
-        ],
-    }
+    status = terminated_pod_status(0, message)
     core.patch_namespaced_pod_status(pod, namespace, {"status": status})
 
 

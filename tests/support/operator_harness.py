@@ -118,27 +118,7 @@ class World:
     ) -> None:
         """Play kubelet: the build pod ran and ended."""
         pod = eventually(lambda: self.pods(job_name), 30, f"pod of {job_name}")[0]
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        terminated = {
-            "exitCode": exit_code,
-            "reason": reason or ("Completed" if exit_code == 0 else "Error"),
-            "message": message,
-            "startedAt": now,
-            "finishedAt": now,
-        }
-        status = {
-            "phase": "Succeeded" if exit_code == 0 else "Failed",
-            "containerStatuses": [
-                {
-                    "name": "kaniko",
-                    "image": "kaniko",
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 0,
-                    "state": {"terminated": terminated},
-                }
-            ],
-        }
+        status = terminated_pod_status(exit_code, message, reason)
         self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
 
     def run_pod(self, job_name: str) -> None:
@@ -265,3 +245,30 @@ def docker_config(host: str, user: str, password: str) -> str:
     """A ``.dockerconfigjson`` with one registry's credentials."""
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     return json.dumps({"auths": {host: {"auth": auth}}})
+
+
+def terminated_pod_status(
+    exit_code: int, message: str = "", reason: str | None = None
+) -> dict[str, Any]:
+    """A build pod's status as kubelet writes it once its kaniko container ended."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    terminated = {
+        "exitCode": exit_code,
+        "reason": reason or ("Completed" if exit_code == 0 else "Error"),
+        "message": message,
+        "startedAt": now,
+        "finishedAt": now,
+    }
+    return {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "containerStatuses": [
+            {
+                "name": "kaniko",
+                "image": "kaniko",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
