@@ -124,19 +124,7 @@ class World:
     def run_pod(self, job_name: str) -> None:
         pod = eventually(lambda: self.pods(job_name), 30, f"pod of {job_name}")[0]
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        status = {
-            "phase": "Running",
-            "containerStatuses": [
-                {
-                    "name": "kaniko",
-                    "image": "kaniko",
-                    "imageID": "",
-                    "ready": True,
-                    "restartCount": 0,
-                    "state": {"running": {"startedAt": now}},
-                }
-            ],
-        }
+        status = _kaniko_pod_status("Running", ready=True, state={"running": {"startedAt": now}})
         self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": status})
 
 
@@ -259,16 +247,18 @@ def terminated_pod_status(
         "startedAt": now,
         "finishedAt": now,
     }
-    return {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "containerStatuses": [
-            {
-                "name": "kaniko",
-                "image": "kaniko",
-                "imageID": "",
-                "ready": False,
-                "restartCount": 0,
-                "state": {"terminated": terminated},
-            }
-        ],
+    phase = "Succeeded" if exit_code == 0 else "Failed"
+    return _kaniko_pod_status(phase, ready=False, state={"terminated": terminated})
+
+
+def _kaniko_pod_status(phase: str, ready: bool, state: dict[str, Any]) -> dict[str, Any]:
+    """A build pod's status with its one kaniko container in ``state``."""
+    container = {
+        "name": "kaniko",
+        "image": "kaniko",
+        "imageID": "",
+        "ready": ready,
+        "restartCount": 0,
+        "state": state,
     }
+    return {"phase": phase, "containerStatuses": [container]}
