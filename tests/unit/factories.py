@@ -8,7 +8,12 @@ from typing import Any
 
 from autobuild.api.models import AutomatedBuild
 from autobuild.planning import registry_gate
+from autobuild.planning.job import render_job
+from autobuild.planning.planner import PushEvent, plan_builds
 from autobuild.planning.registry_gate import RegistryResult
+from autobuild.planning.snapshot import Snapshot
+from autobuild.planning.steps import World
+from autobuild.settings import BuildSettings, GitHubSettings
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
@@ -61,3 +66,25 @@ def registry_answers(b: dict[str, Any], version: str = "") -> dict[str, Registry
         preflight.id: RegistryResult(ANSWERED_AT, True),
         settings.id: RegistryResult(ANSWERED_AT, True, status=unsupported),
     }
+
+
+def step_world(snapshot: Snapshot, github: GitHubSettings | None = None) -> World:
+    """What a step of the decision reads, for a snapshot (the unit tests of one step)."""
+    return World.of(snapshot, BuildSettings(), github or GitHubSettings())
+
+
+def queued_job(n: int, *, suspend: bool = True, **status: Any) -> dict[str, Any]:
+    """A Job of rule 0 (main) as the API returns it, created at minute ``n``."""
+    ab = automated_build()
+    commit = f"{n + 1:040x}"  # the all-zero commit means "deleted"
+    build = plan_builds(ab.spec, PushEvent.parse("main", commit)).builds[0]
+    job = render_job(ab, build, BuildSettings())
+    job["metadata"].update(
+        name=f"job-{n}",
+        uid=f"uid-{n}",
+        resourceVersion=str(n + 1),
+        creationTimestamp=f"2026-11-29T07:{n:02d}:00Z",
+    )
+    job["spec"]["suspend"] = suspend
+    job["status"] = status
+    return job

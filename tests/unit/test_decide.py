@@ -10,7 +10,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import COMMIT, OTHER_COMMIT, automated_build, document, registry_answers
+from factories import (
+    COMMIT,
+    OTHER_COMMIT,
+    document,
+    queued_job,
+    registry_answers,
+)
 
 from autobuild.api.conditions import Reason
 from autobuild.api.models import Trigger
@@ -24,8 +30,8 @@ from autobuild.planning.decide import (
     decide,
     redact,
 )
-from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER, render_job
-from autobuild.planning.planner import PushEvent, plan_builds
+from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER
+from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
 from autobuild.planning.triggers import ANNOTATION_TRIGGER, TriggerRequest, append_request
 from autobuild.settings import BuildSettings
@@ -442,24 +448,6 @@ def test_deciding_again_after_acting_writes_nothing() -> None:
             assert len(running) == 2  # one per (rule, ref) queue
 
 
-def queued_job(n: int, *, suspend: bool = True, **status: Any) -> dict[str, Any]:
-    """A Job of rule 0 (main) as the API returns it, created at minute ``n``."""
-
-    ab = automated_build()
-    commit = f"{n + 1:040x}"  # the all-zero commit means "deleted"
-    build = plan_builds(ab.spec, PushEvent.parse("main", commit)).builds[0]
-    job = render_job(ab, build, SETTINGS)
-    job["metadata"].update(
-        name=f"job-{n}",
-        uid=f"uid-{n}",
-        resourceVersion=str(n + 1),
-        creationTimestamp=f"2026-11-29T07:{n:02d}:00Z",
-    )
-    job["spec"]["suspend"] = suspend
-    job["status"] = status
-    return job
-
-
 @pytest.mark.parametrize(
     ("policy", "running", "release", "cancel"),
     [
@@ -789,3 +777,24 @@ def test_a_linked_token_bound_to_other_repositories_is_never_sent() -> None:
     asked = decide(world(ours, secrets={"link": secret}), SETTINGS)
     assert asked.resolve is not None
     assert asked.resolve.password == TOKEN
+
+
+def test_every_status_field_and_condition_has_exactly_one_owner() -> None:
+    from itertools import combinations
+
+    from autobuild.api.conditions import ConditionType
+    from autobuild.api.models import AutomatedBuildStatus, BuildRecord
+    from autobuild.planning.steps import PROBLEM_CHAIN, STEPS, SUMMARIZED
+
+    owners = [(step.name, step.owns) for step in STEPS] + [("summarize", SUMMARIZED)]
+    for (a, owns_a), (b, owns_b) in combinations(owners, 2):
+        assert not owns_a & owns_b, f"{a} and {b} both own {sorted(owns_a & owns_b)}"
+    owned = frozenset().union(*(owns for _, owns in owners))
+    fields = {f.alias or name for name, f in AutomatedBuildStatus.model_fields.items()}
+    conditions = {c.value for c in ConditionType}
+    assert owned >= (fields - {"conditions"}) | conditions
+    record_fields = {f.alias or name for name, f in BuildRecord.model_fields.items()}
+    for key in owned - fields - conditions:  # builds[<phase>].<field>: refined record fields
+        assert key.startswith("builds["), key
+        assert key.split("].")[1] in record_fields, key
+    assert set(PROBLEM_CHAIN) <= {step.name for step in STEPS}
