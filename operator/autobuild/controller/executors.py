@@ -18,8 +18,9 @@ import aiohttp
 
 from autobuild.api.conditions import Reason
 from autobuild.api.models import AutomatedBuildSpec, WebhookResponse, WebhookStatus
+from autobuild.controller.answers import Key
 from autobuild.controller.kubeapi import ApiError, KubeApi, segment
-from autobuild.controller.store import Key, Store
+from autobuild.controller.store import Store
 from autobuild.metrics import Metrics
 from autobuild.planning import status as tracking
 from autobuild.planning.credentials import manages_existing_repositories
@@ -81,6 +82,7 @@ class Executors:
         with the controller's own head reads)."""
         self._api = api
         self._store = store
+        self._answers = store.answers
         self._settings = settings
         self._github_settings = github_settings
         self._metrics = metrics
@@ -137,7 +139,7 @@ class Executors:
         finally:
             self._running.discard((key, call.id))
         self._metrics.record_github_call(call.kind, result.ok, result.reason)
-        self._store.set_github(key, call.id, result)
+        self._answers.set_github(key, call.id, result)
 
     def _github_client(self) -> GitHub:
         if self._github is None:
@@ -161,7 +163,7 @@ class Executors:
             log.info("%s/%s: cannot read the log of %s: %s", *key, read.pod_name, exc)
         finally:
             self._running.discard((key, read.job_name))
-        self._store.set_log_reason(key, read.job_name, found)
+        self._answers.set_log_reason(key, read.job_name, found)
 
     # Registries -------------------------------------------------------------------------------
     async def _registry_check(self, key: Key, request: RegistryRequest) -> None:
@@ -174,7 +176,7 @@ class Executors:
             result = RegistryResult(_now(), False, Reason.REGISTRY_UNREACHABLE, str(exc)[:300])
         finally:
             self._running.discard((key, request.id))
-        self._store.set_registry(key, request.id, result)
+        self._answers.set_registry(key, request.id, result)
 
     async def _run_registry_check(self, key: Key, request: RegistryRequest) -> RegistryResult:
         automated_build = self._store.parsed(key)
@@ -220,7 +222,7 @@ class Executors:
             problem,
             request.credentials_version,
         )
-        self._store.set_heads(key, result)
+        self._answers.set_heads(key, result)
 
 
 # One executor per GitHub call --------------------------------------------------------------------

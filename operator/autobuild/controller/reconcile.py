@@ -17,10 +17,11 @@ from typing import Any, Final
 from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
 from autobuild.api.checks import DNS1123_SUBDOMAIN
 from autobuild.api.conditions import Reason
+from autobuild.controller.answers import Key
 from autobuild.controller.executors import Executors
 from autobuild.controller.kubeapi import AB_GROUP, ApiError, KubeApi, segment
 from autobuild.controller.queue import WorkQueue
-from autobuild.controller.store import Informer, Key, Store, start_in_order
+from autobuild.controller.store import Informer, Store, start_in_order
 from autobuild.metrics import Metrics, StateSources
 from autobuild.planning import hooks
 from autobuild.planning import status as tracking
@@ -382,7 +383,7 @@ class Controller:
         self.store.take_pushes(key, decision.pushes_done)
         for note in decision.push_events:  # the pushes are taken: said once, status or not
             await self._post_event(body, note)
-        self.store.forget_github(key, decision.github_forget)
+        self.store.answers.forget_github(key, decision.github_forget)
         if decision.hook_secret is not None:
             await self._create_hook_secret(key, body)
         # The Events go with the first write that lands: the finalizer (after which a
@@ -468,7 +469,7 @@ class Controller:
         )
         log.warning("%s/%s: %s", key[0], key[1], message)
         refusal = RefusedWrite(_now(), message[:300] + hint, write=write)
-        self.store.set_github(key, refusal.id, refusal)
+        self.store.answers.set_github(key, refusal.id, refusal)
 
     async def _patch_job(self, jobs: str, write: JobWrite, patch: Mapping[str, Any]) -> int:
         """A conditional merge patch (the version decide saw): a release can never undo a
