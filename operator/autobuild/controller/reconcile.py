@@ -1,6 +1,10 @@
 """One reconcile per AutomatedBuild: observe (a snapshot from the store) -> decide (pure) ->
 act (the writes, nothing else). Every entry point — a watch event of the object, its Jobs, Pods
 or Secrets, a push, a retry — enqueues the object's key, so there is one place that writes.
+
+:class:`Controller` wires the parts (informers, store, queue, webhook server, poller) and holds
+the entry points and the reconcile; the writes are :mod:`autobuild.controller.writes`, in their
+declared order, and the effects that are not writes :mod:`autobuild.controller.executors`.
 """
 
 from __future__ import annotations
@@ -8,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final
 
-from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
+from autobuild import PLURAL
 from autobuild.api.checks import DNS1123_SUBDOMAIN
 from autobuild.api.conditions import Reason
 from autobuild.controller.answers import Key
@@ -22,12 +25,9 @@ from autobuild.controller.executors import Executors
 from autobuild.controller.kubeapi import AB_GROUP, ApiError, KubeApi, segment
 from autobuild.controller.queue import WorkQueue
 from autobuild.controller.store import Informer, Store, start_in_order
+from autobuild.controller.writes import Writes
 from autobuild.metrics import Metrics, StateSources
-from autobuild.planning import hooks
-from autobuild.planning import status as tracking
-from autobuild.planning.decide import Decision, EventNote, JobWrite, decide, git_access
-from autobuild.planning.effects import RefusedWrite
-from autobuild.planning.github import hook_secret_manifest
+from autobuild.planning.decide import Decision, EventNote, decide, git_access
 from autobuild.planning.job import LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, buildable_ref, plan_builds
 from autobuild.settings import BuildSettings, GitHubSettings
@@ -42,9 +42,6 @@ log = logging.getLogger("autobuild.reconcile")
 _GIT_CONCURRENCY: Final = 16
 # Seconds the check that a build's repository URL does not redirect may take.
 _REDIRECT_CHECK_TIMEOUT: Final = 10.0
-# After a conditional write lost a race, look again this soon (the watch brings the news).
-_CONFLICT_RETRY: Final = 0.5
-_MERGE_PATCH: Final = "application/merge-patch+json"
 # Secrets per metadata LIST page: a page is what is held at once, and annotations alone may
 # reach 256 KiB an object (kubectl's last-applied-configuration copies the data there).
 _SECRET_PAGE: Final = 100
@@ -99,7 +96,7 @@ class Controller:
         self.executors = Executors(
             api, self.store, settings, self.github_settings, self.metrics, self._spawn, self._git
         )
-        self._instance = socket.gethostname()
+        self.writes = Writes(api, self.store, self.metrics, self.executors.start)
         owned = {"labelSelector": LABEL_UID}
         store = self.store
         self._informers = [
@@ -248,7 +245,9 @@ class Controller:
         try:
             heads = await self._heads(key)
         except SourceUnreachable as exc:
-            await self._post_event(body, EventNote("Warning", exc.reason, f"trigger URL: {exc}"))
+            await self.writes.post_event(
+                body, EventNote("Warning", exc.reason, f"trigger URL: {exc}")
+            )
             return
         events: list[PushEvent] = []
         notes: list[str] = []
@@ -261,7 +260,7 @@ class Controller:
             self.submit_push(key[0], key[1], list(dict.fromkeys(events)))  # requests overlap
         if notes:
             note = " | ".join(dict.fromkeys(notes))
-            await self._post_event(
+            await self.writes.post_event(
                 body, EventNote("Warning", Reason.NOTHING_TO_BUILD, f"trigger URL: {note}")
             )
 
@@ -361,203 +360,10 @@ class Controller:
             return None
 
     async def _act(self, key: Key, body: Mapping[str, Any], decision: Decision) -> float | None:
-        jobs = f"/apis/batch/v1/namespaces/{segment(key[0])}/jobs"
+        """Perform a decision: the check that must pass before builds with credentials
+        start, then the writes."""
         redirect = await self._redirect_before_build(key) if decision.create else None
-        for manifest in decision.create:
-            if redirect is not None:
-                why = f"build {manifest['metadata']['name']} not started: {redirect}"
-                await self._post_event(body, EventNote("Warning", Reason.SOURCE_UNREACHABLE, why))
-                continue
-            try:
-                self.store.apply_job("ADDED", await self.api.request("POST", jobs, body=manifest))
-            except ApiError as exc:
-                if exc.status != 409:  # 409: the build exists already (same identity)
-                    raise
-        conflicts = 0
-        for write in self._held(key, decision.release):
-            conflicts += await self._patch_job(jobs, write, {"spec": {"suspend": False}})
-        for write in self._held(key, decision.cancel):
-            conflicts += await self._patch_job(jobs, write, tracking.cancel_patch(_now()))
-        for write in self._held(key, decision.delete):
-            await self._delete_job(jobs, write)
-        self.store.take_pushes(key, decision.pushes_done)
-        for note in decision.push_events:  # the pushes are taken: said once, status or not
-            await self._post_event(body, note)
-        self.store.answers.forget_github(key, decision.github_forget)
-        if decision.hook_secret is not None:
-            await self._create_hook_secret(key, body)
-        # The Events go with the first write that lands: the finalizer (after which a
-        # deleted object is gone), else the status.
-        events = decision.events
-        if decision.finalizers is not None:
-            written = await self._write_finalizers(key, body, decision.finalizers)
-            if written is None:
-                return _CONFLICT_RETRY
-            body = written  # the status write below is conditional on this version
-            for note in events:
-                await self._post_event(body, note)
-            events = ()
-        self.executors.start(key, decision)
-        if conflicts:
-            return _CONFLICT_RETRY
-        if decision.status is not None:
-            if not await self._write_status(key, body, decision.status):
-                return _CONFLICT_RETRY
-            self.metrics.record_status(body.get("status"), decision.status)
-            for note in events:
-                await self._post_event(body, note)
-        return decision.requeue_after
-
-    def _held(self, key: Key, writes: Sequence[JobWrite]) -> list[JobWrite]:
-        """The writes to Jobs this AutomatedBuild owns (the ownership chain the store checks):
-        whatever a decision says, no other Job is ever patched or deleted for it."""
-        held = [w for w in writes if self.store.holds_job(key, w.name, w.uid)]
-        for write in writes:
-            if write not in held:
-                log.warning("%s/%s: not touching Job %s: not its own", *key, write.name)
-        return held
-
-    async def _create_hook_secret(self, key: Key, body: Mapping[str, Any]) -> None:
-        """Create the Secret that keeps a generated webhook secret (owned by the object)."""
-        from autobuild.sources.github import new_hook_secret
-
-        meta = body["metadata"]
-        manifest = hook_secret_manifest(key[0], key[1], str(meta.get("uid", "")), new_hook_secret())
-        try:
-            created = await self.api.request(
-                "POST", f"/api/v1/namespaces/{segment(key[0])}/secrets", body=manifest
-            )
-        except ApiError as exc:
-            if exc.status == 403:
-                self._refused(key, hooks.WRITE_SECRET, f"cannot create Secret: {exc}")
-            elif exc.status != 409:  # 409: it exists; its watch event brings it
-                raise
-            return
-        self.store.apply_secret("ADDED", created)
-
-    async def _write_finalizers(
-        self, key: Key, body: Mapping[str, Any], finalizers: Sequence[str]
-    ) -> Mapping[str, Any] | None:
-        """Set metadata.finalizers, conditional on the version decided on (a merge patch
-        replaces the whole list: another controller's finalizer must not be lost). Returns
-        the object as written, None when it changed or went away in between."""
-        meta = {
-            "resourceVersion": body["metadata"].get("resourceVersion"),
-            "finalizers": finalizers,
-        }
-        path = f"{AB_GROUP}/namespaces/{segment(key[0])}/{PLURAL}/{segment(key[1])}"
-        try:
-            answer = await self.api.request(
-                "PATCH", path, body={"metadata": meta}, content_type=_MERGE_PATCH
-            )
-        except ApiError as exc:
-            if exc.status == 403:
-                self._refused(key, hooks.WRITE_FINALIZERS, f"cannot set the finalizer: {exc}")
-                return body  # the rest of the reconcile goes on
-            if exc.status in (404, 409):
-                return None
-            raise
-        self.store.apply_automated_build("MODIFIED", answer)
-        return answer
-
-    def _refused(self, key: Key, write: str, message: str) -> None:
-        """A write of the webhook path that RBAC refused: WebhookReady says so (not a crash
-        of the whole reconcile), and it is tried again later."""
-        hint = (
-            "; the operator needs create on Secrets and patch on AutomatedBuilds to register "
-            "webhooks (chart: webhook.publicUrl; kustomize: components/github-hooks)"
-        )
-        log.warning("%s/%s: %s", key[0], key[1], message)
-        refusal = RefusedWrite(_now(), message[:300] + hint, write=write)
-        self.store.answers.set_github(key, refusal.id, refusal)
-
-    async def _patch_job(self, jobs: str, write: JobWrite, patch: Mapping[str, Any]) -> int:
-        """A conditional merge patch (the version decide saw): a release can never undo a
-        cancel made in between. Returns 1 when it lost that race."""
-        meta = {**patch.get("metadata", {}), "resourceVersion": write.resource_version}
-        try:
-            answer = await self.api.request(
-                "PATCH",
-                f"{jobs}/{segment(write.name)}",
-                body={**patch, "metadata": meta},
-                content_type=_MERGE_PATCH,
-            )
-        except ApiError as exc:
-            if exc.status == 409:
-                return 1
-            if exc.status == 404:
-                return 0
-            raise
-        self.store.apply_job("MODIFIED", answer)
-        return 0
-
-    async def _delete_job(self, jobs: str, write: JobWrite) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "propagationPolicy": "Background",
-            "preconditions": {"uid": write.uid},
-        }
-        try:
-            await self.api.request("DELETE", f"{jobs}/{segment(write.name)}", body=body)
-        except ApiError as exc:
-            if exc.status not in (404, 409):
-                raise
-
-    async def _write_status(
-        self, key: Key, body: Mapping[str, Any], status: Mapping[str, Any]
-    ) -> bool:
-        """Patch status if the object is still the version decided on; False on a conflict."""
-        version = body["metadata"].get("resourceVersion")
-        path = f"{AB_GROUP}/namespaces/{segment(key[0])}/{PLURAL}/{segment(key[1])}/status"
-        try:
-            answer = await self.api.request(
-                "PATCH",
-                path,
-                body={"metadata": {"resourceVersion": version}, "status": status},
-                content_type=_MERGE_PATCH,
-            )
-        except ApiError as exc:
-            if exc.status in (404, 409):
-                return False
-            raise
-        self.store.written(answer)
-        return True
-
-    async def _post_event(self, body: Mapping[str, Any], note: EventNote) -> None:
-        """Post an Event about the AutomatedBuild; a failure is logged, never fatal."""
-        meta = body["metadata"]
-        moment = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                "kind": KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid", ""),
-            },
-            "type": note.type,
-            "reason": note.reason,
-            "message": note.message[:1024],
-            "source": {"component": "autobuild"},
-            "reportingComponent": "autobuild.dev/operator",
-            "reportingInstance": self._instance,
-            "firstTimestamp": moment,
-            "lastTimestamp": moment,
-            "count": 1,
-        }
-        log.info(
-            "%s/%s %s %s: %s", meta["namespace"], meta["name"], note.type, note.reason, note.message
-        )
-        try:
-            await self.api.request(
-                "POST", f"/api/v1/namespaces/{segment(meta['namespace'])}/events", body=event
-            )
-        except (ApiError, OSError, TimeoutError) as exc:
-            log.warning("could not post Event %s: %s", note.reason, exc)
+        return await self.writes.act(key, body, decision, redirect)
 
 
 __all__ = ["Controller"]
