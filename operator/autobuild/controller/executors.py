@@ -1,7 +1,8 @@
 """The effects of a decision that are not Kubernetes writes, run beside the queue: GitHub calls,
 registry checks, the read of a failed build's log, and ``git ls-remote`` for the heads. One
-executor per effect type (the tables below); every answer goes to the store, which enqueues the
-object again, and an effect already running for an object is not started twice.
+executor per effect type (the tables below); every answer goes to the answer memory
+(:mod:`autobuild.controller.answers`), which enqueues the object again, and an effect already
+running for an object is not started twice.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ class Executors:
 
     # GitHub ---------------------------------------------------------------------------------
     async def _github_call(self, key: Key, call: GitHubRequest) -> None:
-        """Make a GitHub call; its answer goes to the store. Never raises: GitHub's trouble is
-        the object's condition or an Event, not the operator's."""
+        """Make a GitHub call; its answer goes to the answer memory. Never raises: GitHub's
+        trouble is the object's condition or an Event, not the operator's."""
         from autobuild.sources.github import GitHubError
 
         try:
@@ -167,7 +168,7 @@ class Executors:
 
     # Registries -------------------------------------------------------------------------------
     async def _registry_check(self, key: Key, request: RegistryRequest) -> None:
-        """Run a registry check; its answer goes to the store."""
+        """Run a registry check; its answer goes to the answer memory."""
         try:
             async with self._registry_slots:
                 result = await self._run_registry_check(key, request)
