@@ -163,7 +163,7 @@ def test_the_controller_classifies_a_read_log_off_the_event_loop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The log head is classified on a worker thread: the event loop keeps serving."""
-    from autobuild.controller import reconcile
+    from autobuild.controller import executors, reconcile
     from autobuild.planning.decide import LogRead
     from autobuild.settings import BuildSettings
 
@@ -177,11 +177,11 @@ def test_the_controller_classifies_a_read_log_off_the_event_loop(
         async def request_text(self, method: str, path: str, **_: Any) -> str:
             return ADVERSARIAL
 
-    monkeypatch.setattr(reconcile, "classify_log", recording)
+    monkeypatch.setattr(executors, "classify_log", recording)
 
     async def read() -> None:
         controller = reconcile.Controller(Api(), BuildSettings())  # type: ignore[arg-type]
-        await controller._read_failure_log(("ci", "app"), LogRead("app-1", "app-1-pod"))
+        await controller.executors.read_failure_log(("ci", "app"), LogRead("app-1", "app-1-pod"))
 
     asyncio.run(read())
     assert threads

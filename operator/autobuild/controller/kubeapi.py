@@ -14,8 +14,11 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
+
+from autobuild import API_GROUP, API_VERSION
 
 Obj = dict[str, Any]
 log = logging.getLogger("autobuild.kubeapi")
@@ -31,6 +34,16 @@ OPENED: Final = "OPENED"
 # values of every Secret in the cluster never cross the wire or sit in memory.
 METADATA_LIST: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 METADATA_WATCH: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+# The API path of the AutomatedBuilds' group and version.
+AB_GROUP: Final = f"/apis/{API_GROUP}/{API_VERSION}"
+
+
+def segment(text: str) -> str:
+    """One path segment of an API URL from a name (quoted: a '/' or '..' in a name must never
+    reach another object or namespace)."""
+    if text in ("", ".", ".."):
+        raise ValueError(f"not an object name: {text!r}")
+    return quote(text, safe="")
 
 
 class ApiError(Exception):

@@ -1,6 +1,10 @@
 """One reconcile per AutomatedBuild: observe (a snapshot from the store) -> decide (pure) ->
 act (the writes, nothing else). Every entry point — a watch event of the object, its Jobs, Pods
 or Secrets, a push, a retry — enqueues the object's key, so there is one place that writes.
+
+:class:`Controller` wires the parts (informers, store, queue, webhook server, poller) and holds
+the entry points and the reconcile; the writes are :mod:`autobuild.controller.writes`, in their
+declared order, and the effects that are not writes :mod:`autobuild.controller.executors`.
 """
 
 from __future__ import annotations
@@ -8,54 +12,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from typing import Any, Final
 
-from autobuild import API_GROUP, API_VERSION, KIND, PLURAL
+from autobuild import PLURAL
 from autobuild.api.checks import DNS1123_SUBDOMAIN
 from autobuild.api.conditions import Reason
-from autobuild.api.models import WebhookResponse, WebhookStatus
-from autobuild.controller.kubeapi import ApiError, KubeApi
+from autobuild.controller.answers import Key
+from autobuild.controller.executors import Executors
+from autobuild.controller.kubeapi import AB_GROUP, ApiError, KubeApi, segment
 from autobuild.controller.queue import WorkQueue
-from autobuild.controller.store import Informer, Key, Store, start_in_order
+from autobuild.controller.store import Informer, Store, start_in_order
+from autobuild.controller.writes import Writes
 from autobuild.metrics import Metrics, StateSources
-from autobuild.planning import hooks, registry_gate
-from autobuild.planning import status as tracking
-from autobuild.planning.credentials import manages_existing_repositories
-from autobuild.planning.decide import (
-    Decision,
-    EventNote,
-    HeadsRequest,
-    HeadsResult,
-    JobWrite,
-    LogRead,
-    decide,
-    git_access,
-)
-from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
-from autobuild.planning.github import hook_secret_manifest
-from autobuild.planning.job import CONTAINER_NAME, LABEL_UID, clone_url
+from autobuild.planning.decide import Decision, EventNote, decide, git_access
+from autobuild.planning.job import LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, buildable_ref, plan_builds
-from autobuild.planning.registry_gate import RegistryRequest, RegistryResult, created_repositories
-from autobuild.registry.client import RegistrySessions
-from autobuild.registry.operations import (
-    apply_image_settings,
-    image_ca_bundle,
-    preflight,
-    verify_build,
-)
 from autobuild.settings import BuildSettings, GitHubSettings
-from autobuild.sources.git import SourceRedirected, SourceTooLarge, SourceUnreachable, ls_remote
+from autobuild.sources.git import SourceRedirected, SourceUnreachable, ls_remote
 from autobuild.webhooks.poller import PollTarget, run_poller
 from autobuild.webhooks.receiver import WebhookServer, create_app, start_server
 from autobuild.webhooks.trigger import TriggerURLRequest, trigger_events
-
-if TYPE_CHECKING:  # PyGithub is imported on the first GitHub call: most clusters make none
-    from autobuild.sources.github import GitHub, HookState
 
 log = logging.getLogger("autobuild.reconcile")
 
@@ -63,11 +42,6 @@ log = logging.getLogger("autobuild.reconcile")
 _GIT_CONCURRENCY: Final = 16
 # Seconds the check that a build's repository URL does not redirect may take.
 _REDIRECT_CHECK_TIMEOUT: Final = 10.0
-# Registry checks at once (visibility, preflight, digests).
-_REGISTRY_CONCURRENCY: Final = 16
-# After a conditional write lost a race, look again this soon (the watch brings the news).
-_CONFLICT_RETRY: Final = 0.5
-_MERGE_PATCH: Final = "application/merge-patch+json"
 # Secrets per metadata LIST page: a page is what is held at once, and annotations alone may
 # reach 256 KiB an object (kubectl's last-applied-configuration copies the data there).
 _SECRET_PAGE: Final = 100
@@ -83,21 +57,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _segment(text: str) -> str:
-    """One path segment of an API URL from a name (quoted: a '/' or '..' in a name must never
-    reach another object or namespace)."""
-    if text in ("", ".", ".."):
-        raise ValueError(f"not an object name: {text!r}")
-    return quote(text, safe="")
-
-
 def _paths(namespaces: Sequence[str], group_path: str, plural: str) -> list[str]:
     if not namespaces:
         return [f"{group_path}/{plural}"]
-    return [f"{group_path}/namespaces/{_segment(ns)}/{plural}" for ns in namespaces]
-
-
-_AB_GROUP: Final = f"/apis/{API_GROUP}/{API_VERSION}"
+    return [f"{group_path}/namespaces/{segment(ns)}/{plural}" for ns in namespaces]
 
 
 class Controller:
@@ -115,8 +78,6 @@ class Controller:
     ) -> None:
         self.api = api
         self.github_settings = github or GitHubSettings()
-        # PyGithub on its own threads; created on the first call (most clusters make none).
-        self._github: GitHub | None = None
         self.metrics = metrics if metrics is not None else Metrics()
         self.webhook_address = webhook_address
         self.webhooks: WebhookServer | None = None
@@ -128,16 +89,14 @@ class Controller:
         # Secret reads in flight: the users of one Secret wait for one GET.
         self._secret_reads: dict[Key, asyncio.Lock] = {}
         self.synced = asyncio.Event()
-        self._resolving: set[Key] = set()
         # Trigger-URL requests per object waiting for the ls-remote after the one running.
         self._triggers: dict[Key, dict[TriggerURLRequest, None]] = {}
-        self._checking: set[tuple[Key, str]] = set()
         self._git = asyncio.Semaphore(_GIT_CONCURRENCY)
-        self._registry_slots = asyncio.Semaphore(_REGISTRY_CONCURRENCY)
-        # One connection pool per CA bundle (spec.image.caSecret) for the registry calls.
-        self._registry_sessions = RegistrySessions()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._instance = socket.gethostname()
+        self.executors = Executors(
+            api, self.store, settings, self.github_settings, self.metrics, self._spawn, self._git
+        )
+        self.writes = Writes(api, self.store, self.metrics, self.executors.start)
         owned = {"labelSelector": LABEL_UID}
         store = self.store
         self._informers = [
@@ -145,7 +104,7 @@ class Controller:
                 Informer(
                     api,
                     "automatedbuilds",
-                    _paths(namespaces, _AB_GROUP, PLURAL),
+                    _paths(namespaces, AB_GROUP, PLURAL),
                     store.replace_automated_builds,
                     store.apply_automated_build,
                 )
@@ -234,9 +193,7 @@ class Controller:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if self.webhooks is not None:
                 await self.webhooks.stop()
-            await self._registry_sessions.close()
-            if self._github is not None:
-                await asyncio.to_thread(self._github.close)
+            await self.executors.close()
 
     def ready(self) -> bool:
         """Listed everything once, and every list and watch works now (an API server that
@@ -288,7 +245,9 @@ class Controller:
         try:
             heads = await self._heads(key)
         except SourceUnreachable as exc:
-            await self._post_event(body, EventNote("Warning", exc.reason, f"trigger URL: {exc}"))
+            await self.writes.post_event(
+                body, EventNote("Warning", exc.reason, f"trigger URL: {exc}")
+            )
             return
         events: list[PushEvent] = []
         notes: list[str] = []
@@ -301,7 +260,7 @@ class Controller:
             self.submit_push(key[0], key[1], list(dict.fromkeys(events)))  # requests overlap
         if notes:
             note = " | ".join(dict.fromkeys(notes))
-            await self._post_event(
+            await self.writes.post_event(
                 body, EventNote("Warning", Reason.NOTHING_TO_BUILD, f"trigger URL: {note}")
             )
 
@@ -392,7 +351,7 @@ class Controller:
         """GET one Secret; None when it is not found or cannot be a Secret's name."""
         if len(name) > 253 or not _OBJECT_NAME.match(name):
             return None  # the CRD refuses such a name, but an object stored before may hold one
-        path = f"/api/v1/namespaces/{_segment(namespace)}/secrets/{_segment(name)}"
+        path = f"/api/v1/namespaces/{segment(namespace)}/secrets/{segment(name)}"
         try:
             return await self.api.request("GET", path)
         except ApiError as exc:
@@ -401,387 +360,10 @@ class Controller:
             return None
 
     async def _act(self, key: Key, body: Mapping[str, Any], decision: Decision) -> float | None:
-        jobs = f"/apis/batch/v1/namespaces/{_segment(key[0])}/jobs"
+        """Perform a decision: the check that must pass before builds with credentials
+        start, then the writes."""
         redirect = await self._redirect_before_build(key) if decision.create else None
-        for manifest in decision.create:
-            if redirect is not None:
-                why = f"build {manifest['metadata']['name']} not started: {redirect}"
-                await self._post_event(body, EventNote("Warning", Reason.SOURCE_UNREACHABLE, why))
-                continue
-            try:
-                self.store.apply_job("ADDED", await self.api.request("POST", jobs, body=manifest))
-            except ApiError as exc:
-                if exc.status != 409:  # 409: the build exists already (same identity)
-                    raise
-        conflicts = 0
-        for write in self._held(key, decision.release):
-            conflicts += await self._patch_job(jobs, write, {"spec": {"suspend": False}})
-        for write in self._held(key, decision.cancel):
-            conflicts += await self._patch_job(jobs, write, tracking.cancel_patch(_now()))
-        for write in self._held(key, decision.delete):
-            await self._delete_job(jobs, write)
-        self.store.take_pushes(key, decision.pushes_done)
-        for note in decision.push_events:  # the pushes are taken: said once, status or not
-            await self._post_event(body, note)
-        self.store.forget_github(key, decision.github_forget)
-        if decision.hook_secret is not None:
-            await self._create_hook_secret(key, body)
-        # The Events go with the first write that lands: the finalizer (after which a
-        # deleted object is gone), else the status.
-        events = decision.events
-        if decision.finalizers is not None:
-            written = await self._write_finalizers(key, body, decision.finalizers)
-            if written is None:
-                return _CONFLICT_RETRY
-            body = written  # the status write below is conditional on this version
-            for note in events:
-                await self._post_event(body, note)
-            events = ()
-        for call in decision.github:
-            if (key, call.id) not in self._checking:
-                self._checking.add((key, call.id))
-                self._spawn(self._github_call(key, call))
-        if decision.resolve is not None and key not in self._resolving:
-            self._resolving.add(key)
-            self._spawn(self._resolve(key, decision.resolve))
-        for read in decision.read_logs:
-            if (key, read.job_name) not in self._checking:
-                self._checking.add((key, read.job_name))
-                self._spawn(self._read_failure_log(key, read))
-        for request in decision.registry:
-            if (key, request.id) not in self._checking:
-                self._checking.add((key, request.id))
-                self._spawn(self._registry_check(key, request))
-        if conflicts:
-            return _CONFLICT_RETRY
-        if decision.status is not None:
-            if not await self._write_status(key, body, decision.status):
-                return _CONFLICT_RETRY
-            self.metrics.record_status(body.get("status"), decision.status)
-            for note in events:
-                await self._post_event(body, note)
-        return decision.requeue_after
-
-    def _held(self, key: Key, writes: Sequence[JobWrite]) -> list[JobWrite]:
-        """The writes to Jobs this AutomatedBuild owns (the ownership chain the store checks):
-        whatever a decision says, no other Job is ever patched or deleted for it."""
-        held = [w for w in writes if self.store.holds_job(key, w.name, w.uid)]
-        for write in writes:
-            if write not in held:
-                log.warning("%s/%s: not touching Job %s: not its own", *key, write.name)
-        return held
-
-    async def _create_hook_secret(self, key: Key, body: Mapping[str, Any]) -> None:
-        """Create the Secret that keeps a generated webhook secret (owned by the object)."""
-        from autobuild.sources.github import new_hook_secret
-
-        meta = body["metadata"]
-        manifest = hook_secret_manifest(key[0], key[1], str(meta.get("uid", "")), new_hook_secret())
-        try:
-            created = await self.api.request(
-                "POST", f"/api/v1/namespaces/{_segment(key[0])}/secrets", body=manifest
-            )
-        except ApiError as exc:
-            if exc.status == 403:
-                self._refused(key, hooks.WRITE_SECRET, f"cannot create Secret: {exc}")
-            elif exc.status != 409:  # 409: it exists; its watch event brings it
-                raise
-            return
-        self.store.apply_secret("ADDED", created)
-
-    async def _write_finalizers(
-        self, key: Key, body: Mapping[str, Any], finalizers: Sequence[str]
-    ) -> Mapping[str, Any] | None:
-        """Set metadata.finalizers, conditional on the version decided on (a merge patch
-        replaces the whole list: another controller's finalizer must not be lost). Returns
-        the object as written, None when it changed or went away in between."""
-        meta = {
-            "resourceVersion": body["metadata"].get("resourceVersion"),
-            "finalizers": finalizers,
-        }
-        path = f"{_AB_GROUP}/namespaces/{_segment(key[0])}/{PLURAL}/{_segment(key[1])}"
-        try:
-            answer = await self.api.request(
-                "PATCH", path, body={"metadata": meta}, content_type=_MERGE_PATCH
-            )
-        except ApiError as exc:
-            if exc.status == 403:
-                self._refused(key, hooks.WRITE_FINALIZERS, f"cannot set the finalizer: {exc}")
-                return body  # the rest of the reconcile goes on
-            if exc.status in (404, 409):
-                return None
-            raise
-        self.store.apply_automated_build("MODIFIED", answer)
-        return answer
-
-    def _refused(self, key: Key, write: str, message: str) -> None:
-        """A write of the webhook path that RBAC refused: WebhookReady says so (not a crash
-        of the whole reconcile), and it is tried again later."""
-        hint = (
-            "; the operator needs create on Secrets and patch on AutomatedBuilds to register "
-            "webhooks (chart: webhook.publicUrl; kustomize: components/github-hooks)"
-        )
-        log.warning("%s/%s: %s", key[0], key[1], message)
-        result = hooks.GitHubResult(_now(), False, Reason.FORBIDDEN, message[:300] + hint)
-        self.store.set_github(key, write, result)
-
-    async def _github_call(self, key: Key, call: hooks.GitHubRequest) -> None:
-        """Make a GitHub call beside the queue; its answer goes to the store. Never raises:
-        GitHub's trouble is the object's condition or an Event, not the operator's."""
-        from autobuild.sources.github import GitHubError
-
-        try:
-            result = await self._run_github_call(call)
-        except GitHubError as exc:
-            result = hooks.GitHubResult(
-                _now(), False, exc.reason, str(exc), exc.retryable, exc.retry_after
-            )
-        except Exception as exc:  # an answer nobody expected: report it, try again later
-            log.exception("%s/%s: GitHub call %s failed", key[0], key[1], call.kind)
-            result = hooks.GitHubResult(_now(), False, Reason.ERROR, str(exc)[:300], True)
-        finally:
-            self._checking.discard((key, call.id))
-        self.metrics.record_github_call(call.kind, result.ok, result.reason)
-        self.store.set_github(key, call.id, result)
-
-    async def _run_github_call(self, call: hooks.GitHubRequest) -> hooks.GitHubResult:
-        if self._github is None:
-            from autobuild.sources.github import GitHub
-
-            self._github = GitHub(self.github_settings.github_url)
-        github = self._github
-        if call.kind == hooks.HOOK:
-            state = await github.ensure_hook(call.token, call.repository, call.url, call.secret)
-            return hooks.GitHubResult(_now(), True, hook=_webhook(state, call.repository))
-        if call.kind == hooks.UNHOOK:
-            deleted = await github.delete_hook(
-                call.token, call.repository, call.hook_id, url=call.url
-            )
-            return hooks.GitHubResult(_now(), True, deleted=deleted)
-        if call.kind == hooks.REFRESH:
-            assert call.hook_id is not None
-            found = await github.hook_state(
-                call.token, call.repository, call.hook_id, url=call.url, etag=call.etag
-            )
-            hook = _webhook(found.state, call.repository) if found.state is not None else None
-            return hooks.GitHubResult(_now(), True, hook=hook, etag=found.etag, gone=found.gone)
-        assert call.status is not None
-        status = call.status
-        await github.post_status(
-            call.token,
-            call.repository,
-            call.sha,
-            status.state,
-            status.context,
-            status.description,
-            status.target_url,
-        )
-        return hooks.GitHubResult(_now(), True)
-
-    async def _patch_job(self, jobs: str, write: JobWrite, patch: Mapping[str, Any]) -> int:
-        """A conditional merge patch (the version decide saw): a release can never undo a
-        cancel made in between. Returns 1 when it lost that race."""
-        meta = {**patch.get("metadata", {}), "resourceVersion": write.resource_version}
-        try:
-            answer = await self.api.request(
-                "PATCH",
-                f"{jobs}/{_segment(write.name)}",
-                body={**patch, "metadata": meta},
-                content_type=_MERGE_PATCH,
-            )
-        except ApiError as exc:
-            if exc.status == 409:
-                return 1
-            if exc.status == 404:
-                return 0
-            raise
-        self.store.apply_job("MODIFIED", answer)
-        return 0
-
-    async def _delete_job(self, jobs: str, write: JobWrite) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "DeleteOptions",
-            "propagationPolicy": "Background",
-            "preconditions": {"uid": write.uid},
-        }
-        try:
-            await self.api.request("DELETE", f"{jobs}/{_segment(write.name)}", body=body)
-        except ApiError as exc:
-            if exc.status not in (404, 409):
-                raise
-
-    async def _write_status(
-        self, key: Key, body: Mapping[str, Any], status: Mapping[str, Any]
-    ) -> bool:
-        """Patch status if the object is still the version decided on; False on a conflict."""
-        version = body["metadata"].get("resourceVersion")
-        path = f"{_AB_GROUP}/namespaces/{_segment(key[0])}/{PLURAL}/{_segment(key[1])}/status"
-        try:
-            answer = await self.api.request(
-                "PATCH",
-                path,
-                body={"metadata": {"resourceVersion": version}, "status": status},
-                content_type=_MERGE_PATCH,
-            )
-        except ApiError as exc:
-            if exc.status in (404, 409):
-                return False
-            raise
-        self.store.written(answer)
-        return True
-
-    async def _post_event(self, body: Mapping[str, Any], note: EventNote) -> None:
-        """Post an Event about the AutomatedBuild; a failure is logged, never fatal."""
-        meta = body["metadata"]
-        moment = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
-                "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                "kind": KIND,
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "uid": meta.get("uid", ""),
-            },
-            "type": note.type,
-            "reason": note.reason,
-            "message": note.message[:1024],
-            "source": {"component": "autobuild"},
-            "reportingComponent": "autobuild.dev/operator",
-            "reportingInstance": self._instance,
-            "firstTimestamp": moment,
-            "lastTimestamp": moment,
-            "count": 1,
-        }
-        log.info(
-            "%s/%s %s %s: %s", meta["namespace"], meta["name"], note.type, note.reason, note.message
-        )
-        try:
-            await self.api.request(
-                "POST", f"/api/v1/namespaces/{_segment(meta['namespace'])}/events", body=event
-            )
-        except (ApiError, OSError, TimeoutError) as exc:
-            log.warning("could not post Event %s: %s", note.reason, exc)
-
-    async def _read_failure_log(self, key: Key, read: LogRead) -> None:
-        """The head of a failed build's log, classified (the one log read: Kaniko's usage text
-        can fill the termination message, hiding the error line at the start)."""
-        path = f"/api/v1/namespaces/{_segment(key[0])}/pods/{_segment(read.pod_name)}/log"
-        params = {"container": CONTAINER_NAME, "limitBytes": str(LOG_HEAD_BYTES)}
-        found: tuple[str, str] | None = None
-        try:
-            text = await self.api.request_text("GET", path, params=params)
-            # Up to 64 KiB the build's author wrote: classified on a thread, not the loop.
-            found = await asyncio.to_thread(classify_log, text)
-        except (ApiError, OSError, TimeoutError) as exc:
-            log.info("%s/%s: cannot read the log of %s: %s", *key, read.pod_name, exc)
-        finally:
-            self._checking.discard((key, read.job_name))
-        self.store.set_log_reason(key, read.job_name, found)
-
-    async def _registry_check(self, key: Key, request: RegistryRequest) -> None:
-        """Run a registry check beside the queue; its answer goes to the store."""
-        try:
-            async with self._registry_slots:
-                result = await self._run_registry_check(key, request)
-        except Exception as exc:  # an answer nobody expected: report it, try again later
-            log.exception("%s/%s: registry check %s failed", key[0], key[1], request.kind)
-            result = RegistryResult(_now(), False, Reason.REGISTRY_UNREACHABLE, str(exc)[:300])
-        finally:
-            self._checking.discard((key, request.id))
-        self.store.set_registry(key, request.id, result)
-
-    async def _run_registry_check(self, key: Key, request: RegistryRequest) -> RegistryResult:
-        automated_build = self.store.parsed(key)
-        snapshot = self.store.snapshot(key, _now())
-        if automated_build is None or snapshot is None:
-            return RegistryResult(_now(), False, Reason.ERROR, "the AutomatedBuild is gone")
-        spec = automated_build.spec
-        secret = snapshot.secrets.get(spec.image.push_secret) if spec.image.push_secret else None
-        try:
-            session = await self._registry_sessions.get(
-                image_ca_bundle(spec.image, snapshot.secrets)
-            )
-        except ValueError as exc:
-            message = f"spec.image.caSecret {spec.image.ca_secret!r}, key ca.crt: {exc}"
-            return RegistryResult(_now(), False, Reason.CA_SECRET_INVALID, message)
-        if request.kind == registry_gate.SETTINGS:
-            applied = await apply_image_settings(
-                spec,
-                secret,
-                self.settings,
-                created=created_repositories(snapshot.body),
-                manage_existing=secret is not None
-                and manages_existing_repositories(secret.annotations),
-                session=session,
-            )
-            state = applied.as_status()
-            reason = str(state.get("reason") or "")
-            return RegistryResult(
-                _now(), not reason, reason, str(state.get("message") or ""), state
-            )
-        if request.kind == registry_gate.PREFLIGHT:
-            check = await preflight(spec.image, secret, self.settings, session=session)
-            return RegistryResult(_now(), check.ok, check.reason or "", check.message or "")
-        verified = await verify_build(
-            spec.image, request.tags, request.digest, secret, self.settings, session=session
-        )
-        return RegistryResult(
-            _now(),
-            verified.ok,
-            verified.reason or "",
-            verified.message or "",
-            digests=verified.as_status(),
-        )
-
-    async def _resolve(self, key: Key, request: HeadsRequest) -> None:
-        """Ask the git host for heads, off the worker (a slow host never holds the queue)."""
-        heads: Mapping[str, str] | None = None
-        problem: tracking.Problem | None = None
-        automated_build = self.store.parsed(key)
-        # Only the refs a rule can build are kept (a repository may advertise many more).
-        keep = partial(buildable_ref, automated_build.spec) if automated_build else None
-        try:
-            async with self._git:
-                heads = await ls_remote(
-                    request.url, token=request.password, username=request.username, keep=keep
-                )
-        except SourceTooLarge as exc:
-            problem = tracking.Problem(Reason.SOURCE_TOO_LARGE, str(exc))
-        except (SourceUnreachable, ValueError) as exc:
-            problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, str(exc))
-        finally:
-            self._resolving.discard(key)
-        result = HeadsResult(
-            request.generation,
-            request.request_id,
-            _now(),
-            heads,
-            problem,
-            request.credentials_version,
-        )
-        self.store.set_heads(key, result)
-
-
-def _webhook(state: HookState, repository: str) -> WebhookStatus:
-    """``status.webhook`` of a hook as GitHub shows it (no secret)."""
-    last = None
-    if state.last_response_code is not None or state.last_response_status:
-        last = WebhookResponse(
-            code=state.last_response_code,
-            status=state.last_response_status,
-            message=state.last_response_message,
-        )
-    return WebhookStatus(
-        repository=repository,
-        url=state.url,
-        id=state.id,
-        active=state.active,
-        last_response=last,
-    )
+        return await self.writes.act(key, body, decision, redirect)
 
 
 __all__ = ["Controller"]

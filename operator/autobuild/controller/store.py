@@ -8,7 +8,8 @@ counted, never raised. Secrets: metadata only for every Secret (their values nev
 wire), the values of the referenced ones read one by one (a Secret whose watched version is
 newer than the values held is read again by the reconcile of its user). Every change of an
 object enqueues its AutomatedBuild's key; a snapshot of one key is read from memory, never from
-the API server. Objects are slimmed to what the decision reads.
+the API server. Objects are slimmed to what the decision reads. What the operator's own effects
+answered is in :class:`~autobuild.controller.answers.Answers`, held here as ``answers``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import binascii
 import logging
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final, TypeGuard
 
@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from autobuild import API_GROUP, KIND
 from autobuild.api.models import AutomatedBuild
+from autobuild.controller.answers import Answers, Key
 from autobuild.controller.kubeapi import (
     METADATA_LIST,
     METADATA_WATCH,
@@ -38,22 +39,15 @@ from autobuild.controller.kubeapi import (
     sleep_backoff,
 )
 from autobuild.planning import status as tracking
-from autobuild.planning.decide import HeadsResult, SecretView, Snapshot, watched_secrets
-from autobuild.planning.hooks import (
-    FINALIZER,
-    GitHubResult,
-    generated_secret_name,
-    hook_secret_owned,
-)
+from autobuild.planning.decide import SecretView, Snapshot, watched_secrets
+from autobuild.planning.hooks import FINALIZER, generated_secret_name, hook_secret_owned
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
-from autobuild.planning.registry_gate import RegistryResult
 from autobuild.settings import GitHubSettings
 from autobuild.webhooks.poller import PollTarget
 from autobuild.webhooks.repokey import repo_key
 from autobuild.webhooks.targets import HookTarget
 
-Key = tuple[str, str]
 # A Job or Pod table's key: (namespace, uid of its controller), an AutomatedBuild or a Job.
 Owner = tuple[str, str]
 log = logging.getLogger("autobuild.store")
@@ -65,8 +59,6 @@ _WARNED_MAX: Final = 1024
 
 # Pushes that wait for one AutomatedBuild (e.g. while its push Secret is missing): newest kept.
 MAX_PENDING_PUSHES: Final = 64
-# Registry and log answers kept per object (the newest ones).
-MAX_REGISTRY_ANSWERS: Final = 64
 _META_KEEP: Final = (
     "name",
     "namespace",
@@ -203,14 +195,11 @@ class Store:
         # its linked token to remove its GitHub webhook (a namespace goes all at once).
         self._deleted_secrets: dict[Key, SecretView] = {}
         self._uses: dict[Key, set[Key]] = {}
-        self._heads: dict[Key, HeadsResult] = {}
         self._pushes: dict[Key, deque[PushEvent]] = {}
         # Pushes ever queued per object: numbers them for the heads a replay check reads.
         self._push_count: dict[Key, int] = {}
         self._own_writes: dict[Key, int] = {}
-        self._registry: dict[Key, dict[str, RegistryResult]] = {}
-        self._logs: dict[Key, dict[str, tuple[str, str] | None]] = {}
-        self._github: dict[Key, dict[str, GitHubResult]] = {}
+        self.answers = Answers(enqueue, lambda key: key in self.automated_builds)
         # For deliveries: AutomatedBuilds by repository, and their parsed specs.
         self._repo_of: dict[Key, str] = {}
         self._by_repo: defaultdict[str, set[Key]] = defaultdict(set)
@@ -265,17 +254,9 @@ class Store:
             del self._keys_by_uid[(key[0], uid)]
         self._track_secrets(key, [])
         self._index_repo(key, None)
-        memories = (
-            self._heads,
-            self._pushes,
-            self._push_count,
-            self._own_writes,
-            self._registry,
-            self._logs,
-            self._github,
-        )
-        for memory in memories:
+        for memory in (self._pushes, self._push_count, self._own_writes):
             memory.pop(key, None)
+        self.answers.forget(key)
         self.deleted(key)
 
     # Repositories (webhook deliveries, polling) ------------------------------------------------
@@ -359,7 +340,7 @@ class Store:
             if automated_build is not None and seconds is not None:
                 # The heads the reconcile last read are the baseline: a push between creation
                 # and the first poll still builds.
-                known = self._heads.get(key)
+                known = self.answers.heads(key)
                 baseline = known.heads if known is not None else None
                 repo = automated_build.spec.source.repo
                 found.append(PollTarget(key[0], key[1], repo, seconds, baseline))
@@ -625,7 +606,7 @@ class Store:
         job = self._jobs.get((key[0], owner_uid), {}).get(name)
         return job is not None and str(job["metadata"].get("uid") or "") == uid
 
-    # Requests and results that are not objects ----------------------------------------------
+    # Pushes -----------------------------------------------------------------------------------
     def add_pushes(self, key: Key, events: Sequence[PushEvent]) -> bool:
         """Queue pushes for an AutomatedBuild; False when it is unknown."""
         if key not in self.automated_builds:
@@ -644,51 +625,7 @@ class Store:
         if pending is not None and not pending:
             del self._pushes[key]
 
-    def set_heads(self, key: Key, result: HeadsResult) -> None:
-        """The answer of ``git ls-remote`` for an AutomatedBuild."""
-        if key in self.automated_builds:
-            self._heads[key] = result
-            self._enqueue(key)
-
-    def set_registry(self, key: Key, request_id: str, result: RegistryResult) -> None:
-        """The answer of a registry check (settings, preflight, digests) for an object."""
-        if key not in self.automated_builds:
-            return
-        answers = self._registry.setdefault(key, {})
-        answers[request_id] = result
-        if len(answers) > MAX_REGISTRY_ANSWERS:  # digest checks of long-gone builds
-            oldest = min(answers, key=lambda found: answers[found].at)
-            del answers[oldest]
-        self._enqueue(key)
-
-    def set_github(self, key: Key, request_id: str, result: GitHubResult) -> None:
-        """The answer of a GitHub call for an object; a failure again counts one more try."""
-        if key not in self.automated_builds:
-            return
-        answers = self._github.setdefault(key, {})
-        before = answers.pop(request_id, None)
-        if before is not None and not before.ok and not result.ok:
-            result = replace(result, attempts=before.attempts + 1)
-        answers[request_id] = result
-        if len(answers) > MAX_REGISTRY_ANSWERS:  # statuses of long-gone builds
-            del answers[next(iter(answers))]  # the oldest
-        self._enqueue(key)
-
-    def forget_github(self, key: Key, request_ids: Sequence[str]) -> None:
-        """Drop GitHub answers that no longer hold (a hook deleted on GitHub)."""
-        answers = self._github.get(key, {})
-        for request_id in request_ids:
-            answers.pop(request_id, None)
-
-    def set_log_reason(self, key: Key, job_name: str, found: tuple[str, str] | None) -> None:
-        """What the head of a failed build's log said (None: nothing known)."""
-        if key in self.automated_builds:
-            answers = self._logs.setdefault(key, {})
-            answers[job_name] = found
-            if len(answers) > MAX_REGISTRY_ANSWERS:
-                del answers[next(iter(answers))]  # the oldest
-            self._enqueue(key)
-
+    # Snapshots --------------------------------------------------------------------------------
     def snapshot(self, key: Key, now: datetime) -> Snapshot | None:
         """Everything the decision needs about one AutomatedBuild, from memory."""
         body = self.automated_builds.get(key)
@@ -715,11 +652,11 @@ class Store:
             pods=pods,
             secrets=secrets,
             now=now,
-            heads=self._heads.get(key),
+            heads=self.answers.heads(key),
             pushes=tuple(self._pushes.get(key, ())),
-            registry=dict(self._registry.get(key, {})),
-            logs=dict(self._logs.get(key, {})),
-            github=dict(self._github.get(key, {})),
+            registry=self.answers.registry(key),
+            logs=self.answers.logs(key),
+            github=self.answers.github(key),
             push_count=self._push_count.get(key, 0),
         )
 

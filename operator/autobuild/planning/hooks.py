@@ -1,8 +1,9 @@
 """The GitHub side of the decision: the push webhook an AutomatedBuild should have, the
 finalizer that removes it on deletion, and the commit status each build shows. Pure.
 
-The controller performs the calls (:mod:`autobuild.sources.github`) and hands their answers back
-in the snapshot as :class:`GitHubResult`; deciding again on the same answers asks nothing new.
+The calls are :mod:`autobuild.planning.effects`; the controller performs them
+(:mod:`autobuild.sources.github`) and hands their answers back in the snapshot as
+:class:`GitHubResult`; deciding again on the same answers asks nothing new.
 
 - **Webhook**: with ``AUTOBUILD_PUBLIC_URL`` and a linked token on a GitHub repository, one push
   hook per AutomatedBuild at :func:`~autobuild.planning.github.hook_url`, signed with
@@ -36,8 +37,21 @@ from autobuild.api.models import (
     Provider,
     WebhookStatus,
 )
+from autobuild.planning.effects import (
+    HOOK,
+    REFRESH,
+    STATUS,
+    UNHOOK,
+    WRITE_FINALIZERS,
+    WRITE_SECRET,
+    GitHubRequest,
+    GitHubResult,
+    PostCommitStatus,
+    RefreshHook,
+    RegisterHook,
+    RemoveHook,
+)
 from autobuild.planning.github import (
-    CommitStatus,
     commit_state,
     commit_status,
     hook_secret_name,
@@ -47,13 +61,6 @@ from autobuild.planning.github import (
 from autobuild.settings import GitHubSettings
 
 FINALIZER: Final = "autobuild.dev/github-hook"
-HOOK: Final = "hook"
-UNHOOK: Final = "unhook"
-REFRESH: Final = "refresh"
-STATUS: Final = "status"
-# Kubernetes writes of the webhook path that the API server refused (RBAC), as results too.
-WRITE_SECRET: Final = "write:secret"  # noqa: S105 (a request id, not a secret)
-WRITE_FINALIZERS: Final = "write:finalizers"
 # How often a registered hook is read again (a conditional request: unchanged costs a 304).
 REFRESH_EVERY: Final = timedelta(minutes=30)
 REFRESH_GRACE: Final = timedelta(minutes=5)
@@ -66,42 +73,6 @@ _REFUSED_RETRY: Final = 600.0
 # Tries of one commit status, and of removing a hook that is no longer wanted.
 STATUS_ATTEMPTS: Final = 3
 _UNHOOK_ATTEMPTS: Final = 5
-
-
-@dataclass(frozen=True)
-class GitHubRequest:
-    """A GitHub call to make: ``id`` names it (kind and what it is about)."""
-
-    id: str
-    kind: str
-    repository: str
-    token: str = field(repr=False)
-    url: str = ""
-    hook_id: int | None = None
-    secret: str = field(default="", repr=False)
-    etag: str | None = None
-    sha: str = ""
-    status: CommitStatus | None = None
-
-
-@dataclass(frozen=True)
-class GitHubResult:
-    """The answer to a :class:`GitHubRequest`. ``attempts`` counts tries of the same id."""
-
-    at: datetime
-    ok: bool
-    reason: str = ""
-    message: str = ""
-    retryable: bool = False
-    retry_after: float | None = None
-    attempts: int = 1
-    # HOOK and REFRESH: the hook as GitHub shows it (REFRESH: None when not modified).
-    hook: WebhookStatus | None = None
-    etag: str | None = None
-    # REFRESH: the hook is gone (deleted on GitHub, or no longer pointing to us).
-    gone: bool = False
-    # UNHOOK: a hook was deleted (False: there was none left to delete).
-    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -325,17 +296,9 @@ def _left_in_place(where: str, why: str) -> Note:
     )
 
 
-def _unhook(token: str, target: WebhookStatus) -> GitHubRequest:
-    """The removal call; its id names the hook, not the token (an answer stays valid)."""
-    what = target.id if target.id is not None else target.url
-    return GitHubRequest(
-        f"{UNHOOK}:{target.repository}:{what}",
-        UNHOOK,
-        target.repository,
-        token,
-        url=target.url,
-        hook_id=target.id,
-    )
+def _unhook(token: str, target: WebhookStatus) -> RemoveHook:
+    """The removal call."""
+    return RemoveHook(target.repository, token, target.url, target.id)
 
 
 def _remove_stale(
@@ -406,11 +369,9 @@ def _register(
         out.create_secret = hook_secret_name(automated_build.metadata.name)
         return out
     fingerprint = _fingerprint(repository, url, world.secret_version, world.token_version)
+    request = RegisterHook(repository, world.token or "", url, world.secret, fingerprint)
     if recorded is not None and recorded.observed == fingerprint:
-        return _refresh(world, recorded, out, f"{HOOK}:{fingerprint}")
-    request = GitHubRequest(
-        f"{HOOK}:{fingerprint}", HOOK, repository, world.token or "", url=url, secret=world.secret
-    )
+        return _refresh(world, recorded, out, request.id)
     result = world.results.get(request.id)
     due = result is None or _wait(result, world.now, _REFUSED_RETRY) <= 0
     refused = result is not None and not result.ok and not result.retryable
@@ -463,14 +424,13 @@ def _refresh(
     slot = int((now - offset) // period)
     since = now - (slot * period + offset)
     out.requeue(period - since)
-    prefix = f"{REFRESH}:{recorded.id}:"
-    request = GitHubRequest(
-        f"{prefix}{slot}",
-        REFRESH,
+    prefix = RefreshHook.prefix(recorded.id)
+    request = RefreshHook(
         recorded.repository,
         world.token or "",
-        url=recorded.url,
-        hook_id=recorded.id,
+        recorded.url,
+        recorded.id,
+        slot,
         etag=_last_etag(world.results, prefix),
     )
     result = world.results.get(request.id)
@@ -546,7 +506,7 @@ def commit_statuses(
         before = previous.get(record.id)
         posted = before.commit_status if before is not None else None
         want = commit_state(record.phase).value
-        request_id = f"{STATUS}:{record.id}:{want}"
+        request_id = PostCommitStatus.id_of(record.id, want)
         result = results.get(request_id)
         news = before is None or before.phase != record.phase or posted is not None
         if posted == want or not (news or result is not None):
@@ -572,9 +532,7 @@ def commit_statuses(
         status = commit_status(
             automated_build.spec.image, meta.namespace, meta.name, record, url_template
         )
-        requests.append(
-            GitHubRequest(request_id, STATUS, repository, token, sha=record.commit, status=status)
-        )
+        requests.append(PostCommitStatus(repository, token, record.id, record.commit, status))
     return out, requests, notes, requeue
 
 

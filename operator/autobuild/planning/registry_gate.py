@@ -1,6 +1,7 @@
 """The registry side of the decision: which registry checks a reconcile needs, and what their
-answers mean for Jobs and status. Pure; the controller runs the checks
-(:mod:`autobuild.registry.operations`) and hands their results back in the snapshot.
+answers mean for Jobs and status. Pure; the checks are :mod:`autobuild.planning.effects`, the
+controller runs them (:mod:`autobuild.registry.operations`) and hands their results back in the
+snapshot.
 
 - repository settings (visibility, short description): applied when spec.image or its push
   Secret changes, independently of builds;
@@ -19,10 +20,17 @@ from typing import Any, Final
 
 from autobuild.api.conditions import Reason
 from autobuild.api.models import AutomatedBuild, BuildPhase, BuildRecord, RepositoryStatus
+from autobuild.planning.effects import (
+    PREFLIGHT,
+    SETTINGS,
+    VERIFY,
+    ApplyRepositorySettings,
+    CheckPush,
+    RegistryRequest,
+    RegistryResult,
+    VerifyDigests,
+)
 
-SETTINGS: Final = "settings"
-PREFLIGHT: Final = "preflight"
-VERIFY: Final = "verify"
 # How long an answer stands before it is asked again.
 _FRESH_OK: Final = timedelta(minutes=10)
 _FRESH_FAILED: Final = timedelta(seconds=30)
@@ -47,29 +55,6 @@ _PUSH_REFUSED: Final = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class RegistryRequest:
-    """A registry check to run: ``id`` names it (kind and what it is about)."""
-
-    id: str
-    kind: str
-    job_name: str = ""
-    tags: tuple[str, ...] = ()
-    digest: str = ""
-
-
-@dataclass(frozen=True)
-class RegistryResult:
-    """The answer to a :class:`RegistryRequest`."""
-
-    at: datetime
-    ok: bool
-    reason: str = ""
-    message: str = ""
-    status: Mapping[str, Any] | None = None
-    digests: Mapping[str, str | None] | None = None
-
-
 def _fingerprint(*parts: object) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -87,12 +72,12 @@ def image_fingerprint(automated_build: AutomatedBuild, secret_version: str) -> s
     return _fingerprint(image, caches, secret_version)
 
 
-def _preflight_id(
+def _preflight(
     repository: str, push_secret: str | None, ca_secret: str | None, secret_version: str
-) -> str:
+) -> CheckPush:
     # Without a caSecret the id is the one it was before caSecret existed.
     parts = (repository, push_secret) + ((ca_secret,) if ca_secret is not None else ())
-    return f"{PREFLIGHT}:{_fingerprint(*parts, secret_version)}"
+    return CheckPush(_fingerprint(*parts, secret_version))
 
 
 def _fresh(result: RegistryResult | None, now: datetime) -> bool:
@@ -106,7 +91,7 @@ class SettingsOutcome:
     """``status.repository`` to write (None: keep the old), and a request if one is needed."""
 
     repository: RepositoryStatus | None
-    request: RegistryRequest | None
+    request: ApplyRepositorySettings | None
     requeue_after: float | None = None
 
 
@@ -119,7 +104,7 @@ def repository_settings(
     """Apply the repository settings once per fingerprint; retry what may pass later."""
     if previous is not None and previous.observed == fingerprint:
         return SettingsOutcome(None, None)
-    request = RegistryRequest(f"{SETTINGS}:{fingerprint}", SETTINGS)
+    request = ApplyRepositorySettings(fingerprint)
     result = results.get(request.id)
     retry = result is not None and result.reason in _SETTINGS_RETRY
     if result is None or (retry and now - result.at >= SETTINGS_RETRY):
@@ -162,7 +147,7 @@ class PreflightOutcome:
     """Whether new Jobs may be created now; a request or a refusal otherwise."""
 
     proceed: bool
-    request: RegistryRequest | None = None
+    request: CheckPush | None = None
     refusal: tuple[str, str] | None = None
     requeue_after: float | None = None
 
@@ -176,10 +161,7 @@ def push_preflight(
     """Before Kaniko runs: the push Secret must be able to push (checked at most every ten
     minutes per Secret version). An unreachable registry does not hold builds back."""
     image = automated_build.spec.image
-    request = RegistryRequest(
-        _preflight_id(image.repository, image.push_secret, image.ca_secret, secret_version),
-        PREFLIGHT,
-    )
+    request = _preflight(image.repository, image.push_secret, image.ca_secret, secret_version)
     result = results.get(request.id)
     if not _fresh(result, now):
         return PreflightOutcome(False, request)
@@ -215,13 +197,7 @@ def digest_checks(
                 )
             )
             continue
-        request = RegistryRequest(
-            f"{VERIFY}:{record.job_name}",
-            VERIFY,
-            record.job_name,
-            tuple(record.tags),
-            record.digest,
-        )
+        request = VerifyDigests(record.job_name, tuple(record.tags), record.digest)
         result = results.get(request.id)
         if result is None:
             requests.append(request)
@@ -234,3 +210,22 @@ def digest_checks(
             mismatches.append((result.reason, f"build {record.id}: {result.message}"))
         out.append(record.model_copy(update=update))
     return out, requests, mismatches
+
+
+__all__ = [
+    "PREFLIGHT",
+    "RETRY_SECONDS",
+    "SETTINGS",
+    "SETTINGS_RETRY",
+    "VERIFY",
+    "PreflightOutcome",
+    "RegistryRequest",
+    "RegistryResult",
+    "SettingsOutcome",
+    "created_repositories",
+    "digest_checks",
+    "image_fingerprint",
+    "push_preflight",
+    "repository_settings",
+    "visibility_condition",
+]
