@@ -161,7 +161,7 @@ def test_a_release_never_undoes_a_cancel(world: World, repo: Repo, k8s_cluster: 
 
     from autobuild.controller.kubeapi import KubeApi
     from autobuild.controller.reconcile import Controller
-    from autobuild.planning.decide import JobWrite
+    from autobuild.planning.snapshot import JobWrite
     from autobuild.settings import BuildSettings
 
     world.create(manifest(world.namespace, repo, runPolicy="Serial"))

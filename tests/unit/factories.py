@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from autobuild.api.models import AutomatedBuild
+from autobuild.api.models import AutomatedBuild, BuildPhase, BuildRecord, SourceType, Trigger
 from autobuild.planning import registry_gate
 from autobuild.planning.job import render_job
 from autobuild.planning.planner import PushEvent, plan_builds
@@ -88,3 +88,18 @@ def queued_job(n: int, *, suspend: bool = True, **status: Any) -> dict[str, Any]
     job["spec"]["suspend"] = suspend
     job["status"] = status
     return job
+
+
+def build_record(phase: BuildPhase, **fields: Any) -> BuildRecord:
+    """Build b1 of main at COMMIT, Job job-1, pushed, in ``phase`` (other fields replaced)."""
+    record = {
+        "id": "b1",
+        "rule": 0,
+        "source_type": SourceType.BRANCH,
+        "source_ref": "main",
+        "commit": COMMIT,
+        "trigger": Trigger.PUSH,
+        "job_name": "job-1",
+        "phase": phase,
+    }
+    return BuildRecord.model_validate(record | fields)

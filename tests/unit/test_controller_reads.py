@@ -15,8 +15,8 @@ from kubernetes import client
 
 from autobuild.controller.kubeapi import METADATA_LIST, METADATA_WATCH, ApiError, KubeApi
 from autobuild.controller.reconcile import Controller
-from autobuild.planning.decide import Decision, JobWrite
 from autobuild.planning.job import LABEL_UID
+from autobuild.planning.snapshot import Decision, JobWrite
 from autobuild.settings import BuildSettings
 
 UID = "6f1c2d4e-aaaa-bbbb-cccc-1234567890ab"

@@ -22,17 +22,11 @@ from autobuild.api.conditions import Reason
 from autobuild.api.models import Trigger
 from autobuild.planning import failures, registry_gate
 from autobuild.planning import status as tracking
-from autobuild.planning.decide import (
-    Decision,
-    HeadsResult,
-    SecretView,
-    Snapshot,
-    decide,
-    redact,
-)
+from autobuild.planning.decide import decide, redact
 from autobuild.planning.job import ANNOTATION_SOURCE_REF, LABEL_RULE, LABEL_TRIGGER
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
+from autobuild.planning.snapshot import Decision, HeadsResult, SecretView, Snapshot
 from autobuild.planning.triggers import ANNOTATION_TRIGGER, TriggerRequest, append_request
 from autobuild.settings import BuildSettings
 

@@ -164,7 +164,7 @@ def test_the_controller_classifies_a_read_log_off_the_event_loop(
 ) -> None:
     """The log head is classified on a worker thread: the event loop keeps serving."""
     from autobuild.controller import executors, reconcile
-    from autobuild.planning.decide import LogRead
+    from autobuild.planning.snapshot import LogRead
     from autobuild.settings import BuildSettings
 
     threads: list[threading.Thread] = []

@@ -18,8 +18,9 @@ from factories import COMMIT, document, registry_answers
 from autobuild.api.conditions import ConditionType, Reason
 from autobuild.api.models import WebhookResponse, WebhookStatus
 from autobuild.planning import hooks
-from autobuild.planning.decide import Decision, HeadsResult, SecretView, Snapshot, decide
+from autobuild.planning.decide import decide
 from autobuild.planning.github import CommitState, hook_url
+from autobuild.planning.snapshot import Decision, HeadsResult, SecretView, Snapshot
 from autobuild.settings import BuildSettings, GitHubSettings
 
 NOW = datetime(2026, 11, 29, 8, 0, 0, tzinfo=UTC)

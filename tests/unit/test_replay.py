@@ -20,9 +20,10 @@ from autobuild.api.conditions import Reason
 from autobuild.api.models import MAX_BUILT_REFS, AutomatedBuild, PushRecord, Trigger
 from autobuild.controller.store import Store
 from autobuild.planning import registry_gate, replay
-from autobuild.planning.decide import Decision, HeadsResult, Snapshot, decide
+from autobuild.planning.decide import decide
 from autobuild.planning.planner import PushEvent
 from autobuild.planning.registry_gate import RegistryResult
+from autobuild.planning.snapshot import Decision, HeadsResult, Snapshot
 from autobuild.planning.status import Problem
 from autobuild.settings import BuildSettings
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from factories import ANSWERED_AT, COMMIT, document, step_world
+from factories import ANSWERED_AT, build_record, document, step_world
 
 from autobuild.api.conditions import Reason
-from autobuild.api.models import BuildPhase, BuildRecord, SourceType, Trigger
+from autobuild.api.models import BuildPhase, BuildRecord
 from autobuild.planning.snapshot import LogRead, Snapshot
 from autobuild.planning.steps import failure_logs
 
@@ -15,18 +15,7 @@ POD = {"metadata": {"name": "job-1-abcde", "creationTimestamp": "2026-11-29T07:0
 
 
 def failed(reason: str = Reason.ERROR) -> BuildRecord:
-    return BuildRecord(
-        id="b1",
-        rule=0,
-        source_type=SourceType.BRANCH,
-        source_ref="main",
-        commit=COMMIT,
-        trigger=Trigger.PUSH,
-        job_name="job-1",
-        phase=BuildPhase.FAILED,
-        reason=reason,
-        message="exit code 1",
-    )
+    return build_record(BuildPhase.FAILED, reason=reason, message="exit code 1")
 
 
 def snapshot(**changes: object) -> Snapshot:

@@ -3,9 +3,9 @@ statuses and the webhook's lifecycle."""
 
 from __future__ import annotations
 
-from factories import ANSWERED_AT, COMMIT, document, step_world
+from factories import ANSWERED_AT, build_record, document, step_world
 
-from autobuild.api.models import BuildPhase, BuildRecord, SourceType, Trigger
+from autobuild.api.models import BuildPhase, BuildRecord
 from autobuild.planning.snapshot import SecretView, Snapshot
 from autobuild.planning.steps import access, commit_statuses, webhook
 from autobuild.settings import GitHubSettings
@@ -16,16 +16,7 @@ PUBLIC = GitHubSettings(public_url="https://autobuild.example.com")
 
 
 def queued() -> BuildRecord:
-    return BuildRecord(
-        id="b1",
-        rule=0,
-        source_type=SourceType.BRANCH,
-        source_ref="main",
-        commit=COMMIT,
-        trigger=Trigger.PUSH,
-        job_name="job-1",
-        phase=BuildPhase.QUEUED,
-    )
+    return build_record(BuildPhase.QUEUED)
 
 
 def snapshot(repo: str = "github.com/acme/x", link: bool = True) -> Snapshot:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from factories import ANSWERED_AT, COMMIT, document, registry_answers, step_world
+from factories import ANSWERED_AT, build_record, document, registry_answers, step_world
 
 from autobuild.api.conditions import Reason
-from autobuild.api.models import BuildPhase, BuildRecord, SourceType, Trigger
+from autobuild.api.models import BuildPhase, BuildRecord
 from autobuild.planning import status as tracking
 from autobuild.planning.registry_gate import RegistryResult
 from autobuild.planning.snapshot import Snapshot
@@ -17,18 +17,7 @@ DIGEST = "sha256:" + "e" * 64
 
 
 def succeeded() -> BuildRecord:
-    return BuildRecord(
-        id="b1",
-        rule=0,
-        source_type=SourceType.BRANCH,
-        source_ref="main",
-        commit=COMMIT,
-        trigger=Trigger.PUSH,
-        tags=["latest"],
-        job_name="job-1",
-        phase=BuildPhase.SUCCEEDED,
-        digest=DIGEST,
-    )
+    return build_record(BuildPhase.SUCCEEDED, tags=["latest"], digest=DIGEST)
 
 
 def snapshot(**changes: object) -> Snapshot:

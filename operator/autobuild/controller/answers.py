@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Final
 
-from autobuild.planning.decide import HeadsResult
 from autobuild.planning.effects import GitHubResult, RegistryResult
+from autobuild.planning.snapshot import HeadsResult
 
 Key = tuple[str, str]
 # Registry, log and GitHub answers kept per object (the newest ones).

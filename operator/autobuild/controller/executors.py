@@ -25,7 +25,6 @@ from autobuild.controller.store import Store
 from autobuild.metrics import Metrics
 from autobuild.planning import status as tracking
 from autobuild.planning.credentials import manages_existing_repositories
-from autobuild.planning.decide import Decision, HeadsRequest, HeadsResult, LogRead, SecretView
 from autobuild.planning.effects import (
     ApplyRepositorySettings,
     CheckPush,
@@ -43,6 +42,7 @@ from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
 from autobuild.planning.job import CONTAINER_NAME
 from autobuild.planning.planner import buildable_ref
 from autobuild.planning.registry_gate import created_repositories
+from autobuild.planning.snapshot import Decision, HeadsRequest, HeadsResult, LogRead, SecretView
 from autobuild.registry.client import RegistrySessions
 from autobuild.registry.operations import (
     apply_image_settings,

@@ -27,9 +27,11 @@ from autobuild.controller.queue import WorkQueue
 from autobuild.controller.store import Informer, Store, start_in_order
 from autobuild.controller.writes import Writes
 from autobuild.metrics import Metrics, StateSources
-from autobuild.planning.decide import Decision, EventNote, decide, git_access
+from autobuild.planning.decide import decide
 from autobuild.planning.job import LABEL_UID, clone_url
 from autobuild.planning.planner import PushEvent, buildable_ref, plan_builds
+from autobuild.planning.snapshot import Decision, EventNote
+from autobuild.planning.steps.access import git_access
 from autobuild.settings import BuildSettings, GitHubSettings
 from autobuild.sources.git import SourceRedirected, SourceUnreachable, ls_remote
 from autobuild.webhooks.poller import PollTarget, run_poller

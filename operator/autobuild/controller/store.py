@@ -39,10 +39,11 @@ from autobuild.controller.kubeapi import (
     sleep_backoff,
 )
 from autobuild.planning import status as tracking
-from autobuild.planning.decide import SecretView, Snapshot, watched_secrets
+from autobuild.planning.decide import watched_secrets
 from autobuild.planning.hooks import FINALIZER, generated_secret_name, hook_secret_owned
 from autobuild.planning.job import LABEL_UID
 from autobuild.planning.planner import PushEvent
+from autobuild.planning.snapshot import SecretView, Snapshot
 from autobuild.settings import GitHubSettings
 from autobuild.webhooks.poller import PollTarget
 from autobuild.webhooks.repokey import repo_key

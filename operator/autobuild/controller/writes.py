@@ -34,9 +34,9 @@ from autobuild.controller.store import Store
 from autobuild.metrics import Metrics
 from autobuild.planning import hooks
 from autobuild.planning import status as tracking
-from autobuild.planning.decide import Decision, EventNote, JobWrite
 from autobuild.planning.effects import RefusedWrite
 from autobuild.planning.github import hook_secret_manifest
+from autobuild.planning.snapshot import Decision, EventNote, JobWrite
 
 log = logging.getLogger("autobuild.reconcile")
 

@@ -29,18 +29,12 @@ from autobuild.planning import status as tracking
 from autobuild.planning.snapshot import (
     Decision,
     EventNote,
-    HeadsRequest,
-    HeadsResult,
-    JobWrite,
-    LogRead,
     Obj,
     SecretView,
     Snapshot,
-    previous_status,
 )
 from autobuild.planning.steps import Done, Gate, World, fold
-from autobuild.planning.steps.access import WEBHOOK_PATHS, git_access, referenced_secrets
-from autobuild.planning.steps.source import RETRY_SECONDS, source_fingerprint
+from autobuild.planning.steps.access import referenced_secrets
 from autobuild.settings import BuildSettings, GitHubSettings
 
 _REDACTED: Final = "***"
@@ -220,23 +214,4 @@ def _secret_values(secrets: Mapping[str, SecretView | None]) -> list[str]:
     return sorted(values, key=len, reverse=True)  # longest first: no partial leftovers
 
 
-__all__ = [
-    "RETRY_SECONDS",
-    "WEBHOOK_PATHS",
-    "Decision",
-    "EventNote",
-    "HeadsRequest",
-    "HeadsResult",
-    "JobWrite",
-    "LogRead",
-    "SecretView",
-    "Snapshot",
-    "decide",
-    "git_access",
-    "previous_status",
-    "redact",
-    "referenced_secrets",
-    "source_fingerprint",
-    "summarize",
-    "watched_secrets",
-]
+__all__ = ["decide", "redact", "summarize", "watched_secrets"]
