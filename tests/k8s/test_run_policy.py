@@ -182,7 +182,7 @@ def test_a_release_never_undoes_a_cancel(world: World, repo: Repo, k8s_cluster: 
             controller = Controller(api, BuildSettings())
             write = JobWrite(job.metadata.name, job.metadata.uid, stale)
             jobs = f"/apis/batch/v1/namespaces/{world.namespace}/jobs"
-            return await controller._patch_job(jobs, write, {"spec": {"suspend": False}})
+            return await controller.writes._patch_job(jobs, write, {"spec": {"suspend": False}})
         finally:
             await api.close()
 
