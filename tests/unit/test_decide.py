@@ -792,3 +792,32 @@ def test_every_status_field_and_condition_has_exactly_one_owner() -> None:
         assert key.startswith("builds["), key
         assert key.split("].")[1] in record_fields, key
     assert set(PROBLEM_CHAIN) <= {step.name for step in STEPS}
+
+
+def test_no_step_changes_an_outcome_of_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outcomes are plain dataclasses (frozen ones cost 20 µs a decision): each must stay as
+    its step returned it while the later steps read it."""
+    from autobuild.planning import steps
+
+    returned: list[tuple[str, object, object]] = []
+    add = steps.Done.add
+
+    def keep(done: steps.Done, name: str, outcome: steps.Contribution) -> None:
+        returned.append((name, outcome, copy.deepcopy(outcome)))
+        add(done, name, outcome)
+
+    monkeypatch.setattr(steps.Done, "add", keep)
+    b = body(runPolicy="SerialLatestOnly", historyLimit={"succeeded": 0, "failed": 0})
+    first = world(b, heads=heads(b, {"refs/heads/main": COMMIT}))
+    pushed = replace(
+        first,
+        pushes=(PushEvent.parse("main", OTHER_COMMIT), PushEvent.parse("main", COMMIT)),
+        push_count=2,
+    )
+    settled, _ = settle(pushed, rounds=8)
+    complete = {"conditions": [{"type": "Complete", "status": "True"}]}
+    finished = tuple({**job, "status": complete} for job in settled.jobs)
+    settle(replace(settled, jobs=finished), rounds=8)  # digests, history, the next release
+    assert len(returned) >= 4 * len(steps.STEPS)
+    for name, outcome, as_returned in returned:
+        assert outcome == as_returned, f"the outcome of {name} was changed after it returned"

@@ -42,27 +42,28 @@ from autobuild.planning.steps.source import Source
 from autobuild.planning.steps.webhook import Webhook
 
 
-@dataclass
 class Done:
-    """The outcome of every step run so far; a step not run yet has its empty outcome."""
+    """The outcomes of the steps run so far. A step reads only those of the steps before it
+    (:data:`STEPS` passes them): a later step's is not there yet."""
 
-    access: Access = Access()
-    source: Source = Source()
-    pushes: Pushes = Pushes()
-    jobs: Jobs = Jobs()
-    preflight: Preflight = Preflight()
-    queue: Queue = Queue()
-    taken: PushesTaken = PushesTaken()
-    history: History = History()
-    failure_logs: FailureLogs = FailureLogs()
-    digests: Digests = Digests()
-    repository: Repository = Repository()
-    commit_statuses: CommitStatuses = CommitStatuses()
-    webhook: Webhook = Webhook()
+    access: Access
+    source: Source
+    pushes: Pushes
+    jobs: Jobs
+    preflight: Preflight
+    queue: Queue
+    taken: PushesTaken
+    history: History
+    failure_logs: FailureLogs
+    digests: Digests
+    repository: Repository
+    commit_statuses: CommitStatuses
+    webhook: Webhook
 
-    # What the steps so far closed, and the soonest look again they asked for.
-    gates: frozenset[Gate] = frozenset()
-    requeue: float | None = None
+    def __init__(self) -> None:
+        # What the steps so far closed, and the soonest look again they asked for.
+        self.gates: frozenset[Gate] = frozenset()
+        self.requeue: float | None = None
 
     def outcomes(self) -> Iterator[Contribution]:
         """Every step's outcome, in the order the steps run."""
@@ -71,9 +72,9 @@ class Done:
     def problem(self) -> tracking.Problem | None:
         """The pass's problem: the first one found along :data:`PROBLEM_CHAIN`."""
         for name in PROBLEM_CHAIN:
-            found: tracking.Problem | None = getattr(self, name).problem
-            if found is not None:
-                return found
+            outcome: Contribution | None = getattr(self, name, None)
+            if outcome is not None and outcome.problem is not None:
+                return outcome.problem
         return None
 
     def closed(self, gate: Gate) -> bool:
@@ -160,4 +161,14 @@ def fold(world: World) -> Done:
     return done
 
 
-__all__ = ["PROBLEM_CHAIN", "STEPS", "SUMMARIZED", "Done", "Gate", "Step", "World", "fold"]
+__all__ = [
+    "PROBLEM_CHAIN",
+    "STEPS",
+    "SUMMARIZED",
+    "Contribution",
+    "Done",
+    "Gate",
+    "Step",
+    "World",
+    "fold",
+]

@@ -43,7 +43,7 @@ WEBHOOK_PATHS: Final = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Access(Contribution):
     """The validated object (None: the spec is invalid) and the credentials it may use."""
 

@@ -47,9 +47,13 @@ class World:
         return cls(snapshot, settings, github, GitHubProvider(github), previous, builds)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Contribution:
-    """The part of a step's outcome that the fold gathers from every step."""
+    """The part of a step's outcome that the fold gathers from every step.
+
+    Outcomes are not frozen dataclasses, for speed: a frozen one costs about 1.3 µs more to
+    make, some 20 µs a decision. No step changes an outcome it reads (a test checks it).
+    """
 
     events: tuple[EventNote, ...] = ()
     problem: tracking.Problem | None = None

@@ -18,7 +18,7 @@ from autobuild.planning.steps.base import Contribution, World
 OWNS: Final = frozenset({"builds[].commitStatus"})
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class CommitStatuses(Contribution):
     """The records (newest first) with their statuses, the calls to make, and the provider
     token (None: no call may go to the provider's API for this object)."""

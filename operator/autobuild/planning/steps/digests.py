@@ -20,7 +20,7 @@ OWNS: Final = frozenset(
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Digests(Contribution):
     """The records (newest first) with their checked digests, and the checks to run."""
 

@@ -16,7 +16,7 @@ from autobuild.planning.steps.base import Contribution, World
 OWNS: Final = frozenset({"builds[Failed].reason", "builds[Failed].message"})
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class FailureLogs(Contribution):
     """The records (newest first) with the causes found, and the logs to read."""
 

@@ -16,7 +16,7 @@ from autobuild.planning.steps.jobs import Job, Queue
 OWNS: Final = frozenset[str]()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class History(Contribution):
     """The Jobs to delete and the Jobs kept (oldest first)."""
 
@@ -41,6 +41,8 @@ def run(access: Access, queue: Queue) -> History:
     delete += done_bad[: max(0, len(done_bad) - limit.failed)]
     newest = jobs[-1].record.job_name if jobs else None
     gone = tuple(j for j in delete if j.record.job_name != newest)
+    if not gone:
+        return History(kept=jobs)
     names = {j.name for j in gone}
     return History(delete=gone, kept=tuple(j for j in jobs if j.name not in names))
 

@@ -53,7 +53,7 @@ class Job:
         return JobWrite(meta["name"], meta.get("uid", ""), meta.get("resourceVersion", ""))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Jobs(Contribution):
     """The live Jobs (oldest first), the new ones to create, and the Pods by Job name."""
 
@@ -62,7 +62,7 @@ class Jobs(Contribution):
     pods: Mapping[str, Sequence[Obj]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Queue(Contribution):
     """The Jobs after runPolicy (oldest first, the new ones included), and its writes."""
 
@@ -123,9 +123,11 @@ def queue(world: World, access: Access, jobs: Jobs, created: bool) -> Queue:
     now = world.snapshot.now
     every = [*jobs.existing, *(jobs.new if created else ())]
     release, cancel, dropped = _run_policy(policy, every, jobs.pods, now)
-    changed = {j.name: j for j in (*release, *cancel)}
-    gone = {j.name for j in dropped}
-    after = tuple(changed.get(j.name, j) for j in every if j.name not in gone)
+    after = tuple(every)
+    if release or cancel or dropped:
+        changed = {j.name: j for j in (*release, *cancel)}
+        gone = {j.name for j in dropped}
+        after = tuple(changed.get(j.name, j) for j in every if j.name not in gone)
     grace = sooner(*(_pod_grace(j, now) for j in after))
     return Queue(jobs=after, release=release, cancel=cancel, requeue_after=grace)
 

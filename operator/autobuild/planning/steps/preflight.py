@@ -20,7 +20,7 @@ OWNS: Final = frozenset[str]()
 _WAIT: Final = frozenset({Gate.CREATE, Gate.TRIGGER})
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Preflight(Contribution):
     """The check to run, if one is due."""
 

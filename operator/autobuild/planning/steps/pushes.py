@@ -20,19 +20,20 @@ from autobuild.planning.steps.access import Access
 from autobuild.planning.steps.base import Contribution, World, credentials_version
 
 OWNS: Final = frozenset({"pushes"})
+_NOTHING: Final = replay.Screened((), 0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Pushes(Contribution):
     """The pushes screened this pass: the builds of the accepted ones, and the heads to read
     for those that wait."""
 
-    screened: replay.Screened = replay.Screened((), 0)
+    screened: replay.Screened = _NOTHING
     builds: tuple[PlannedBuild, ...] = ()
     resolve: HeadsRequest | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class PushesTaken(Contribution):
     """How many queued pushes this pass takes, ``status.pushes`` after it, and the Events
     about the refused ones (posted once they are taken, whether or not status changes)."""

@@ -17,7 +17,7 @@ from autobuild.planning.steps.base import Contribution, World, push_secret_versi
 OWNS: Final = frozenset({"repository", ConditionType.VISIBILITY_APPLIED.value})
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Repository(Contribution):
     """status.repository, and the settings call to make if one is due."""
 

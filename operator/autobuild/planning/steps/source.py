@@ -41,7 +41,7 @@ RETRY_SECONDS: Final = 30.0
 _SOURCE_PROBLEMS: Final = STALLED | {Reason.SOURCE_UNREACHABLE, Reason.SOURCE_TOO_LARGE}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Source(Contribution):
     """The builds the handled request asks for, how it was handled, and the heads to read.
     Its Events are about the request: they wait with it while :attr:`Gate.TRIGGER` is closed."""
@@ -99,7 +99,10 @@ def run(world: World, access: Access) -> Source:
 
 def _merge(handled: Source | None, then: Source, observed: str) -> Source:
     """The outcome of a request handled without heads, and of what the heads said after."""
-    first = handled or Source()
+    if handled is None:  # the common case: one outcome, made by this step, completed here
+        then.observed_source = observed
+        return then
+    first = handled
     return Source(
         builds=first.builds + then.builds,
         last_trigger=then.last_trigger or first.last_trigger,

@@ -19,7 +19,7 @@ from autobuild.planning.steps.base import Contribution, World, credentials_versi
 OWNS: Final = frozenset({"webhook", ConditionType.WEBHOOK_READY.value})
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class Webhook(Contribution):
     """What the provider's hook decision said (no decision: nothing to do for the object)."""
 
