@@ -82,8 +82,8 @@ def decide(
 
 def _events(done: Done) -> list[EventNote]:
     """Every step's Events in step order; a closed TRIGGER gate withholds the request's."""
-    withheld = done.source if done.closed(Gate.TRIGGER) else None
-    return [e for outcome in done.outcomes() if outcome is not withheld for e in outcome.events]
+    withheld = "source" if done.closed(Gate.TRIGGER) else None
+    return [e for step, events in done.events if step != withheld for e in events]
 
 
 def summarize(

@@ -9,12 +9,13 @@ earlier outcomes a step reads is written once, in :data:`STEPS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from autobuild.api.conditions import ConditionType
 from autobuild.planning import status as tracking
+from autobuild.planning.snapshot import EventNote
 from autobuild.planning.steps import (
     access,
     commit_statuses,
@@ -64,10 +65,8 @@ class Done:
         # What the steps so far closed, and the soonest look again they asked for.
         self.gates: frozenset[Gate] = frozenset()
         self.requeue: float | None = None
-
-    def outcomes(self) -> Iterator[Contribution]:
-        """Every step's outcome, in the order the steps run."""
-        return (getattr(self, step.name) for step in STEPS)
+        # The Events of the steps so far, by step, in step order.
+        self.events: list[tuple[str, tuple[EventNote, ...]]] = []
 
     def problem(self) -> tracking.Problem | None:
         """The pass's problem: the first one found along :data:`PROBLEM_CHAIN`."""
@@ -84,6 +83,8 @@ class Done:
     def add(self, name: str, outcome: Contribution) -> None:
         """Record a step's outcome."""
         setattr(self, name, outcome)
+        if outcome.events:
+            self.events.append((name, outcome.events))
         if outcome.closes:
             self.gates |= outcome.closes
         asked = outcome.requeue_after
