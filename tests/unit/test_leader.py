@@ -120,6 +120,12 @@ def elector(
     return made, leases, metrics
 
 
+def replicas() -> tuple[Server, Time, Elector, Elector]:
+    """One Lease, one clock, and two replicas a and b."""
+    server, time = Server(), Time()
+    return server, time, elector(server, time, "a")[0], elector(server, time, "b")[0]
+
+
 def spec(server: Server) -> dict[str, Any]:
     assert server.lease is not None
     return dict(server.lease["spec"])
@@ -174,9 +180,7 @@ async def test_the_first_replica_creates_the_lease() -> None:
 
 @synchronous
 async def test_a_held_lease_is_taken_only_a_lease_duration_after_it_last_changed() -> None:
-    server, time = Server(), Time()
-    a, _, _ = elector(server, time, "a")
-    b, _, _ = elector(server, time, "b")
+    server, time, a, b = replicas()
     assert await a.try_acquire_or_renew()
     assert not await b.try_acquire_or_renew()
     assert b.holder == "a"
@@ -199,9 +203,7 @@ async def test_a_held_lease_is_taken_only_a_lease_duration_after_it_last_changed
 
 @synchronous
 async def test_a_released_lease_is_taken_at_once() -> None:
-    server, time = Server(), Time()
-    a, _, _ = elector(server, time, "a")
-    b, _, _ = elector(server, time, "b")
+    server, _, a, b = replicas()
     assert await a.try_acquire_or_renew()
     assert not await b.try_acquire_or_renew()
     await a._release()
@@ -438,3 +440,18 @@ async def test_writes_stop_at_the_edge_and_only_the_leases_own_pass() -> None:
     finally:
         await api.close()
         await runner.cleanup()
+
+
+@synchronous
+async def test_a_follower_asks_again_just_as_a_dead_leaders_lease_expires() -> None:
+    """Not up to a retry period later: the takeover comes a lease duration after the follower
+    first saw the last renew."""
+    server, time, a, b = replicas()
+    assert await a.try_acquire_or_renew()  # and then a dies: no renew any more
+    seen = time.now
+    following = asyncio.ensure_future(b.run(asyncio.Event().wait))
+    await until(lambda: b.leading, time)
+    assert seen + 15 < time.now <= seen + 15.1
+    assert spec(server)["holderIdentity"] == "b"
+    following.cancel()
+    await asyncio.gather(following, return_exceptions=True)

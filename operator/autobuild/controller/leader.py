@@ -47,6 +47,8 @@ RENEW_DEADLINE: Final = 10.0
 RETRY_PERIOD: Final = 2.0
 # client-go's JitterFactor: the renew deadline must leave room for a jittered retry.
 _JITTER: Final = 1.2
+# How long after a Lease's expiry (on this replica's clock) a follower asks for it.
+_EXPIRY_MARGIN: Final = 0.05
 _DURATION: Final = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -176,6 +178,8 @@ class Elector:
         # The Lease as last seen, and when (this replica's clock) its version was first seen.
         self._lease: Obj | None = None
         self._observed_at = 0.0
+        # When the Lease as last seen expires unless it changes (this replica's clock).
+        self._expires = -math.inf
         # Writes are allowed until then (this replica's clock): last renew sent + renew deadline.
         self._valid_until = -math.inf
         self.leading = False
@@ -209,7 +213,8 @@ class Elector:
         spec = lease.get("spec") or {}
         holder = self.holder
         seconds = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
-        if holder and holder != self.config.identity and self._observed_at + seconds > sent:
+        self._expires = self._observed_at + seconds
+        if holder and holder != self.config.identity and self._expires > sent:
             return False
         return self._took(await self._leases.update(self._record(lease)), sent)
 
@@ -280,7 +285,12 @@ class Elector:
             # Jittered within the period (client-go jitters beyond it): a released Lease is
             # taken within one retry period, and replicas still do not ask in lockstep.
             spread = 1 - 0.2 * random.random()  # noqa: S311 (spreading requests, not cryptography)
-            await self._sleep(self.config.retry_period * spread)
+            wait = self.config.retry_period * spread
+            # And asked again just as it expires (a margin for the loop's timer resolution),
+            # not up to a retry period later: a dead leader's Lease is taken a lease duration
+            # after its last renew was seen, which itself is at most a retry period late.
+            expires = self._expires - self._clock()
+            await self._sleep(min(wait, expires + _EXPIRY_MARGIN) if expires > 0 else wait)
 
     async def _lead(self, lead: Callable[[], Awaitable[None]]) -> None:
         self._set_leading(True)
