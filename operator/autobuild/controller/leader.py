@@ -4,6 +4,7 @@
 - a replica takes the Lease when it has no holder, or when its record has not changed for the
   record's ``leaseDurationSeconds`` as measured on this replica's own clock (a record this
   replica sees change restarts that wait: clocks of different machines are never compared);
+- a follower asks every retry period, and again just as the Lease it saw expires;
 - the leader renews it every retry period; when it could not renew within the renew deadline
   (shorter than the lease duration) it stops leading;
 - every write is conditional on the Lease's resourceVersion: a 409 means another replica won
