@@ -25,11 +25,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.support import webhook_payloads as hooks
 from tests.support.gitserver import Repo
 from tests.support.operator_harness import (
     World,
     build_phase,
+    hook_secret,
     manifest,
+    ready_condition,
     service_account_kubeconfig,
 )
 from tests.support.operator_process import Operator, eventually
@@ -263,4 +266,45 @@ def test_a_leader_cut_off_stops_writing_before_the_other_takes_over(
                 time.sleep(RETRY_PERIOD * 3)
                 assert not leads(a)
                 assert leads(b)
+    assert_one_writer(a, b)
+
+
+def test_a_push_delivered_to_a_follower_waits_until_that_follower_leads(
+    limited: Path, no_lease: None, world: World, repo: Repo, tmp_path: Path
+) -> None:
+    """The known gap (docs/operations.md): a follower verifies a delivery (it read the webhook
+    Secret when it appeared) and keeps the push, but builds nothing while the other leads; it
+    builds it once it leads itself."""
+    a, b = replica(limited, tmp_path, "leader-a"), replica(limited, tmp_path, "leader-b")
+    with running(a, b):
+        first, _ = wait_leader(a, b, timeout=RETRY_PERIOD * 3)
+        other = b if first is a else a
+        secret = hook_secret(world)
+        tags = [{"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}"}]
+        body = manifest(world.namespace, repo, tags=tags, runPolicy="Parallel")
+        body["spec"]["source"]["webhookSecret"] = "hook"
+        world.create(body)
+        eventually(lambda: ready_condition(world), 30, "the leader's first visit")
+        commit = repo.commit("main", {"v.txt": "1"}, "Release 1.0")
+        repo.tag("v1.0", commit)
+        host, _, path = repo.clone_url.removeprefix("http://").partition("/")
+        payload = hooks.encode(
+            hooks.github_push(
+                "refs/tags/v1.0", commit, full_name=path.removesuffix(".git"), host=host
+            )
+        )
+        headers = hooks.github_headers("push", payload, secret, "delivery-1")
+        eventually(
+            lambda: other.deliver("/hooks/github", payload, headers)[0] == 202,
+            30,
+            "the follower verifying the delivery",
+        )
+        time.sleep(RETRY_PERIOD * 2)
+        assert world.jobs() == []
+        assert not writes(other)
+        assert first.proc is not None
+        first.proc.terminate()
+        wait_leader(other, timeout=RETRY_PERIOD + 3)
+        (job,) = eventually(world.jobs, 30, "the push built by the follower, now the leader")
+        assert job.metadata.name
     assert_one_writer(a, b)

@@ -131,6 +131,11 @@ def spec(server: Server) -> dict[str, Any]:
     return dict(server.lease["spec"])
 
 
+async def idle() -> None:
+    """A part of a replica's work that runs until it is cancelled."""
+    await asyncio.Event().wait()
+
+
 def synchronous(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
     """The test, run on an event loop of its own."""
 
@@ -242,7 +247,7 @@ async def test_the_leader_leads_renews_and_releases_on_cancel() -> None:
         finally:
             leading.append(False)
 
-    running = asyncio.ensure_future(a.run(lead))
+    running = asyncio.ensure_future(a.run(lead, idle))
     await until(lambda: a.may_write() and time.now > 1030, time)
     assert leading == [True]
     assert metrics.leader._value.get() == 1
@@ -275,9 +280,16 @@ async def test_a_leader_cut_off_stops_writing_before_another_can_take_over() -> 
 
         return leading
 
-    run_a = asyncio.ensure_future(a.run(lead("a")))
+    def follow(who: str) -> Callable[[], Any]:
+        async def following() -> None:
+            timeline.append((time.now, f"{who} follows"))
+            await asyncio.Event().wait()
+
+        return following
+
+    run_a = asyncio.ensure_future(a.run(lead("a"), follow("a")))
     await until(lambda: a.may_write(), time)
-    run_b = asyncio.ensure_future(b.run(lead("b")))
+    run_b = asyncio.ensure_future(b.run(lead("b"), follow("b")))
     await until(lambda: time.now > 1010, time)
     assert not b.leading
     a_leases.cut = True
@@ -291,7 +303,10 @@ async def test_a_leader_cut_off_stops_writing_before_another_can_take_over() -> 
     assert not a.may_write()
     assert spec(server)["holderIdentity"] == "b"
     assert last_renew
-    # Reconnected, a follows: b holds the Lease.
+    # a follows again as soon as it stopped leading (it refreshes its cache meanwhile).
+    events = [what for _, what in timeline]
+    assert events.index("a stops") < events.index("a follows") < events.index("b leads")
+    # Reconnected, a stays a follower: b holds the Lease.
     a_leases.cut = False
     await until(lambda: time.now > b_leads + 30, time)
     assert b.may_write()
@@ -337,7 +352,7 @@ async def test_a_renew_that_hangs_ends_leadership_within_the_renew_deadline() ->
         finally:
             stopped.set()
 
-    running = asyncio.ensure_future(a.run(lead))
+    running = asyncio.ensure_future(a.run(lead, idle))
     loop = asyncio.get_running_loop()
     while not a.may_write():
         await asyncio.sleep(0.01)
@@ -449,7 +464,7 @@ async def test_a_follower_asks_again_just_as_a_dead_leaders_lease_expires() -> N
     server, time, a, b = replicas()
     assert await a.try_acquire_or_renew()  # and then a dies: no renew any more
     seen = time.now
-    following = asyncio.ensure_future(b.run(asyncio.Event().wait))
+    following = asyncio.ensure_future(b.run(idle, idle))
     await until(lambda: b.leading, time)
     assert seen + 15 < time.now <= seen + 15.1
     assert spec(server)["holderIdentity"] == "b"

@@ -271,12 +271,19 @@ class Elector:
             return False
 
     # The loop -----------------------------------------------------------------------------
-    async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
-        """Follow until this replica holds the Lease, run ``lead`` while it does, and again,
-        until cancelled; then stop ``lead`` and release the Lease."""
+    async def run(
+        self, lead: Callable[[], Awaitable[None]], follow: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``follow`` until this replica holds the Lease, ``lead`` while it does, and again,
+        until cancelled; then stop them and release the Lease."""
         try:
             while True:
-                await self._acquire()
+                following = asyncio.ensure_future(follow())
+                try:
+                    await self._acquire()
+                finally:
+                    following.cancel()
+                    await asyncio.gather(following, return_exceptions=True)
                 await self._lead(lead)
         finally:
             await self._release()

@@ -194,7 +194,7 @@ class Controller:
                 self.metrics.record_leader(True)
                 await self._lead()
             else:
-                await self.elector.run(self._lead)
+                await self.elector.run(self._lead, self._follow)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -223,6 +223,15 @@ class Controller:
         finally:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        """What a follower does besides its informers: the queue's workers only read the values
+        of referenced Secrets as they appear or change (the receiver verifies deliveries with
+        them), and reconcile nothing. The keys they take are all queued again on takeover."""
+        await self.queue.run(self._refresh)
+
+    async def _refresh(self, key: Key) -> None:
+        await self._read_unknown_secrets(key)
 
     def ready(self) -> bool:
         """Listed everything once, and every list and watch works now (an API server that
