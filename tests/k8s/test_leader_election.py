@@ -30,9 +30,8 @@ from tests.support.gitserver import Repo
 from tests.support.operator_harness import (
     World,
     build_phase,
-    hook_secret,
+    create_tag_builds,
     manifest,
-    ready_condition,
     service_account_kubeconfig,
 )
 from tests.support.operator_process import Operator, eventually
@@ -279,12 +278,7 @@ def test_a_push_delivered_to_a_follower_waits_until_that_follower_leads(
     with running(a, b):
         first, _ = wait_leader(a, b, timeout=RETRY_PERIOD * 3)
         other = b if first is a else a
-        secret = hook_secret(world)
-        tags = [{"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}"}]
-        body = manifest(world.namespace, repo, tags=tags, runPolicy="Parallel")
-        body["spec"]["source"]["webhookSecret"] = "hook"
-        world.create(body)
-        eventually(lambda: ready_condition(world), 30, "the leader's first visit")
+        secret = create_tag_builds(world, repo)
         commit = repo.commit("main", {"v.txt": "1"}, "Release 1.0")
         repo.tag("v1.0", commit)
         host, _, path = repo.clone_url.removeprefix("http://").partition("/")
