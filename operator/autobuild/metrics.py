@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import ValidationError
@@ -223,6 +223,17 @@ class Metrics:
             ["resource", "reason"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "autobuild_leader",
+            "1 while this replica is the leader (the one that reconciles and writes), else 0; "
+            "1 without leader election.",
+            registry=self.registry,
+        )
+        self.leader_transitions = Counter(
+            "autobuild_leader_transitions",
+            "Times this replica became the leader.",
+            registry=self.registry,
+        )
         # Known label values start at 0, so rate() and absent() work before the first event.
         for phase in BuildPhase:
             self.build_transitions.labels(phase.value)
@@ -260,6 +271,12 @@ class Metrics:
         """Count one Job or Pod the store left out (``jobs`` or ``pods``; ``unowned`` or
         ``malformed``)."""
         self.skipped_records.labels(resource, reason).inc()
+
+    def record_leader(self, leading: bool) -> None:
+        """This replica started (True) or stopped (False) leading."""
+        self.leader.set(1 if leading else 0)
+        if leading:
+            self.leader_transitions.inc()
 
     def record_github_call(self, kind: str, ok: bool, reason: str) -> None:
         """Count one finished GitHub call (its reason when it failed)."""

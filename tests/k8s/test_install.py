@@ -66,6 +66,8 @@ def test_kustomize_base_is_the_charts_default_install(k8s_cluster: Any, helm: Pa
     kinds = (
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",  # the leader election's Lease
+        "RoleBinding",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     )
@@ -104,11 +106,17 @@ def test_the_example_overlay_configures_the_operator(k8s_cluster: Any, helm: Pat
     values = {"watchNamespaces": ["ci"], "webhook": {"publicUrl": "https://autobuild.example.com"}}
     chart = documents(helm_template(helm, values=values).stdout)
     assert by_kind(docs, "ClusterRole") == by_kind(chart, "ClusterRole") == []
-    (role,) = by_kind(docs, "Role")
-    assert role["metadata"]["namespace"] == "ci"
-    assert role["rules"] == one(chart, "Role")["rules"]
-    (binding,) = by_kind(docs, "RoleBinding")
-    assert binding["subjects"] == one(chart, "RoleBinding")["subjects"]
+
+    def in_ci(render: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+        """Those of the watched namespace (not the leader election's, in autobuild-system)."""
+        return [d for d in by_kind(render, kind) if d["metadata"]["namespace"] == "ci"]
+
+    (role,) = in_ci(docs, "Role")
+    (chart_role,) = in_ci(chart, "Role")
+    assert role["rules"] == chart_role["rules"]
+    (binding,) = in_ci(docs, "RoleBinding")
+    (chart_binding,) = in_ci(chart, "RoleBinding")
+    assert binding["subjects"] == chart_binding["subjects"]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",

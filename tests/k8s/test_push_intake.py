@@ -10,7 +10,13 @@ import pytest
 
 from tests.support import webhook_payloads as hooks
 from tests.support.gitserver import Repo
-from tests.support.operator_harness import World, hook_secret, manifest, ready_condition
+from tests.support.operator_harness import (
+    World,
+    create_tag_builds,
+    hook_secret,
+    manifest,
+    ready_condition,
+)
 from tests.support.operator_process import Operator, eventually
 
 pytestmark = pytest.mark.k8s
@@ -19,12 +25,7 @@ pytestmark = pytest.mark.k8s
 def test_a_signed_push_builds_once_and_two_tags_at_one_commit_build_twice(
     world: World, repo: Repo, operator: Operator
 ) -> None:
-    secret = hook_secret(world)
-    tags = [{"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}"}]
-    body = manifest(world.namespace, repo, tags=tags, runPolicy="Parallel")
-    body["spec"]["source"]["webhookSecret"] = "hook"
-    world.create(body)
-    eventually(lambda: ready_condition(world), 30, "first visit")
+    secret = create_tag_builds(world, repo)
     assert world.status()["webhookPath"] == "/hooks/github"  # shown by kubectl describe
     commit = repo.commit("main", {"v.txt": "1"}, "Release 1.4.2")
     # The tags exist: the payload's commit time is older than the object, so a push builds only

@@ -229,6 +229,19 @@ def hook_secret(
     return value.encode()
 
 
+def create_tag_builds(world: World, repo: Repo) -> bytes:
+    """An AutomatedBuild ``app`` of ``repo`` that builds tags ``vX.Y`` as ``X.Y`` (Parallel),
+    its GitHub deliveries verified with a webhook Secret, after the operator's first visit; the
+    Secret's value."""
+    secret = hook_secret(world)
+    tags = [{"sourceType": "Tag", "source": "/^v([0-9.]+)$/", "dockerTag": "{\\1}"}]
+    body = manifest(world.namespace, repo, tags=tags, runPolicy="Parallel")
+    body["spec"]["source"]["webhookSecret"] = "hook"
+    world.create(body)
+    eventually(lambda: ready_condition(world), 30, "first visit")
+    return secret
+
+
 def docker_config(host: str, user: str, password: str) -> str:
     """A ``.dockerconfigjson`` with one registry's credentials."""
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -83,6 +83,18 @@ CUSTOM: dict[str, Any] = {
 }
 
 
+# The chart's default leaderElection values as `autobuild run` flags.
+LEADER_ELECTION_ARGS = [
+    "--leader-elect",
+    "--leader-election-lease-duration",
+    "15s",
+    "--leader-election-renew-deadline",
+    "10s",
+    "--leader-election-retry-period",
+    "2s",
+]
+
+
 def test_helm_is_the_pinned_build(helm: Path) -> None:
     out = subprocess.run(
         [str(helm), "version", "--short"],
@@ -125,6 +137,8 @@ def test_default_render_is_the_whole_installation(default_render: list[dict[str,
         ("ServiceAccount", NAMESPACE, RELEASE),
         ("ClusterRole", "", RELEASE),
         ("ClusterRoleBinding", "", RELEASE),
+        ("Role", NAMESPACE, f"{RELEASE}-leader-election"),
+        ("RoleBinding", NAMESPACE, f"{RELEASE}-leader-election"),
         ("Service", NAMESPACE, RELEASE),
         ("Deployment", NAMESPACE, RELEASE),
         ("ValidatingAdmissionPolicy", "", f"{RELEASE}-build-jobs"),
@@ -158,6 +172,7 @@ def test_default_deployment_runs_safely(default_render: list[dict[str, Any]]) ->
         "0.0.0.0:8080",
         "--log-format",
         "json",
+        *LEADER_ELECTION_ARGS,
     ]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True
@@ -241,6 +256,7 @@ def test_custom_values_reach_the_operator(helm: Path) -> None:
         "0.0.0.0:8080",
         "--log-format",
         "plain",
+        *LEADER_ELECTION_ARGS,
         "--namespace",
         "team-a",
         "--namespace",
@@ -304,12 +320,87 @@ def test_the_service_monitor_scrapes_metrics_on_the_webhook_port(helm: Path) -> 
     assert ingress_paths == ["/hooks"]
 
 
+def _watching(doc: dict[str, Any]) -> bool:
+    """A Role or RoleBinding of a watched namespace (not the leader election's)."""
+    return not doc["metadata"]["name"].endswith("-leader-election")
+
+
+def test_leader_election_is_on_with_a_role_for_its_lease_only(
+    default_render: list[dict[str, Any]],
+) -> None:
+    """The Lease's Role: get, create, update on leases, in the release namespace only; the
+    Pod's name and namespace from the downward API; the flags the operator accepts."""
+    from autobuild.cli import build_parser
+    from autobuild.cli.run import _election
+
+    role = one(default_render, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert grants(role) == {
+        ("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")
+    }
+    binding = one(default_render, "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
+    ]
+    (container,) = one(default_render, "Deployment")["spec"]["template"]["spec"]["containers"]
+    fields = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+        if "valueFrom" in e
+    }
+    assert fields == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    args = build_parser().parse_args(container["args"])
+    election = _election(args)
+    assert election is not None
+    assert (election.lease_duration, election.renew_deadline, election.retry_period) == (
+        15.0,
+        10.0,
+        2.0,
+    )
+
+
+def test_leader_election_values_map_to_the_flags(helm: Path) -> None:
+    values = {
+        "leaderElection": {
+            "leaseDuration": "30s",
+            "renewDeadline": "20s",
+            "retryPeriod": "500ms",
+            "namespace": "ops",
+        }
+    }
+    docs = documents(helm_template(helm, values=values).stdout)
+    (container,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["args"][7:] == [
+        "--leader-elect",
+        "--leader-election-namespace",
+        "ops",
+        "--leader-election-lease-duration",
+        "30s",
+        "--leader-election-renew-deadline",
+        "20s",
+        "--leader-election-retry-period",
+        "500ms",
+    ]
+    assert one(docs, "Role")["metadata"]["namespace"] == "ops"
+    assert one(docs, "RoleBinding")["metadata"]["namespace"] == "ops"
+    off = documents(helm_template(helm, values={"leaderElection": {"enabled": False}}).stdout)
+    (container,) = one(off, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert not [arg for arg in container["args"] if arg.startswith("--leader")]
+    assert not by_kind(off, "Role")
+    assert not by_kind(off, "RoleBinding")
+
+
 def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_access(helm: Path) -> None:
     docs = documents(helm_template(helm, values=CUSTOM).stdout)
     assert not by_kind(docs, "ClusterRole")
     assert not by_kind(docs, "ClusterRoleBinding")
-    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role")}
-    bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding")}
+    roles = {r["metadata"]["namespace"]: r for r in by_kind(docs, "Role") if _watching(r)}
+    bindings = {b["metadata"]["namespace"]: b for b in by_kind(docs, "RoleBinding") if _watching(b)}
     assert roles.keys() == bindings.keys() == {"team-a", "team-b"}
     # CUSTOM has a public URL: the namespaced rules with webhook registration's.
     public = {"webhook": {"publicUrl": CUSTOM["webhook"]["publicUrl"]}}
@@ -332,6 +423,8 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_access(helm: Path)
         ({"github": {"url": "api.github.com"}}, "url"),
         ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
         ({"logFormat": "xml"}, "logFormat"),
+        ({"leaderElection": {"leaseDuration": "15"}}, "leaseDuration"),
+        ({"leaderElection": {"renewdeadline": "10s"}}, "renewdeadline"),
         ({"builds": {"nodeSelector": {"a": "b,c=d"}}}, "nodeSelector"),
         ({"serviceMonitor": {"interval": "30"}}, "interval"),
         ({"serviceMonitor": {"enable": True}}, "enable"),

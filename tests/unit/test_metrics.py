@@ -205,3 +205,14 @@ def test_reconciles_through_the_work_queue_are_counted_by_result() -> None:
     assert results == {"success": 2, "error": 1, "requeue": 0, "requeue_after": 1}
     assert value(metrics, "autobuild_reconcile_errors_total") == 1
     assert value(metrics, "autobuild_reconcile_duration_seconds_count") == 4
+
+
+def test_leadership_is_a_gauge_and_its_gains_a_counter() -> None:
+    metrics = Metrics()
+    assert value(metrics, "autobuild_leader") == 0
+    assert value(metrics, "autobuild_leader_transitions_total") == 0
+    metrics.record_leader(True)
+    metrics.record_leader(False)
+    metrics.record_leader(True)
+    assert value(metrics, "autobuild_leader") == 1
+    assert value(metrics, "autobuild_leader_transitions_total") == 2

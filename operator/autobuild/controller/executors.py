@@ -8,6 +8,7 @@ running for an object is not started twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -115,12 +116,36 @@ class Executors:
         for read in decision.read_logs:
             self._start(key, read.job_name, partial(self.read_failure_log, key, read))
         for request in decision.registry:
-            self._start(key, request.id, partial(self._registry_check, key, request))
+            run = partial(self._registry_check, key, request)
+            self._start(key, request.id, run, self._registry_slots)
 
-    def _start(self, key: Key, effect: str, run: Callable[[], Awaitable[None]]) -> None:
+    def _start(
+        self,
+        key: Key,
+        effect: str,
+        run: Callable[[], Awaitable[None]],
+        slots: asyncio.Semaphore | None = None,
+    ) -> None:
         if (key, effect) not in self._running:
             self._running.add((key, effect))
-            self._spawn(run())
+            self._spawn(self._fenced(key, effect, run, slots))
+
+    async def _fenced(
+        self,
+        key: Key,
+        effect: str,
+        run: Callable[[], Awaitable[None]],
+        slots: asyncio.Semaphore | None,
+    ) -> None:
+        """Run an effect once it has a slot, if this replica may still write then: a leader
+        that lost its Lease makes no GitHub or registry call and reads no log (the next leader
+        decides again)."""
+        async with slots or contextlib.nullcontext():
+            if not self._api.may_write():
+                self._running.discard((key, effect))
+                log.info("%s/%s: not the leader: effect %s not run", *key, effect)
+                return
+            await run()
 
     # GitHub ---------------------------------------------------------------------------------
     async def _github_call(self, key: Key, call: GitHubRequest) -> None:
@@ -168,10 +193,10 @@ class Executors:
 
     # Registries -------------------------------------------------------------------------------
     async def _registry_check(self, key: Key, request: RegistryRequest) -> None:
-        """Run a registry check; its answer goes to the answer memory."""
+        """Run a registry check (holding a registry slot); its answer goes to the answer
+        memory."""
         try:
-            async with self._registry_slots:
-                result = await self._run_registry_check(key, request)
+            result = await self._run_registry_check(key, request)
         except Exception as exc:  # an answer nobody expected: report it, try again later
             log.exception("%s/%s: registry check %s failed", key[0], key[1], request.kind)
             result = RegistryResult(_now(), False, Reason.REGISTRY_UNREACHABLE, str(exc)[:300])

@@ -21,6 +21,7 @@ from typing import Any
 import kopf
 
 from autobuild.controller.kubeapi import KubeApi
+from autobuild.controller.leader import ElectionConfig
 from autobuild.controller.probes import Probes
 from autobuild.controller.reconcile import Controller
 from autobuild.settings import BuildSettings, GitHubSettings
@@ -36,6 +37,8 @@ class Runtime:
 
     namespaces: list[str] = field(default_factory=list)
     webhook_address: str | None = None
+    # None: no leader election (this replica always leads).
+    election: ElectionConfig | None = None
     controller: Controller | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -57,6 +60,7 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
         RUNTIME.namespaces,
         webhook_address=RUNTIME.webhook_address,
         github=GitHubSettings.from_env(),
+        election=RUNTIME.election,
     )
     RUNTIME.controller = controller
 
@@ -74,7 +78,8 @@ async def start(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop(**_: Any) -> None:
-    """Stop the controller's tasks and close its API client."""
+    """Stop the controller's tasks (a leader stops reconciling, then releases its Lease) and
+    close its API client."""
     for task in RUNTIME.tasks:
         task.cancel()
     await asyncio.gather(*RUNTIME.tasks, return_exceptions=True)

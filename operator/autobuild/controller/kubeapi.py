@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -60,6 +60,22 @@ class GoneError(ApiError):
     """410: the resourceVersion a watch asked for is too old; list again."""
 
 
+class NotLeaderError(ApiError):
+    """A write refused before it left the process: this replica may not write now (it is not
+    the leader, or could not renew its Lease in time). Status 0: no API server said it."""
+
+    def __init__(self, method: str, path: str) -> None:
+        super().__init__(0, "NotLeader", f"{method} {path}: this replica is not the leader")
+
+
+class Fence(Protocol):
+    """Who says whether this process may write now (the leader election's
+    :class:`autobuild.controller.leader.Elector`)."""
+
+    def may_write(self) -> bool:
+        """True while this process may write."""
+
+
 def _load_configuration() -> Any:
     from kubernetes import client, config
 
@@ -87,6 +103,13 @@ class KubeApi:
         self._host = str(self._config.host).rstrip("/")
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=32))
         self.requests: dict[str, int] = {}
+        # None: this process always writes (no leader election).
+        self.fence: Fence | None = None
+
+    def may_write(self) -> bool:
+        """Whether this process may write now: the one check every write passes (the
+        Kubernetes writes here, the GitHub and registry effects in executors.py)."""
+        return self.fence is None or self.fence.may_write()
 
     def _headers(
         self, content_type: str | None = None, accept: str | None = None
@@ -131,8 +154,17 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
         accept: str | None = None,
+        fenced: bool = True,
     ) -> Obj:
-        """One API call; the decoded JSON answer, or ApiError."""
+        """One API call; the decoded JSON answer, or ApiError. A write (any method but GET)
+        raises :class:`NotLeaderError` unless :meth:`may_write`; only the Lease's own writes pass
+        ``fenced=False`` (they are how a replica becomes and stays the leader)."""
+        if method != "GET" and fenced:
+            if not self.may_write():
+                raise NotLeaderError(method, path)
+            # Which replica wrote what when, with --verbose (how the HA tests prove that two
+            # replicas never wrote in the same time).
+            log.debug("write %s %s", method, path)
         self.requests[method] = self.requests.get(method, 0) + 1
         data = None if body is None else json.dumps(body)
         async with self._session.request(

@@ -75,18 +75,20 @@ class WorkQueue(Generic[K]):
         """Nothing queued or being processed (timers may be pending)."""
         return not self._queued and not self._processing
 
-    async def run(self) -> None:
-        """Run the workers until cancelled."""
-        await asyncio.gather(*(self._worker() for _ in range(self._workers)))
+    async def run(self, process: Callable[[K], Awaitable[float | None]] | None = None) -> None:
+        """Run the workers until cancelled; ``process`` instead of the queue's own (a follower
+        of leader election only refreshes its cache with it)."""
+        work = process or self._process
+        await asyncio.gather(*(self._worker(work) for _ in range(self._workers)))
 
-    async def _worker(self) -> None:
+    async def _worker(self, process: Callable[[K], Awaitable[float | None]]) -> None:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
             self._processing.add(key)
             again: float | None = None
             try:
-                again = await self._process(key)
+                again = await process(key)
                 self._failures.pop(key, None)
             except asyncio.CancelledError:
                 raise

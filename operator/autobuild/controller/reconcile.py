@@ -23,6 +23,7 @@ from autobuild.api.conditions import Reason
 from autobuild.controller.answers import Key
 from autobuild.controller.executors import Executors
 from autobuild.controller.kubeapi import AB_GROUP, ApiError, KubeApi, segment
+from autobuild.controller.leader import ElectionConfig, Elector, KubeLeases
 from autobuild.controller.queue import WorkQueue
 from autobuild.controller.store import Informer, Store, start_in_order
 from autobuild.controller.writes import Writes
@@ -77,7 +78,9 @@ class Controller:
         webhook_address: str | None = None,
         metrics: Metrics | None = None,
         github: GitHubSettings | None = None,
+        election: ElectionConfig | None = None,
     ) -> None:
+        """``election``: take part in leader election (None: this replica always leads)."""
         self.api = api
         self.github_settings = github or GitHubSettings()
         self.metrics = metrics if metrics is not None else Metrics()
@@ -88,6 +91,11 @@ class Controller:
         self.store = Store(self.queue.add, self.github_settings)
         self.store.deleted = self.queue.forget
         self.store.skipped = self.metrics.record_skipped
+        self.elector: Elector | None = None
+        if election is not None:
+            leases = KubeLeases(api, election.namespace, election.name)
+            self.elector = Elector(leases, election, self.metrics)
+            api.fence = self.elector
         # Secret reads in flight: the users of one Secret wait for one GET.
         self._secret_reads: dict[Key, asyncio.Lock] = {}
         self.synced = asyncio.Event()
@@ -167,7 +175,9 @@ class Controller:
             log.error("background task failed", exc_info=task.exception())
 
     async def run(self) -> None:
-        """List and watch, then reconcile until cancelled."""
+        """List and watch, serve the webhooks, then lead (reconcile and poll) until cancelled;
+        with leader election only while this replica holds the Lease. Every replica keeps its
+        store synced and serves the webhooks, /metrics and the probes (a follower is Ready)."""
         try:
             await start_in_order(self._informers, self._spawn)
             log.info("watching %d AutomatedBuilds", len(self.store.keys()))
@@ -179,16 +189,12 @@ class Controller:
                 )
                 self.webhooks = await start_server(app, self.webhook_address)
                 log.info("webhooks on %s:%d", self.webhooks.host, self.webhooks.port)
-            self._spawn(
-                run_poller(
-                    self.store.poll_targets,
-                    self._poll,
-                    self.submit_push,
-                    concurrency=self.settings.poll_concurrency,
-                )
-            )
             self.synced.set()
-            await self.queue.run()
+            if self.elector is None:
+                self.metrics.record_leader(True)
+                await self._lead()
+            else:
+                await self.elector.run(self._lead, self._follow)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -196,6 +202,36 @@ class Controller:
             if self.webhooks is not None:
                 await self.webhooks.stop()
             await self.executors.close()
+
+    async def _lead(self) -> None:
+        """What only the leader does: reconcile and poll. Every object gets a look first: what
+        changed while this replica followed waits in the queue, and a reconcile that a lost
+        Lease cut short is not lost."""
+        for key in list(self.store.automated_builds):
+            self.queue.add(key)
+        poller = asyncio.ensure_future(
+            run_poller(
+                self.store.poll_targets,
+                self._poll,
+                self.submit_push,
+                concurrency=self.settings.poll_concurrency,
+            )
+        )
+        poller.add_done_callback(self._done)  # a failure of it is logged, not the controller's
+        try:
+            await self.queue.run()
+        finally:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        """What a follower does besides its informers: the queue's workers only read the values
+        of referenced Secrets as they appear or change (the receiver verifies deliveries with
+        them), and reconcile nothing. The keys they take are all queued again on takeover."""
+        await self.queue.run(self._refresh)
+
+    async def _refresh(self, key: Key) -> None:
+        await self._read_unknown_secrets(key)
 
     def ready(self) -> bool:
         """Listed everything once, and every list and watch works now (an API server that
@@ -206,7 +242,13 @@ class Controller:
     def submit_push(self, namespace: str, name: str, events: Sequence[PushEvent]) -> bool:
         """The entry point for pushes (webhooks, polling): queue them for the AutomatedBuild;
         the reconcile plans and creates their builds. False when it is unknown. Pushes that
-        no rule builds (most feature branches) cost no reconcile."""
+        no rule builds (most feature branches) cost no reconcile.
+
+        Every replica receives deliveries, and each keeps the pushes it received in its own
+        memory: a follower does not build them (its workers do not run), and builds them only
+        should it become the leader. A push a follower received is therefore not built while
+        another replica leads, and is lost if the follower stops: intake is not yet shared
+        between replicas (docs/operations.md, High availability)."""
         automated_build = self.store.parsed((namespace, name))
         if automated_build is not None and not any(
             plan_builds(automated_build.spec, event).builds for event in events
