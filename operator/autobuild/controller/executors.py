@@ -43,7 +43,14 @@ from autobuild.planning.failures import LOG_HEAD_BYTES, classify_log
 from autobuild.planning.job import CONTAINER_NAME
 from autobuild.planning.planner import buildable_ref
 from autobuild.planning.registry_gate import created_repositories
-from autobuild.planning.snapshot import Decision, HeadsRequest, HeadsResult, LogRead, SecretView
+from autobuild.planning.snapshot import (
+    Decision,
+    Effect,
+    HeadsRequest,
+    HeadsResult,
+    LogRead,
+    SecretView,
+)
 from autobuild.registry.client import RegistrySessions
 from autobuild.registry.operations import (
     apply_image_settings,
@@ -95,10 +102,8 @@ class Executors:
         self._registry_slots = asyncio.Semaphore(_REGISTRY_CONCURRENCY)
         # One connection pool per CA bundle (spec.image.caSecret) for the registry calls.
         self._registry_sessions = RegistrySessions()
-        # Effects running, by object and effect id (a log read: its Job's name).
+        # Effects running, by object and effect id.
         self._running: set[tuple[Key, str]] = set()
-        # Objects whose heads are being read.
-        self._resolving: set[Key] = set()
 
     async def close(self) -> None:
         """Close the registry sessions and the GitHub client (once nothing runs any more)."""
@@ -107,17 +112,24 @@ class Executors:
             await asyncio.to_thread(self._github.close)
 
     def start(self, key: Key, decision: Decision) -> None:
-        """Start the effects a decision asks for that are not running for the object yet."""
-        for call in decision.github:
-            self._start(key, call.id, partial(self._github_call, key, call))
-        if decision.resolve is not None and key not in self._resolving:
-            self._resolving.add(key)
-            self._spawn(self._resolve(key, decision.resolve))
-        for read in decision.read_logs:
-            self._start(key, read.job_name, partial(self.read_failure_log, key, read))
-        for request in decision.registry:
-            run = partial(self._registry_check, key, request)
-            self._start(key, request.id, run, self._registry_slots)
+        """Start the effects a decision asks for that are not running for the object yet, each
+        with the executor of its type (:meth:`_executor`)."""
+        heads = (decision.resolve,) if decision.resolve is not None else ()
+        for effect in (*decision.github, *heads, *decision.read_logs, *decision.registry):
+            run, slots = self._executor(effect)
+            self._start(key, effect.id, partial(run, key, effect), slots)
+
+    def _executor(
+        self, effect: Effect
+    ) -> tuple[Callable[[Key, Any], Awaitable[None]], asyncio.Semaphore | None]:
+        """The executor of an effect's type, and the slots it waits for (None: none)."""
+        if isinstance(effect, HeadsRequest):
+            return self._resolve, None
+        if isinstance(effect, LogRead):
+            return self.read_failure_log, None
+        if type(effect) in _GITHUB_CALLS:
+            return self._github_call, None
+        return self._registry_check, self._registry_slots
 
     def _start(
         self,
@@ -188,7 +200,7 @@ class Executors:
         except (ApiError, OSError, TimeoutError) as exc:
             log.info("%s/%s: cannot read the log of %s: %s", *key, read.pod_name, exc)
         finally:
-            self._running.discard((key, read.job_name))
+            self._running.discard((key, read.id))
         self._answers.set_log_reason(key, read.job_name, found)
 
     # Registries -------------------------------------------------------------------------------
@@ -239,7 +251,7 @@ class Executors:
         except (SourceUnreachable, ValueError) as exc:
             problem = tracking.Problem(Reason.SOURCE_UNREACHABLE, str(exc))
         finally:
-            self._resolving.discard(key)
+            self._running.discard((key, request.id))
         result = HeadsResult(
             request.generation,
             request.request_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
@@ -47,6 +47,12 @@ class HeadsRequest:
     username: str
     password: str | None = field(repr=False)
     credentials_version: str = ""
+
+    @property
+    def id(self) -> str:
+        """One heads read per object at a time: a newer request is asked once the one running
+        has answered (its answer says which request it was for)."""
+        return "heads"
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,11 @@ class LogRead:
     job_name: str
     pod_name: str
 
+    @property
+    def id(self) -> str:
+        """The failed build's Job: its log head is read once."""
+        return f"log:{self.job_name}"
+
 
 @dataclass(frozen=True)
 class EventNote:
@@ -144,6 +155,10 @@ class Decision:
         return jobs + others + (self.status is not None) + events
 
 
+# What a decision asks to be done beside its Kubernetes writes, each with its ``id``.
+Effect: TypeAlias = hooks.GitHubRequest | RegistryRequest | HeadsRequest | LogRead
+
+
 def previous_status(body: Obj) -> AutomatedBuildStatus:
     """The status as last written (empty if absent or unreadable)."""
     try:
@@ -154,6 +169,7 @@ def previous_status(body: Obj) -> AutomatedBuildStatus:
 
 __all__ = [
     "Decision",
+    "Effect",
     "EventNote",
     "HeadsRequest",
     "HeadsResult",
