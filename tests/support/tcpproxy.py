@@ -22,7 +22,8 @@ class TcpProxy:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     def cut(self) -> None:
         """Stop forwarding: every byte from now on, either way, is dropped."""
@@ -76,9 +77,18 @@ class TcpProxy:
     def close(self) -> None:
         """Stop listening and close every connection."""
         self._closed = True
+        # shutdown() first: close() alone does not wake the accept() blocked in the other
+        # thread, and that accept() keeps the port listening after close. Another server can
+        # then bind the same port while the zombie still takes its connections and forwards
+        # them upstream (a git server's push answered 400 by the API server, as seen in CI).
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(timeout=5)
         self._listener.close()
         with self._lock:
             for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the pumps blocked in recv()
                 sock.close()
 
     def __enter__(self) -> TcpProxy:
