@@ -32,7 +32,6 @@ class World:
 
     snapshot: Snapshot
     settings: BuildSettings
-    github: GitHubSettings
     # Where the object's linked account decides webhooks and commit statuses.
     provider: HostingProvider
     previous: AutomatedBuildStatus
@@ -44,7 +43,7 @@ class World:
         """The world of a snapshot: its status as last written read once for every step."""
         previous = previous_status(snapshot.body)
         builds = {b.id: b for b in previous.builds}
-        return cls(snapshot, settings, github, GitHubProvider(github), previous, builds)
+        return cls(snapshot, settings, GitHubProvider(github), previous, builds)
 
 
 @dataclass(kw_only=True)
